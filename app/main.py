@@ -1,0 +1,53 @@
+"""Page entry point: PyScript runs ``start()`` once Python is up.
+
+Start-up does the least it can: mark the page ready, show the versions, then probe WebGPU in the
+background. Features import their modules (and load their wheels) when first used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from app import ffi
+from app.runtime import WebGPUReport
+
+_tasks: set[asyncio.Task] = set()
+
+
+def start() -> None:
+    v = ffi.versions()
+    ffi.set_text("python-version", f"Python {v['python']} (Pyodide {v.get('pyodide', '?')})")
+    ffi.set_text("status", "Ready")
+    ffi.set_body_state("ready")
+    spawn(show_webgpu())
+
+
+def spawn(coro) -> asyncio.Task:
+    """Run ``coro`` in the background; keep a reference and report a crash instead of losing it."""
+    task = asyncio.ensure_future(coro)
+    _tasks.add(task)
+    task.add_done_callback(_finished)
+    return task
+
+
+def _finished(task: asyncio.Task) -> None:
+    _tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        import traceback
+
+        traceback.print_exception(task.exception())
+
+
+async def show_webgpu() -> WebGPUReport:
+    report = WebGPUReport.from_probe(await ffi.probe_webgpu())
+    ffi.set_text("webgpu-summary", report.summary())
+    ffi.set_attr("webgpu-summary", "data-webgpu", "available" if report.available else "missing")
+    if report.available:
+        ffi.set_rows("webgpu-limits", report.limit_rows())
+        ffi.set_hidden("webgpu-limits", False)
+        ffi.set_hidden("webgpu-help", True)
+    else:
+        ffi.set_text("webgpu-help", report.help_text())
+        ffi.set_hidden("webgpu-help", False)
+        ffi.set_hidden("webgpu-limits", True)
+    return report

