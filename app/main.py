@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 
+from typing import TYPE_CHECKING
+
 from app import ffi
-from app.runtime import WebGPUReport
+
+if TYPE_CHECKING:
+    from app.runtime import WebGPUReport
 
 _tasks: set[asyncio.Task] = set()
 
@@ -39,6 +43,8 @@ def _finished(task: asyncio.Task) -> None:
 
 
 async def show_webgpu() -> WebGPUReport:
+    from app.runtime import WebGPUReport  # after "ready": dataclasses is not free to import
+
     report = WebGPUReport.from_probe(await ffi.probe_webgpu())
     ffi.set_text("webgpu-summary", report.summary())
     ffi.set_attr("webgpu-summary", "data-webgpu", "available" if report.available else "missing")

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Start-up figures: navigation -> "ready" for this app vs a stock PyScript hello-world page.
+
+    python3 bench/startup.py [--runs 7]
+
+Both pages use the same vendored runtime from dist/, served on 127.0.0.1. "Cold" is a new browser
+context (empty HTTP cache); "warm" is a reload in the same context. Runs alternate between the two
+pages so machine noise hits both alike. Prints min / median / max in milliseconds and the ratio
+ours / stock of the medians (goal: <= 1.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import build  # noqa: E402
+from tests.browser.conftest import CHROMIUM, QUIET_FLAGS, WEBGPU_FLAGS  # noqa: E402
+
+HELLO = """<!doctype html>
+<html><head><meta charset="utf-8"><title>hello</title>
+<link rel="stylesheet" href="./static/vendor/pyscript/core.css">
+<script type="module" src="./static/vendor/pyscript/core.js"></script>
+</head><body data-state="loading">
+<script type="py" config='{"interpreter": "./static/vendor/pyodide/pyodide.mjs"}'>
+from pyscript import document
+document.body.dataset.state = "ready"
+</script></body></html>
+"""
+
+# Records when <body data-state> first becomes "ready", in ms since navigation start.
+MARK_READY = """
+new MutationObserver((_, obs) => {
+  if (document.body && document.body.dataset.state === 'ready') {
+    window.__readyAt = performance.now(); obs.disconnect();
+  }
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-state']});
+"""
+
+
+def time_to_ready(page, url: str, reload: bool = False) -> float:
+    if reload:
+        page.reload()
+    else:
+        page.goto(url)
+    page.wait_for_function("window.__readyAt !== undefined", timeout=120_000)
+    return float(page.evaluate("window.__readyAt"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    if args.runs < 5:
+        parser.error("use at least 5 runs")
+
+    from playwright.sync_api import sync_playwright
+
+    dist = build.build()
+    with tempfile.TemporaryDirectory() as tmp:
+        hello_root = Path(tmp)
+        (hello_root / "index.html").write_text(HELLO)
+        (hello_root / "static").symlink_to(dist / "static")
+        servers = {"ours": build.make_server(dist), "stock": build.make_server(hello_root)}
+        urls = {}
+        for name, server in servers.items():
+            build.start_in_thread(server)
+            urls[name] = f"http://127.0.0.1:{server.server_address[1]}/"
+        results: dict[tuple[str, str], list[float]] = {}
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=QUIET_FLAGS + WEBGPU_FLAGS)
+            for _ in range(args.runs):
+                for name, url in urls.items():
+                    context = browser.new_context()
+                    context.add_init_script(MARK_READY)
+                    page = context.new_page()
+                    results.setdefault((name, "cold"), []).append(time_to_ready(page, url))
+                    results.setdefault((name, "warm"), []).append(time_to_ready(page, url, reload=True))
+                    context.close()
+            version = browser.version
+            browser.close()
+        for server in servers.values():
+            server.shutdown()
+            server.server_close()
+
+    print(f"navigation -> ready, ms, {args.runs} runs each, Chromium {version}, 127.0.0.1")
+    print(f"{'page':<8}{'cache':<7}{'min':>8}{'median':>8}{'max':>8}")
+    for (name, kind), values in sorted(results.items()):
+        print(f"{name:<8}{kind:<7}{min(values):>8.0f}{statistics.median(values):>8.0f}{max(values):>8.0f}")
+    for kind in ("cold", "warm"):
+        ratio = statistics.median(results[("ours", kind)]) / statistics.median(results[("stock", kind)])
+        print(f"ratio ours/stock ({kind}, medians): {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
