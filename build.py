@@ -262,15 +262,20 @@ class StaticHandler(http.server.SimpleHTTPRequestHandler):
         ".json": "application/json", ".toml": "application/toml", ".whl": "application/zip",
     }
 
-    def __init__(self, *args, prefix: str = "/", log: list | None = None, **kw):
+    def __init__(self, *args, prefix: str = "/", log: list | None = None,
+                 overlay: dict[str, Path] | None = None, **kw):
         self.prefix = prefix
         self.log = log
+        self.overlay = overlay or {}
         super().__init__(*args, **kw)
 
     def translate_path(self, path: str) -> str:
         if not path.startswith(self.prefix):
             return "/nonexistent"
-        return super().translate_path("/" + path[len(self.prefix):])
+        rel = path[len(self.prefix):].split("?", 1)[0].split("#", 1)[0]
+        if rel in self.overlay:  # tests swap single files (e.g. the engine worker) without a rebuild
+            return str(self.overlay[rel])
+        return super().translate_path("/" + rel)
 
     def do_GET(self):  # noqa: N802 (http.server naming)
         if self.log is not None:
@@ -295,10 +300,17 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
-def make_server(root: Path, port: int = 0, prefix: str = "/", log: list | None = None) -> Server:
+def make_server(root: Path, port: int = 0, prefix: str = "/", log: list | None = None,
+                overlay: dict[str, Path] | None = None) -> Server:
+    """A threaded static server on 127.0.0.1 (port 0: any free port).
+
+    ``overlay`` maps a path relative to ``prefix`` (``"static/webllm-worker.js"``) to a file served
+    in its place.
+    """
     if not prefix.startswith("/") or not prefix.endswith("/"):
         raise BuildError(f"prefix must start and end with '/', got {prefix!r}")
-    handler = functools.partial(StaticHandler, directory=str(root), prefix=prefix, log=log)
+    handler = functools.partial(StaticHandler, directory=str(root), prefix=prefix, log=log,
+                                overlay=overlay)
     return Server(("127.0.0.1", port), handler)
 
 

@@ -59,9 +59,9 @@ def serve(dist):
     """Factory: ``serve(prefix="/repo-name/")`` starts a server for the session and returns a Site."""
     servers = []
 
-    def start(prefix: str = "/", root: Path | None = None) -> Site:
+    def start(prefix: str = "/", root: Path | None = None, overlay: dict | None = None) -> Site:
         log: list[str] = []
-        server = build.make_server(root or dist, 0, prefix, log)
+        server = build.make_server(root or dist, 0, prefix, log, overlay)
         build.start_in_thread(server)
         servers.append(server)
         origin = f"http://127.0.0.1:{server.server_address[1]}"
