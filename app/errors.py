@@ -1,14 +1,35 @@
 """Errors users can branch on.
 
-    AppError                      base of everything this package raises on purpose
-    +-- UsageError                the call itself is wrong; nothing was sent or changed
-    +-- BrowserOnly               a browser-only feature was used under CPython
-    +-- WebGPUUnavailable         this page has no WebGPU adapter (missing API, flag, or blocklist)
+    AppError                          base of everything this package raises on purpose
+    +-- UsageError (ValueError)       the call itself is wrong; rejected before anything ran
+    |   +-- InvalidRequest            a request field is unknown, mistyped or out of range (.param)
+    +-- BrowserOnly                   a browser-only feature was used under CPython
+    +-- EngineError                   the engine failed; .original keeps its message word for word
+    |   +-- WebGPUUnavailable         no WebGPU adapter on this page (.reason)
+    |   +-- FeatureUnsupported        the model needs a GPU feature this browser lacks
+    |   |   +-- ShaderF16Unsupported  ... namely shader-f16
+    |   +-- ModelNotFound             the model id is in no catalog the engine knows
+    |   +-- ModelNotLoaded            the request names a model that is not loaded
+    |   +-- ModelNotDownloaded        the model's files are not in the browser's cache (offline use)
+    |   +-- ModelFetchFailed          the network failed while fetching model files
+    |   +-- ContextWindowExceeded     the prompt does not fit the model's context window
+    |   +-- DeviceLost                the GPU device was lost (often out of memory)
+    |   +-- QuotaExceeded             the browser's storage quota is too small for the model files
+    |   +-- Aborted                   the request was stopped (stream.aclose(), a cancel handle)
+    |   +-- EngineRejected            the engine refused the request (its own validation)
+    |   +-- OutputParseError          the model's answer is not the JSON that was asked for (.text)
+    +-- ToolLoopLimit                 run_tools() reached max_steps with the model still calling tools
 
-Catch by class, never by message text: ``except WebGPUUnavailable: offer_cloud()``.
+Catch by class, never by message text: ``except ContextWindowExceeded: shorten()``.
+
+web-llm runs in a Web Worker, where an error crosses as the string ``"<ErrorName>: <message>"``
+(``Error.prototype.toString``). :func:`from_engine_message` turns such a string back into one of the
+classes above, once, at the boundary (``app/ffi.py``).
 """
 
 from __future__ import annotations
+
+import re
 
 
 class AppError(Exception):
@@ -16,16 +37,184 @@ class AppError(Exception):
 
 
 class UsageError(AppError, ValueError):
-    """The request or argument is invalid; it was rejected before anything ran."""
+    """The call or argument is invalid; it was rejected before anything ran."""
+
+
+class InvalidRequest(UsageError):
+    """A request field is unknown, mistyped or out of range; ``param`` names it."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class BrowserOnly(AppError, RuntimeError):
     """A feature that needs the browser (Pyodide, the DOM, WebGPU) was used under CPython."""
 
 
-class WebGPUUnavailable(AppError, RuntimeError):
+class EngineError(AppError, RuntimeError):
+    """The inference engine failed. ``original`` is the engine's own message, unchanged."""
+
+    def __init__(self, message: str, *, original: str | None = None) -> None:
+        super().__init__(message)
+        self.original = original if original is not None else message
+
+
+class WebGPUUnavailable(EngineError):
     """No WebGPU adapter on this page; ``reason`` is one of ``no-api``, ``no-adapter``, ``error``."""
 
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, reason: str = "no-api", original: str | None = None) -> None:
+        super().__init__(message, original=original)
         self.reason = reason
+
+
+class FeatureUnsupported(EngineError):
+    """The model needs a WebGPU feature this browser does not offer."""
+
+
+class ShaderF16Unsupported(FeatureUnsupported):
+    """The model's weights are f16 and this GPU/browser has no ``shader-f16``: pick a q*f32 model."""
+
+
+class ModelNotFound(EngineError):
+    """The model id is not in the engine's model list (prebuilt or user-added)."""
+
+
+class ModelNotLoaded(EngineError):
+    """The request names a model that is not loaded in the engine."""
+
+
+class ModelNotDownloaded(EngineError):
+    """The model's files are not in the browser's cache, and fetching them was not allowed."""
+
+
+class ModelFetchFailed(EngineError):
+    """Fetching the model's files failed (network down, server error, file missing)."""
+
+
+class ContextWindowExceeded(EngineError):
+    """The prompt is longer than the model's context window."""
+
+
+class DeviceLost(EngineError):
+    """The WebGPU device was lost, most often because the GPU ran out of memory."""
+
+
+class QuotaExceeded(EngineError):
+    """The browser's storage quota cannot hold the model's files."""
+
+
+class Aborted(EngineError):
+    """The request was stopped before it finished."""
+
+
+class EngineRejected(EngineError):
+    """The engine refused the request as invalid (a check this package does not duplicate)."""
+
+
+class OutputParseError(EngineError):
+    """The model's answer does not parse as the JSON (schema, tool call) that was asked for.
+
+    ``text`` is the model's raw answer, so it can be shown or repaired::
+
+        try:
+            person = parse(completion.choices[0].message.content)
+        except OutputParseError as exc:
+            log(exc.text)
+    """
+
+    def __init__(self, message: str, *, text: str | None) -> None:
+        super().__init__(message)
+        self.text = text
+
+
+class ToolLoopLimit(AppError):
+    """``run_tools`` made ``steps`` model calls and the model still asked for tools.
+
+    ``messages`` is the conversation so far (ending with the last tool results, so it can be sent
+    again to continue) and ``calls`` the tool calls made, as in ``RunToolsResult.calls``.
+    """
+
+    def __init__(self, message: str, *, messages: list, steps: int, calls: list) -> None:
+        super().__init__(message)
+        self.messages = messages
+        self.steps = steps
+        self.calls = calls
+
+
+# web-llm's error names (``this.name``) -> our class. Names not listed fall back to message patterns.
+_BY_NAME: dict[str, type[EngineError]] = {
+    "WebGPUNotAvailableError": WebGPUUnavailable,
+    "WebGPUNotFoundError": WebGPUUnavailable,
+    "ShaderF16SupportError": ShaderF16Unsupported,
+    "FeatureSupportError": FeatureUnsupported,
+    "ModelNotFoundError": ModelNotFound,
+    "MissingModelError": ModelNotFound,
+    "ModelNotLoadedError": ModelNotLoaded,
+    "WorkerEngineModelNotLoadedError": ModelNotLoaded,
+    "SpecifiedModelNotFoundError": ModelNotLoaded,
+    "UnclearModelToUseError": ModelNotLoaded,
+    "ContextWindowSizeExceededError": ContextWindowExceeded,
+    "DeviceLostError": DeviceLost,
+    "QuotaExceededError": QuotaExceeded,
+    "AbortError": Aborted,
+    "NetworkError": ModelFetchFailed,
+    "IntegrityError": ModelFetchFailed,
+}
+_REJECTED_NAMES = {
+    "ConfigValueError", "MinValueError", "RangeError", "NonNegativeError", "InvalidNumberStringError",
+    "DependencyError", "MessageOrderError", "SystemMessageOrderError", "ContentTypeError",
+    "UnsupportedRoleError", "UnsupportedContentPartError", "UnsupportedDetailError",
+    "UnsupportedImageURLError", "MultipleTextContentError", "UnsupportedFieldsError",
+    "StreamingCountError", "SeedTypeError", "InvalidResponseFormatError",
+    "InvalidResponseFormatGrammarError", "InvalidResponseFormatStructuralTagError",
+    "CustomResponseFormatError", "UnsupportedModelIdError", "CustomSystemPromptError",
+    "InvalidStreamOptionsError", "UserMessageContentErrorForNonVLM", "TypeError",
+}
+# Built-in JS error names say little by themselves: fetch() rejects with a bare "TypeError: Failed to
+# fetch", so for these the message patterns below are tried before concluding EngineRejected.
+_JS_BUILTIN_NAMES = {"TypeError", "RangeError"}
+# Messages of errors that do not carry a useful name (a DOMException, a fetch TypeError, a device-lost
+# string from the GPU process). Checked in order.
+_BY_PATTERN: list[tuple[re.Pattern[str], type[EngineError]]] = [
+    (re.compile(r"QuotaExceeded|quota", re.I), QuotaExceeded),
+    (re.compile(r"device (was )?lost|GPUDevice.*lost", re.I), DeviceLost),
+    (re.compile(r"Failed to fetch|NetworkError|fetch failed|net::ERR_|Load failed|"
+                r"Cannot fetch|status code 4\d\d|status code 5\d\d|Failed to load", re.I),
+     ModelFetchFailed),
+    (re.compile(r"shader-f16", re.I), ShaderF16Unsupported),
+    (re.compile(r"context window size", re.I), ContextWindowExceeded),
+    (re.compile(r"\babort", re.I), Aborted),
+]
+_NAMED = re.compile(r"^\s*(?:Uncaught\s+(?:\(in promise\)\s+)?)?(?:Error:\s+)?"
+                    r"([A-Z][A-Za-z0-9]*(?:Error|Exception)):\s*(.*)$", re.S)
+
+
+def from_engine_message(text: str, *, name: str | None = None) -> EngineError:
+    """The typed error for an engine failure reported as ``"<Name>: <message>"`` (or ``name`` given).
+
+    The original text is kept on ``.original``; the message shown is the engine's own message
+    without the class-name prefix::
+
+        err = from_engine_message("TypeError: Failed to fetch")
+        isinstance(err, ModelFetchFailed), err.original   # (True, "TypeError: Failed to fetch")
+    """
+    text = str(text)
+    message = text
+    match = _NAMED.match(text)
+    if name is None and match:
+        name, message = match.group(1), match.group(2)
+    elif match and match.group(1) == name:
+        message = match.group(2)
+    cls: type[EngineError] | None = _BY_NAME.get(name or "")
+    if cls is None and (name not in _REJECTED_NAMES or name in _JS_BUILTIN_NAMES):
+        for pattern, candidate in _BY_PATTERN:
+            if pattern.search(text):
+                cls = candidate
+                break
+    if cls is None and name in _REJECTED_NAMES:
+        cls = EngineRejected
+    cls = cls or EngineError
+    if cls is WebGPUUnavailable:
+        return WebGPUUnavailable(message, reason="no-adapter", original=text)
+    return cls(message, original=text)

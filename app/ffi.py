@@ -23,12 +23,16 @@ IN_BROWSER = sys.platform == "emscripten"
 
 if IN_BROWSER:  # pragma: no cover - exercised by the browser tests
     import js  # type: ignore[import-not-found]
+    from pyodide.ffi import JsException as _JsException  # type: ignore[import-not-found]
     from pyodide.ffi import JsProxy, create_proxy, jsnull  # type: ignore[import-not-found]
     from pyodide.ffi import to_js as _to_js  # type: ignore[import-not-found]
 else:
     js = None
     JsProxy = object
     jsnull = None
+
+    class _JsException(Exception):  # never raised under CPython; keeps `except` clauses valid
+        pass
 
 
 def _browser_only(what: str) -> BrowserOnly:
@@ -168,3 +172,167 @@ def set_rows(table_id: str, rows: list[tuple[str, str]]) -> None:
         tr.append(th, td)
         fragment.append(tr)
     body.replaceChildren(fragment)
+
+
+# --------------------------------------------------------------------------- web-llm engine
+#
+# The engine lives in a module Web Worker (static/webllm-worker.js). The page side is web-llm's own
+# WebWorkerMLCEngine, created here on first use; requests go in as plain dicts (through to_js) and
+# responses come back as plain dicts. Every JS failure is translated, once, into app.errors.
+
+
+def _engine_error(exc: BaseException) -> Exception:
+    """A JS rejection (an Error, or the worker's ``"<Name>: <message>"`` string) -> a typed error."""
+    from app.errors import from_engine_message
+
+    name = getattr(exc, "name", None)
+    message = getattr(exc, "message", None)
+    if isinstance(name, str) and isinstance(message, str) and name not in ("", "Error", "PythonError"):
+        return from_engine_message(f"{name}: {message}", name=name)
+    text = message if isinstance(message, str) and message else str(exc)
+    return from_engine_message(text)
+
+
+# Calls a JS method inside JS and turns a non-Error rejection into an Error. web-llm's worker engine
+# rejects with plain strings, and in Pyodide 314 awaiting a promise rejected with a non-Error never
+# settles on the Python side; normalising before Python sees the promise avoids that hang.
+_CALL_SOURCE = """
+return (async () => {
+  let self = obj;
+  const names = path.split('.');
+  const last = names.pop();
+  for (const name of names) self = self[name];
+  try { return await self[last](...args); }
+  catch (e) { throw (e instanceof Error ? e : new Error(String(e))); }
+})();
+"""
+_caller: Any = None
+
+
+async def call_method(obj: Any, path: str, *args: Any) -> Any:
+    """``await obj.a.b.method(*args)`` with args converted by :func:`to_js`; JS errors -> app.errors."""
+    global _caller
+    if not IN_BROWSER:
+        raise _browser_only("call_method")
+    if _caller is None:
+        _caller = js.Function.new("obj", "path", "args", _CALL_SOURCE)
+    try:
+        return await _caller(obj, path, to_js(list(args)))
+    except _JsException as exc:
+        raise _engine_error(exc) from None
+
+
+class EngineHandle:
+    """The page side of one web-llm worker engine. Opaque outside this module."""
+
+    def __init__(self, engine: Any, worker: Any, progress_proxy: Any, module: Any) -> None:
+        self._engine = engine
+        self._worker = worker
+        self._progress = progress_proxy
+        self._module = module
+        self.closed = False
+
+    def close(self) -> None:
+        """Stop the worker and free the progress callback proxy."""
+        if self.closed:
+            return
+        self.closed = True
+        self._worker.terminate()
+        if self._progress is not None:
+            self._progress.destroy()
+            self._progress = None
+
+
+_modules: dict[str, Any] = {}
+
+
+async def import_module(url: str) -> Any:
+    """``import(url)`` of an ES module, resolved against the document (works under any sub-path)."""
+    if not IN_BROWSER:
+        raise _browser_only("import_module")
+    absolute = str(js.URL.new(url, js.document.baseURI).href)
+    if absolute not in _modules:
+        importer = js.Function.new("u", "return import(u)")
+        _modules[absolute] = await importer(absolute)
+    return _modules[absolute]
+
+
+async def webllm_exports(module_url: str) -> dict[str, Any]:
+    """Plain facts the vendored web-llm module exports: its model-lib version and prebuilt catalog."""
+    module = await import_module(module_url)
+    config = getattr(module, "prebuiltAppConfig", None)
+    return {
+        "modelVersion": str(getattr(module, "modelVersion", "") or ""),
+        "prebuiltAppConfig": config.to_py() if config is not None else {"model_list": []},
+        "functionCallingModelIds": list(getattr(module, "functionCallingModelIds", []) or []),
+    }
+
+
+async def create_engine(module_url: str, worker_url: str, app_config: dict[str, Any],
+                        on_progress: Callable[[dict[str, Any]], None] | None = None) -> EngineHandle:
+    """Start the worker and web-llm's page-side ``WebWorkerMLCEngine`` (no model loaded yet)."""
+    module = await import_module(module_url)
+    url = js.URL.new(worker_url, js.document.baseURI)
+    worker = js.Worker.new(url, to_js({"type": "module"}))
+    proxy = None
+    config: dict[str, Any] = {"appConfig": app_config}
+    engine_config = to_js(config)
+    if on_progress is not None:
+        proxy = create_proxy(lambda report: on_progress(report.to_py()))
+        engine_config.initProgressCallback = proxy
+    engine = module.WebWorkerMLCEngine.new(worker, engine_config)
+    return EngineHandle(engine, worker, proxy, module)
+
+
+async def engine_reload(handle: EngineHandle, model_id: str, chat_opts: dict[str, Any] | None = None) -> None:
+    args = [model_id] if chat_opts is None else [model_id, chat_opts]
+    await call_method(handle._engine, "reload", *args)
+
+
+async def engine_unload(handle: EngineHandle) -> None:
+    await call_method(handle._engine, "unload")
+
+
+async def engine_interrupt(handle: EngineHandle) -> None:
+    await call_method(handle._engine, "interruptGenerate")
+
+
+async def engine_reset(handle: EngineHandle) -> None:
+    await call_method(handle._engine, "resetChat")
+
+
+async def engine_chat(handle: EngineHandle, request: dict[str, Any]) -> dict[str, Any]:
+    """A non-streaming chat completion: plain dict in, plain dict out."""
+    result = await call_method(handle._engine, "chat.completions.create", request)
+    return result.to_py()
+
+
+class ChunkIterator:
+    """Chunks of one streaming completion as plain dicts; ``aclose()`` ends the worker-side stream."""
+
+    def __init__(self, handle: EngineHandle, request: dict[str, Any]) -> None:
+        self._handle = handle
+        self._request = request
+        self._gen: Any = None
+        self._done = False
+
+    def __aiter__(self) -> ChunkIterator:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._done:
+            raise StopAsyncIteration
+        if self._gen is None:
+            self._gen = await call_method(self._handle._engine, "chat.completions.create", self._request)
+        step = await call_method(self._gen, "next")
+        if step.done:
+            self._done = True
+            raise StopAsyncIteration
+        return step.value.to_py()
+
+    async def aclose(self) -> None:
+        """Return the JS generator so web-llm releases its lock (its ``finally`` runs in the worker)."""
+        if self._gen is not None and not self._done:
+            self._done = True
+            await call_method(self._gen, "return")
+        self._done = True

@@ -138,3 +138,41 @@ def launch_chromium(browser_type):
     yield launch
     for b in opened:
         b.close()
+
+
+HARNESS = (Path(__file__).parent / "harness.py").read_text()
+
+
+class PyError(Exception):
+    """A Python exception raised in the page; ``type`` is its class name, ``mro`` its bases."""
+
+    def __init__(self, info: dict):
+        super().__init__(f"{info['type']}: {info['message']}\n{info.get('traceback', '')}")
+        self.type = info["type"]
+        self.mro = info["mro"]
+        self.message = info["message"]
+        self.original = info.get("original")
+        self.param = info.get("param")
+
+
+class PagePython:
+    """Runs Python source in the page (top-level ``await`` allowed); returns the last expression."""
+
+    def __init__(self, page):
+        self.page = page
+        page.evaluate(
+            "code => { const s = document.createElement('script'); s.type = 'py';"
+            " s.textContent = code; document.body.append(s); }", HARNESS)
+        page.wait_for_selector("body[data-harness=ready]", timeout=READY_TIMEOUT_MS)
+
+    def __call__(self, source: str, timeout_ms: int = 60_000):
+        import json
+        import textwrap
+
+        result = json.loads(self.page.evaluate(
+            "([src, ms]) => Promise.race([window.pyrun(src), new Promise((_, rej) =>"
+            " setTimeout(() => rej(new Error('python timed out after ' + ms + ' ms')), ms))])",
+            [textwrap.dedent(source), timeout_ms]))
+        if "error" in result:
+            raise PyError(result["error"])
+        return result["ok"]

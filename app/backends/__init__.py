@@ -1,0 +1,1 @@
+"""Backends: each translates a validated :class:`~app.params.ChatRequest` for one engine and streams."""

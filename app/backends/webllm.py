@@ -1,0 +1,239 @@
+"""web-llm in a module Web Worker, on this page's WebGPU device.
+
+    backend = WebLLMBackend()
+    await backend.load("Llama-3.2-1B-Instruct-q4f32_1-MLC", on_progress=print)
+    client = Client(backend)
+
+One engine per backend. Requests are served one at a time in arrival order (an asyncio lock, which
+is FIFO): a request made while another streams waits for it instead of interleaving with it. Loads
+are single-flight: two loads of one model share one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from app import ffi
+from app.backends.base import Capabilities
+from app.errors import Aborted, ModelNotFound, ModelNotLoaded, UsageError
+from app.ir import ChatCompletion, ChatCompletionChunk
+from app.params import ChatRequest
+from app.tools import supports_native_tools
+
+MODULE_URL = "static/vendor/web-llm/index.js"
+WORKER_URL = "static/webllm-worker.js"
+CACHE_BACKENDS = ("cache", "indexeddb", "opfs")
+DEFAULT_CONTEXT = 4096
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``"v0_2_86/base"`` (web-llm's ``modelVersion``) or ``"0.2.86"`` -> ``(0, 2, 86)``."""
+    match = re.search(r"(\d+)[._](\d+)[._](\d+)", text or "")
+    if not match:
+        raise ValueError(f"not a web-llm version: {text!r}")
+    return int(match[1]), int(match[2]), int(match[3])
+
+
+def tensor_manifest_name(version: tuple[int, int, int]) -> str:
+    """The weights manifest each web-llm release reads (renamed in 0.2.80)."""
+    return "tensor-cache.json" if version >= (0, 2, 80) else "ndarray-cache.json"
+
+
+def cache_options(version: tuple[int, int, int], backend: str) -> dict[str, Any]:
+    """The appConfig keys that pick the browser cache web-llm stores model files in."""
+    if backend not in CACHE_BACKENDS:
+        raise UsageError(f"cache backend must be one of {', '.join(CACHE_BACKENDS)}, got {backend!r}")
+    if version >= (0, 2, 83):
+        return {"cacheBackend": backend}
+    if backend == "opfs":
+        raise UsageError(f"web-llm {'.'.join(map(str, version))} has no OPFS cache (0.2.83+ has)")
+    return {"useIndexedDBCache": backend == "indexeddb"}
+
+
+class WebLLMBackend:
+    """Chat with models running in web-llm. See the module docstring."""
+
+    name = "webllm"
+
+    def __init__(self, *, app_config: dict[str, Any] | None = None, cache_backend: str = "cache",
+                 module_url: str = MODULE_URL, worker_url: str = WORKER_URL, engine_api: Any = ffi) -> None:
+        if cache_backend not in CACHE_BACKENDS:
+            raise UsageError(f"cache backend must be one of {', '.join(CACHE_BACKENDS)}, got {cache_backend!r}")
+        self._app_config = app_config
+        self._cache_backend = cache_backend
+        self._module_url = module_url
+        self._worker_url = worker_url
+        self._api = engine_api
+        self._engine: Any = None
+        self._starting: asyncio.Task | None = None
+        self._loads: dict[str, asyncio.Task] = {}
+        self._turn = asyncio.Lock()  # FIFO: one request at a time, in arrival order
+        self.version: tuple[int, int, int] | None = None
+        self.models: dict[str, dict[str, Any]] = {}  # model_id -> model record
+        self.loaded: str | None = None
+        self.function_calling_ids: frozenset[str] = frozenset()
+        self._progress_listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    # ------------------------------------------------------------------ engine lifecycle
+
+    async def _ensure_engine(self) -> Any:
+        if self._engine is not None:
+            return self._engine
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start_engine())
+        try:
+            return await asyncio.shield(self._starting)
+        except BaseException:
+            self._starting = None
+            raise
+
+    async def _start_engine(self) -> Any:
+        exports = await self._api.webllm_exports(self._module_url)
+        self.version = parse_version(exports["modelVersion"] or "0.0.0")
+        config = dict(self._app_config or exports["prebuiltAppConfig"])
+        config.update(cache_options(self.version, self._cache_backend))
+        self.models = {m["model_id"]: m for m in config.get("model_list", [])}
+        self.function_calling_ids = frozenset(exports.get("functionCallingModelIds") or ())
+        self._engine = await self._api.create_engine(self._module_url, self._worker_url, config,
+                                                     self._on_progress)
+        return self._engine
+
+    def _on_progress(self, report: dict[str, Any]) -> None:
+        for listener in list(self._progress_listeners):
+            listener(report)
+
+    async def load(self, model_id: str, *, on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Load ``model_id`` (downloading its files if needed). Two loads of one model share one."""
+        if not isinstance(model_id, str) or not model_id:
+            raise UsageError("model_id must be a non-empty string")
+        if self.loaded == model_id:
+            return
+        task = self._loads.get(model_id)
+        if task is None:
+            task = asyncio.ensure_future(self._load(model_id))
+            self._loads[model_id] = task
+            task.add_done_callback(lambda _t: self._loads.pop(model_id, None))
+        if on_progress is not None:
+            self._progress_listeners.append(on_progress)
+        try:
+            await asyncio.shield(task)
+        finally:
+            if on_progress is not None:
+                self._progress_listeners.remove(on_progress)
+
+    async def _load(self, model_id: str) -> None:
+        engine = await self._ensure_engine()
+        if self.models and model_id not in self.models:
+            raise ModelNotFound(f"{model_id!r} is not in the model list ({len(self.models)} models known)")
+        async with self._turn:
+            self.loaded = None
+            await self._api.engine_reload(engine, model_id)
+            self.loaded = model_id
+
+    async def unload(self) -> None:
+        if self._engine is None:
+            return
+        async with self._turn:
+            await self._api.engine_unload(self._engine)
+            self.loaded = None
+
+    def close(self) -> None:
+        """Terminate the worker (frees the GPU memory it held)."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+            self.loaded = None
+
+    # ------------------------------------------------------------------ requests
+
+    def capabilities(self, model: str | None) -> Capabilities:
+        model = model or self.loaded
+        record = self.models.get(model or "", {})
+        context = (record.get("overrides") or {}).get("context_window_size") or DEFAULT_CONTEXT
+        native = model in self.function_calling_ids or supports_native_tools(model)
+        return Capabilities(tools="native" if native else "emulated", max_context=context,
+                            vision=record.get("model_type") == 2, local=True)
+
+    def _target(self, request: ChatRequest) -> ChatRequest:
+        """The request aimed at the loaded model, or ModelNotLoaded before anything is sent."""
+        if self.loaded is None or self._engine is None:
+            raise ModelNotLoaded(f"no model is loaded; call load({request.model or 'model_id'!r}) first")
+        if request.model is not None and request.model != self.loaded:
+            raise ModelNotLoaded(f"{request.model!r} is not loaded (loaded: {self.loaded!r})")
+        return request if request.model is not None else replace(request, model=self.loaded)
+
+    async def complete(self, request: ChatRequest) -> ChatCompletion:
+        request = self._target(request)
+        async with self._turn:
+            raw = await self._api.engine_chat(self._engine, request.to_openai())
+        return ChatCompletion.from_dict(raw, warnings=request.warnings, backend=self.name)
+
+    def stream(self, request: ChatRequest) -> WebLLMStream:
+        return WebLLMStream(self, self._target(request))
+
+
+class WebLLMStream:
+    """One streaming completion. It holds the engine's turn from ``start()`` until it ends.
+
+    ``stop()`` interrupts generation; the stream then ends with web-llm's final chunk
+    (finish_reason "abort"). ``aclose()`` interrupts and releases at once; the next request on the
+    engine works normally.
+    """
+
+    def __init__(self, backend: WebLLMBackend, request: ChatRequest) -> None:
+        self._backend = backend
+        self._request = request
+        self._chunks: Any = None
+        self._holding = False
+        self._finished = False
+        self.stopped = False
+
+    async def start(self) -> None:
+        """Wait for the engine's turn and send the request."""
+        if self._chunks is not None or self._finished:
+            return
+        await self._backend._turn.acquire()
+        self._holding = True
+        self._chunks = self._backend._api.ChunkIterator(self._backend._engine, self._request.to_openai())
+
+    def __aiter__(self) -> WebLLMStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        if self._finished:
+            raise StopAsyncIteration
+        await self.start()
+        try:
+            raw = await self._chunks.__anext__()
+        except BaseException:
+            await self._finish()
+            raise
+        return ChatCompletionChunk.from_dict(raw)
+
+    async def stop(self) -> None:
+        """Ask the engine to stop generating; keep iterating to receive the final chunk."""
+        if self._holding and not self._finished and not self.stopped:
+            self.stopped = True
+            await self._backend._api.engine_interrupt(self._backend._engine)
+
+    async def aclose(self) -> None:
+        """Stop now and release the engine; safe to call at any time, more than once."""
+        if self._finished:
+            return
+        if self._chunks is not None and self._holding:
+            try:
+                await self.stop()
+                await self._chunks.aclose()
+            except Aborted:
+                pass
+        await self._finish()
+
+    async def _finish(self) -> None:
+        self._finished = True
+        if self._holding:
+            self._holding = False
+            self._backend._turn.release()

@@ -1,0 +1,229 @@
+"""The public Python API, shaped like openai-python (everything is async here).
+
+    from app.client import Client
+    from app.backends.webllm import WebLLMBackend
+
+    backend = WebLLMBackend()
+    await backend.load("Qwen2.5-0.5B-Instruct-q4f32_1-MLC")
+    client = Client(backend)
+
+    reply = await client.chat.completions.create(messages=[{"role": "user", "content": "Hi"}])
+    print(reply.choices[0].message.content, reply.usage.total_tokens)
+
+    async with await client.chat.completions.create(messages=msgs, stream=True) as stream:
+        async for chunk in stream:
+            print(chunk.choices[0].delta.content or "", end="")
+
+    event = await client.chat.completions.parse(messages=msgs, response_format=CalendarEvent)
+    event.choices[0].message.parsed  # a CalendarEvent
+
+Every request is validated before a backend is touched (:class:`~app.errors.InvalidRequest`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
+
+from app.backends.base import Backend, ChunkStream
+from app.ir import (
+    NOT_GIVEN,
+    ChatCompletion,
+    ChatCompletionAccumulator,
+    ChatCompletionChunk,
+    ChoiceDelta,
+    ChunkChoice,
+    ToolCallDelta,
+)
+from app.params import ChatRequest
+
+
+class Stream:
+    """The chunks of one streamed answer. Owns its request: leaving ``async with``, ``aclose()`` or
+    ``stop()`` ends generation in the engine, and the stream's last chunk says ``"abort"``.
+
+    After (or during) iteration, ``stream.content`` is the text so far and ``stream.completion()``
+    the whole answer as a :class:`~app.ir.ChatCompletion`.
+    """
+
+    def __init__(self, source: ChunkStream, *, warnings: tuple[str, ...] = (), backend: str = "") -> None:
+        self._source = source
+        self.warnings = warnings
+        self.backend = backend
+        self.accumulator = ChatCompletionAccumulator()
+
+    def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        chunk = await self._source.__anext__()
+        self.accumulator.add(chunk)
+        return chunk
+
+    async def stop(self) -> None:
+        """Ask the engine to stop; keep iterating to get the final chunk (finish_reason "abort")."""
+        await self._source.stop()
+
+    async def aclose(self) -> None:
+        """Stop generating and release the engine now."""
+        await self._source.aclose()
+
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def content(self) -> str:
+        return self.accumulator.content()
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.accumulator.finish_reason()
+
+    def completion(self) -> ChatCompletion:
+        return self.accumulator.completion(warnings=self.warnings, backend=self.backend)
+
+
+class _OneShotStream:
+    """A finished completion replayed as a stream (used for emulated tool calls, whose JSON answer
+    is only meaningful once whole)."""
+
+    def __init__(self, produce: Callable[[], Any]) -> None:
+        self._produce = produce
+        self._chunks: list[ChatCompletionChunk] | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        if self._chunks is None:
+            completion: ChatCompletion = await self._produce()
+            self._chunks = list(_as_chunks(completion))
+
+    def __aiter__(self) -> _OneShotStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        await self.start()
+        if self._closed or not self._chunks:
+            raise StopAsyncIteration
+        return self._chunks.pop(0)
+
+    async def stop(self) -> None:
+        self._closed = True
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+
+def _as_chunks(completion: ChatCompletion) -> list[ChatCompletionChunk]:
+    chunks = []
+    for choice in completion.choices:
+        msg = choice.message
+        calls = None
+        if msg.tool_calls:
+            calls = tuple(ToolCallDelta(index=i, id=t.id, name=t.function.name, arguments=t.function.arguments)
+                          for i, t in enumerate(msg.tool_calls))
+        delta = ChoiceDelta(content=msg.content, role="assistant", tool_calls=calls)
+        chunks.append(ChatCompletionChunk(id=completion.id, created=completion.created, model=completion.model,
+                                          choices=(ChunkChoice(index=choice.index, delta=delta,
+                                                               finish_reason=choice.finish_reason),)))
+    if completion.usage is not None:
+        chunks.append(ChatCompletionChunk(id=completion.id, created=completion.created, model=completion.model,
+                                          choices=(), usage=completion.usage))
+    return chunks
+
+
+def _needs_emulation(request: ChatRequest, tool_support: str) -> bool:
+    """Tools, or a history with tool turns, sent to a model whose engine cannot handle them itself."""
+    if tool_support == "native":
+        return False
+    if request.tools is not None:
+        return True
+    return any(m["role"] == "tool" or m.get("tool_calls") for m in request.messages)
+
+
+class Completions:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def create(self, *, messages: list[dict[str, Any]], model: str | None = NOT_GIVEN,  # type: ignore[assignment]
+                     stream: bool = False, **params: Any) -> ChatCompletion | Stream:
+        """Create a chat completion; with ``stream=True`` a :class:`Stream` of chunks.
+
+        Takes OpenAI's fields: temperature, top_p, max_tokens, seed, stop, frequency_penalty,
+        presence_penalty, repetition_penalty, logit_bias, logprobs, top_logprobs, n, ignore_eos,
+        response_format, enable_thinking, tools, tool_choice, stream_options.
+        """
+        request = ChatRequest.build(model=model, messages=messages, stream=stream, **params)
+        return await self._send(request)
+
+    async def _send(self, request: ChatRequest) -> ChatCompletion | Stream:
+        backend = self._client.backend
+        if _needs_emulation(request, backend.capabilities(request.model).tools):
+            return await self._send_emulated(request)
+        if request.stream:
+            source = backend.stream(request)
+            await source.start()
+            return Stream(source, warnings=request.warnings, backend=backend.name)
+        completion = await backend.complete(request)
+        return replace(completion, warnings=request.warnings, backend=backend.name)
+
+    async def _send_emulated(self, request: ChatRequest) -> ChatCompletion | Stream:
+        """Tools for a model without native tool calling: described in the prompt, answered as JSON."""
+        from app import tools
+
+        backend = self._client.backend
+        sent = tools.emulate(replace(request, stream=False, include_usage=False))
+
+        async def produce() -> ChatCompletion:
+            answer = await backend.complete(sent)
+            return replace(tools.parse_emulated(answer, request), warnings=request.warnings,
+                           backend=backend.name)
+
+        if not request.stream:
+            return await produce()
+        # The JSON answer only means something once whole: stream it as one finished chunk.
+        stream = Stream(_OneShotStream(produce), warnings=request.warnings, backend=backend.name)
+        await stream._source.start()
+        return stream
+
+    async def parse(self, *, response_format: Any, messages: list[dict[str, Any]], **params: Any) -> ChatCompletion:
+        """Like ``create``, constrained to JSON of ``response_format`` (a pydantic model class or a
+        JSON Schema dict); ``choices[i].message.parsed`` holds the validated object."""
+        from app import structured
+
+        schema, parse = structured.schema_for(response_format)
+        if params.get("stream"):
+            from app.errors import InvalidRequest
+
+            raise InvalidRequest("parse() does not stream; use create(stream=True)", param="stream")
+        completion = await self.create(messages=messages, response_format=structured.response_format_for(schema),
+                                       **params)
+        assert isinstance(completion, ChatCompletion)
+        choices = tuple(replace(c, message=replace(c.message, parsed=parse(c.message.content or "")))
+                        for c in completion.choices)
+        return replace(completion, choices=choices)
+
+    async def run_tools(self, *, messages: list[dict[str, Any]], tools: list[Any], max_steps: int = 5,
+                        **params: Any) -> Any:
+        """Call the model, run the Python functions it asks for, feed results back; up to ``max_steps``
+        model calls. Returns :class:`app.tools.RunToolsResult`."""
+        from app import tools as tools_mod
+
+        return await tools_mod.run_tools(self.create, messages=messages, tools=tools, max_steps=max_steps,
+                                         **params)
+
+
+class Chat:
+    def __init__(self, client: Client) -> None:
+        self.completions = Completions(client)
+
+
+class Client:
+    """Chat with a backend (web-llm in this page, or an OpenAI-compatible endpoint)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.chat = Chat(self)
