@@ -299,6 +299,12 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        # A browser closing its connections early is normal; anything else is worth printing.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
 
 def make_server(root: Path, port: int = 0, prefix: str = "/", log: list | None = None,
                 overlay: dict[str, Path] | None = None) -> Server:

@@ -19,7 +19,7 @@ from typing import Any
 
 from app import ffi
 from app.backends.base import Capabilities
-from app.errors import Aborted, ModelNotFound, ModelNotLoaded, UsageError
+from app.errors import Aborted, ModelNotFound, ModelNotLoaded, ShaderF16Unsupported, UsageError
 from app.ir import ChatCompletion, ChatCompletionChunk
 from app.params import ChatRequest
 from app.tools import supports_native_tools
@@ -41,6 +41,14 @@ def parse_version(text: str) -> tuple[int, int, int]:
 def tensor_manifest_name(version: tuple[int, int, int]) -> str:
     """The weights manifest each web-llm release reads (renamed in 0.2.80)."""
     return "tensor-cache.json" if version >= (0, 2, 80) else "ndarray-cache.json"
+
+
+def required_features(record: dict[str, Any]) -> frozenset[str]:
+    """GPU features a model needs. q*f16 weights need shader-f16 even when the record omits it."""
+    needs = set(record.get("required_features") or ())
+    if re.search(r"q\d+f16", record.get("model_id", "")):
+        needs.add("shader-f16")
+    return frozenset(needs)
 
 
 def cache_options(version: tuple[int, int, int], backend: str) -> dict[str, Any]:
@@ -75,6 +83,7 @@ class WebLLMBackend:
         self.version: tuple[int, int, int] | None = None
         self.models: dict[str, dict[str, Any]] = {}  # model_id -> model record
         self.loaded: str | None = None
+        self.gpu: Any = None  # app.runtime.WebGPUReport, probed on first load
         self.function_calling_ids: frozenset[str] = frozenset()
         self._progress_listeners: list[Callable[[dict[str, Any]], None]] = []
 
@@ -129,10 +138,29 @@ class WebLLMBackend:
         engine = await self._ensure_engine()
         if self.models and model_id not in self.models:
             raise ModelNotFound(f"{model_id!r} is not in the model list ({len(self.models)} models known)")
+        await self._check_gpu(self.models.get(model_id, {"model_id": model_id}))
         async with self._turn:
             self.loaded = None
             await self._api.engine_reload(engine, model_id)
             self.loaded = model_id
+
+    async def _check_gpu(self, record: dict[str, Any]) -> None:
+        """Fail before downloading anything when this device cannot run the model."""
+        from app.runtime import WebGPUReport
+
+        if self.gpu is None:
+            self.gpu = WebGPUReport.from_probe(await self._api.probe_webgpu())
+        self.gpu.require()
+        missing = required_features(record) - self.gpu.features
+        if "shader-f16" in missing:
+            raise ShaderF16Unsupported(
+                f"{record['model_id']} has f16 weights and this GPU/browser has no shader-f16; "
+                "pick the q4f32 build of the model")
+        if missing:
+            from app.errors import FeatureUnsupported
+
+            raise FeatureUnsupported(f"{record['model_id']} needs {', '.join(sorted(missing))}, "
+                                     "which this GPU/browser does not offer")
 
     async def unload(self) -> None:
         if self._engine is None:
