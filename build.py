@@ -165,7 +165,7 @@ def adjust_lock(lock: dict, wheels: list[Path]) -> dict:
             "depends": [d for d in old.get("depends", [])],
             "unvendored_tests": False,
         }
-        packages[old.get("name", key) if old else key] = entry
+        packages[key] = entry  # keyed like Pyodide's own lock: normalised, '-' separated
     for entry in packages.values():
         entry["depends"] = [d for d in entry["depends"] if _lock_key(d) in _keys(packages)]
     return {**lock, "packages": packages}

@@ -179,7 +179,7 @@ _JS_BUILTIN_NAMES = {"TypeError", "RangeError"}
 _BY_PATTERN: list[tuple[re.Pattern[str], type[EngineError]]] = [
     (re.compile(r"QuotaExceeded|quota", re.I), QuotaExceeded),
     (re.compile(r"device (was )?lost|GPUDevice.*lost", re.I), DeviceLost),
-    (re.compile(r"Failed to fetch|NetworkError|fetch failed|net::ERR_|Load failed|"
+    (re.compile(r"Failed to fetch|Failed to execute 'add' on 'Cache'|Request failed|NetworkError|fetch failed|net::ERR_|Load failed|"
                 r"Cannot fetch|status code 4\d\d|status code 5\d\d|Failed to load", re.I),
      ModelFetchFailed),
     (re.compile(r"shader-f16", re.I), ShaderF16Unsupported),

@@ -13,6 +13,7 @@ Under CPython the module imports fine and every browser-only function raises
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -336,3 +337,33 @@ class ChunkIterator:
             self._done = True
             await call_method(self._gen, "return")
         self._done = True
+
+
+# --------------------------------------------------------------------------- wheels on demand
+
+
+async def load_packages(*names: str) -> None:
+    """Load vendored wheels (pydantic, micropip) the first time a feature needs them.
+
+    ``loadPackage`` does not reject when a package is missing, so success is checked by importing.
+
+        await ffi.load_packages("pydantic")
+    """
+    import importlib
+
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    if not missing:
+        return
+    if not IN_BROWSER:
+        raise _browser_only(f"loading {', '.join(missing)}")
+    import pyodide_js  # type: ignore[import-not-found]
+
+    await pyodide_js.loadPackage(to_js(missing))
+    importlib.invalidate_caches()
+    for name in missing:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            from app.errors import AppError
+
+            raise AppError(f"could not load the vendored package {name!r}: {exc}") from exc

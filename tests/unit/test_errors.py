@@ -22,6 +22,8 @@ from app.errors import (
 
 # Error strings as they cross from web-llm's worker ("<name>: <message>").
 CASES = [
+    ("TypeError: Failed to execute 'add' on 'Cache': Request failed", ModelFetchFailed,
+     "Failed to execute 'add' on 'Cache'"),
     ("ContextWindowSizeExceededError: Prompt tokens exceed context window size: number of prompt tokens: "
      "5000; context window size: 4096; consider shortening the prompt", ContextWindowExceeded,
      "Prompt tokens exceed context window size"),
