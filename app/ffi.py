@@ -12,8 +12,10 @@ Under CPython the module imports fine and every browser-only function raises
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib.util
+import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -308,35 +310,84 @@ async def engine_chat(handle: EngineHandle, request: dict[str, Any]) -> dict[str
     return result.to_py()
 
 
+# Reads web-llm's chunk generator at JS speed into a queue; Python takes everything queued so far
+# as one JSON array per bridge crossing. Awaiting a JS promise from Python costs a trip through
+# Pyodide's event loop, so one crossing per chunk would make Python the bottleneck of fast streams;
+# here a slow consumer takes several chunks at once and a fast one gets each chunk as it comes.
+_PUMP_SOURCE = """
+const state = {queue: [], done: false, error: null, wake: null, timer: null, first: true};
+const wake = () => {
+  state.timer = null;
+  if (state.wake) { const w = state.wake; state.wake = null; w(); }
+};
+// The first chunk wakes Python at once; later ones are gathered for up to 2 ms (well under a
+// frame) so a fast stream costs Python one wake-up per batch, not one per token.
+const soon = () => {
+  if (state.first) { state.first = false; wake(); }
+  else if (state.timer === null) state.timer = setTimeout(wake, 2);
+};
+const finished = (async () => {
+  try { for await (const chunk of gen) { state.queue.push(JSON.stringify(chunk)); soon(); } }
+  catch (e) { state.error = e instanceof Error ? e : new Error(String(e)); }
+  finally { state.done = true; if (state.timer !== null) clearTimeout(state.timer); wake(); }
+})();
+const flush = () => {
+  if (state.queue.length) { const out = '[' + state.queue.join(',') + ']'; state.queue = []; return out; }
+  if (state.error) throw state.error;
+  return null;
+};
+return {
+  take: () => (state.queue.length || state.done)
+    ? Promise.resolve().then(flush)
+    : new Promise((resolve) => { state.wake = resolve; }).then(flush),
+  finished: () => finished,
+};
+"""
+_pump: Any = None
+
+
 class ChunkIterator:
-    """Chunks of one streaming completion as plain dicts; ``aclose()`` ends the worker-side stream."""
+    """Chunks of one streaming completion as plain dicts. ``aclose()`` waits for web-llm's stream to
+    end (after ``interruptGenerate`` that is at once), so the engine is free when it returns."""
 
     def __init__(self, handle: EngineHandle, request: dict[str, Any]) -> None:
         self._handle = handle
         self._request = request
-        self._gen: Any = None
+        self._reader: Any = None
+        self._buffer: collections.deque[dict[str, Any]] = collections.deque()
         self._done = False
 
     def __aiter__(self) -> ChunkIterator:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
+        global _pump
+        if self._buffer:
+            return self._buffer.popleft()
         if self._done:
             raise StopAsyncIteration
-        if self._gen is None:
-            self._gen = await call_method(self._handle._engine, "chat.completions.create", self._request)
-        step = await call_method(self._gen, "next")
-        if step.done:
+        if self._reader is None:
+            gen = await call_method(self._handle._engine, "chat.completions.create", self._request)
+            if _pump is None:
+                _pump = js.Function.new("gen", _PUMP_SOURCE)
+            self._reader = _pump(gen)
+        try:
+            text = await self._reader.take()
+        except _JsException as exc:
+            self._done = True
+            raise _engine_error(exc) from None
+        if text is None or text is jsnull:
             self._done = True
             raise StopAsyncIteration
-        return step.value.to_py()
+        self._buffer.extend(json.loads(text))
+        return self._buffer.popleft()
 
     async def aclose(self) -> None:
-        """Return the JS generator so web-llm releases its lock (its ``finally`` runs in the worker)."""
-        if self._gen is not None and not self._done:
-            self._done = True
-            await call_method(self._gen, "return")
+        """Drop what is left and wait until web-llm's stream has ended (call after an interrupt)."""
         self._done = True
+        self._buffer.clear()
+        if self._reader is not None:
+            await self._reader.finished()
 
 
 # --------------------------------------------------------------------------- wheels on demand
