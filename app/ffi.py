@@ -260,11 +260,26 @@ async def import_module(url: str) -> Any:
     return _modules[absolute]
 
 
-async def webllm_exports(module_url: str) -> dict[str, Any]:
-    """Plain facts the vendored web-llm module exports: its model-lib version and prebuilt catalog."""
+async def fetch_json(url: str) -> Any:
+    """GET ``url`` (relative to the document) and parse it as JSON."""
+    if not IN_BROWSER:
+        raise _browser_only("fetch_json")
+    response = await js.fetch(js.URL.new(url, js.document.baseURI).href)
+    if not response.ok:
+        from app.errors import ModelFetchFailed
+
+        raise ModelFetchFailed(f"GET {url} answered {response.status}")
+    return json.loads(await response.text())
+
+
+async def webllm_exports(module_url: str, versions_url: str = "static/vendor/VERSIONS.json") -> dict[str, Any]:
+    """Plain facts about the vendored web-llm: its npm version (``modelVersion`` is the model-library
+    version, not the package's: 0.2.79 says v0_2_48), prebuilt catalog and function-calling ids."""
     module = await import_module(module_url)
     config = getattr(module, "prebuiltAppConfig", None)
+    versions = await fetch_json(versions_url)
     return {
+        "version": versions["@mlc-ai/web-llm"],
         "modelVersion": str(getattr(module, "modelVersion", "") or ""),
         "prebuiltAppConfig": config.to_py() if config is not None else {"model_list": []},
         "functionCallingModelIds": list(getattr(module, "functionCallingModelIds", []) or []),

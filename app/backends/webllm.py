@@ -31,7 +31,7 @@ DEFAULT_CONTEXT = 4096
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
-    """``"v0_2_86/base"`` (web-llm's ``modelVersion``) or ``"0.2.86"`` -> ``(0, 2, 86)``."""
+    """``"0.2.86"`` (the npm version in VERSIONS.json) -> ``(0, 2, 86)``."""
     match = re.search(r"(\d+)[._](\d+)[._](\d+)", text or "")
     if not match:
         raise ValueError(f"not a web-llm version: {text!r}")
@@ -102,7 +102,7 @@ class WebLLMBackend:
 
     async def _start_engine(self) -> Any:
         exports = await self._api.webllm_exports(self._module_url)
-        self.version = parse_version(exports["modelVersion"] or "0.0.0")
+        self.version = parse_version(exports["version"])
         config = dict(self._app_config or exports["prebuiltAppConfig"])
         config.update(cache_options(self.version, self._cache_backend))
         self.models = {m["model_id"]: m for m in config.get("model_list", [])}
