@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402
 from tests.browser.conftest import CHROMIUM, QUIET_FLAGS, WEBGPU_FLAGS, PagePython  # noqa: E402
-from tests.browser.test_adapter import CHAT_MODEL, DOUBLE, model_list  # noqa: E402
+from tests.browser.double import CHAT_MODEL, OVERLAY, app_config  # noqa: E402
 
 JS_SETUP = """async ([config, model]) => {
   const m = await import(new URL('static/vendor/web-llm/index.js', document.baseURI).href);
@@ -66,11 +66,10 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     dist = build.build()
-    server = build.make_server(dist, overlay={"static/webllm-worker.js": DOUBLE / "worker.js",
-                                              "static/engine-double.js": DOUBLE / "engine_double.js"})
+    server = build.make_server(dist, overlay=OVERLAY)
     build.start_in_thread(server)
     origin = f"http://127.0.0.1:{server.server_address[1]}"
-    config = model_list(origin)
+    config = app_config(origin)
     prompt = f"bench [[tokens={args.chunks}]]" + (f" [[delay={args.delay_ms}]]" if args.delay_ms else "")
     results: dict[str, list[list[float]]] = {"js": [], "python": []}
     with sync_playwright() as pw:

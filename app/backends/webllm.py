@@ -19,7 +19,7 @@ from typing import Any
 
 from app import ffi
 from app.backends.base import Capabilities
-from app.errors import Aborted, ModelNotFound, ModelNotLoaded, ShaderF16Unsupported, UsageError
+from app.errors import Aborted, DeviceLost, ModelNotFound, ModelNotLoaded, ShaderF16Unsupported, UsageError
 from app.ir import ChatCompletion, ChatCompletionChunk
 from app.params import ChatRequest
 from app.tools import supports_native_tools
@@ -197,8 +197,16 @@ class WebLLMBackend:
     async def complete(self, request: ChatRequest) -> ChatCompletion:
         request = self._target(request)
         async with self._turn:
-            raw = await self._api.engine_chat(self._engine, request.to_openai())
+            try:
+                raw = await self._api.engine_chat(self._engine, request.to_openai())
+            except DeviceLost:
+                self._lost()
+                raise
         return ChatCompletion.from_dict(raw, warnings=request.warnings, backend=self.name)
+
+    def _lost(self) -> None:
+        """web-llm unloads every model when the GPU device is lost: the next request must load again."""
+        self.loaded = None
 
     def stream(self, request: ChatRequest) -> WebLLMStream:
         return WebLLMStream(self, self._target(request))
@@ -237,7 +245,9 @@ class WebLLMStream:
         await self.start()
         try:
             raw = await self._chunks.__anext__()
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, DeviceLost):
+                self._backend._lost()
             await self._finish()
             raise
         return ChatCompletionChunk.from_dict(raw)

@@ -1,19 +1,23 @@
 """The Python client over the real web-llm worker path, with only model execution replaced.
 
-The engine worker is the test build in tests/browser/engine_double/: web-llm's real handler,
-MLCEngine, validation, streaming and errors, with a deterministic FakePipeline in place of a
+The engine worker is the test build in tests/browser/double/: web-llm's real handler,
+MLCEngine, validation, streaming and errors, with a deterministic fake pipeline in place of a
 compiled model.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 
 from tests.browser.conftest import PagePython, PyError, open_app
-
-DOUBLE = Path(__file__).parent / "engine_double"
-CHAT_MODEL = "Double-Chat-q4f32_1-MLC"
+from tests.browser.double import (
+    CHAT_MODEL,
+    FAIL_DEVICE_MODEL,
+    FAIL_NETWORK_MODEL,
+    OVERLAY,
+    TOOLS_MODEL,
+    app_config,
+)
 RECORD_WORKER_MESSAGES = """
 window.__toWorker = [];
 const post = Worker.prototype.postMessage;
@@ -26,16 +30,7 @@ Worker.prototype.postMessage = function (message, ...rest) {
 
 @pytest.fixture(scope="session")
 def double_site(serve):
-    return serve("/", overlay={"static/webllm-worker.js": DOUBLE / "worker.js",
-                               "static/engine-double.js": DOUBLE / "engine_double.js"})
-
-
-def model_list(origin: str) -> dict:
-    models = json.loads((DOUBLE / "models.json").read_text())["model_list"]
-    for m in models:
-        m["model"] = f"{origin}/{m['model']}"
-        m["model_lib"] = f"{origin}/{m['model_lib']}"
-    return {"model_list": models}
+    return serve("/", overlay=OVERLAY)
 
 
 @pytest.fixture
@@ -48,7 +43,7 @@ def py(page, double_site):
 import json
 from app.client import Client
 from app.backends.webllm import WebLLMBackend
-CONFIG = json.loads({json.dumps(json.dumps(model_list(double_site.origin)))})
+CONFIG = json.loads({json.dumps(json.dumps(app_config(double_site.origin)))})
 backend = WebLLMBackend(app_config=CONFIG)
 progress = []
 await backend.load({CHAT_MODEL!r}, on_progress=progress.append)
@@ -75,7 +70,8 @@ r = await client.chat.completions.create(messages=USER("hello there"), max_token
  r.usage.prompt_tokens > 0, r.usage.completion_tokens, r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens,
  r.backend]
 """)
-    assert reply == ["chat.completion", CHAT_MODEL, "assistant", "Echo: hello there", "stop", True, 3, True, "webllm"]
+    # 3 visible tokens + the end-of-reply token, which web-llm counts too.
+    assert reply == ["chat.completion", CHAT_MODEL, "assistant", "Echo: hello there", "stop", True, 4, True, "webllm"]
 
 
 def test_stream_with_usage_arrives_token_by_token(py):
@@ -92,9 +88,10 @@ async for chunk in s:
 [deltas, reasons[-1], usages, s.content, s.completion().choices[0].message.content]
 """)
     deltas, finish, usages, content, final = got
-    assert [d for d in deltas if d] == [f"t{i} " for i in range(6)]
-    assert finish == "stop" and usages == [6]
-    assert content == final == "".join(f"t{i} " for i in range(6))
+    assert "".join(d for d in deltas if d) == "t0 t1 t2 t3 t4 t5"
+    assert len([d for d in deltas if d]) == 6  # one chunk per token
+    assert finish == "stop" and usages == [7]
+    assert content == final == "t0 t1 t2 t3 t4 t5"
 
 
 def test_max_tokens_and_stop_end_the_answer_as_web_llm_does(py):
@@ -150,7 +147,7 @@ async def plain():
 a, b = await asyncio.gather(streamed(), plain())
 [a, b, "".join(log)]
 """)
-    assert got == ["".join(f"t{i} " for i in range(20)), "Echo: b", "A" * 20 + "B"]
+    assert got == [" ".join(f"t{i}" for i in range(20)), "Echo: b", "A" * 20 + "B"]
 
 
 def test_multi_turn_keeps_history_unchanged(py):
@@ -200,9 +197,9 @@ result = await client.chat.completions.run_tools(messages=USER("weather?"), tool
 
 
 def test_native_tool_calls_for_function_calling_models(py):
-    got = py("""
-await backend.load("Hermes-3-Llama-3.1-8B-q4f32_1-MLC")
-tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
+    got = py(f"""
+await backend.load({TOOLS_MODEL!r})
+tools = [{{"type": "function", "function": {{"name": "lookup", "parameters": {{"type": "object", "properties": {{}}}}}}}}]
 r = await client.chat.completions.create(messages=USER("find it"), tools=tools)
 m = r.choices[0]
 [backend.capabilities(None).tools, m.finish_reason, m.message.tool_calls[0].function.name]
@@ -220,16 +217,23 @@ def test_engine_errors_surface_as_python_classes(py, directive, error, base):
         py(f'await client.chat.completions.create(messages=USER("boom [[throw={directive}]]"))')
     assert info.value.type == error and base in info.value.mro
     assert info.value.original  # web-llm's own text kept
-    # The engine still answers afterwards.
+    if error == "DeviceLost":
+        # web-llm unloads everything when the device is lost: the next request says so, and a
+        # fresh load works.
+        with pytest.raises(PyError) as again:
+            py('await client.chat.completions.create(messages=USER("ok"))')
+        assert again.value.type == "ModelNotLoaded"
+        py(f"await backend.load({CHAT_MODEL!r})")
+    # The engine answers afterwards.
     assert py('(await client.chat.completions.create(messages=USER("ok"))).choices[0].message.content') == "Echo: ok"
 
 
 def test_load_errors_surface_as_python_classes(py):
     with pytest.raises(PyError) as info:
-        py('await backend.load("Double-Offline-q4f32_1-MLC")')
+        py(f'await backend.load({FAIL_NETWORK_MODEL!r})')
     assert info.value.type == "ModelFetchFailed"
     with pytest.raises(PyError) as info:
-        py('await backend.load("Double-Oom-q4f32_1-MLC")')
+        py(f'await backend.load({FAIL_DEVICE_MODEL!r})')
     assert info.value.type == "DeviceLost"
     with pytest.raises(PyError) as info:
         py('await client.chat.completions.create(messages=USER("hi"))')
