@@ -228,12 +228,16 @@ def build(web_llm: str | None = None, force: bool = False) -> Path:
                     ignore=shutil.ignore_patterns("*.map"))
     (vendor / "web-llm").mkdir()
     shutil.copy2(wllm / "lib" / "index.js", vendor / "web-llm" / "index.js")
+    # SSE framing for OpenAI-compatible endpoints (loaded only when a cloud backend streams).
+    shutil.copytree(modules / "eventsource-parser" / "dist", vendor / "eventsource-parser",
+                    ignore=shutil.ignore_patterns("*.map", "*.d.ts"))
 
     versions = {
         "pyodide": _pkg_version(modules / "pyodide"),
         "python": lock["info"]["python"],
         "@pyscript/core": _pkg_version(modules / "@pyscript" / "core"),
         "@mlc-ai/web-llm": _pkg_version(wllm),
+        "eventsource-parser": _pkg_version(modules / "eventsource-parser"),
         "wheels": {w.name.split("-")[0]: w.name.split("-")[1] for w in wheels},
     }
     (vendor / "VERSIONS.json").write_text(json.dumps(versions, indent=2) + "\n")
@@ -350,6 +354,7 @@ def install_test_deps() -> None:
     pins = [p for p in pins if p]
     def installed(pin: str) -> bool:
         name, _, version = pin.partition("==")
+        name = name.split("[")[0]
         try:
             return metadata.version(name) == version
         except metadata.PackageNotFoundError:

@@ -18,6 +18,10 @@
     |   +-- Aborted                   the request was stopped (stream.aclose(), a cancel handle)
     |   +-- EngineRejected            the engine refused the request (its own validation)
     |   +-- OutputParseError          the model's answer is not the JSON that was asked for (.text)
+    |   +-- AuthenticationFailed      a cloud endpoint refused the API key (401/403)
+    |   +-- RateLimited               a cloud endpoint said 429 (.retry_after seconds, or None)
+    |   +-- ServerError               a cloud endpoint failed (5xx; .status)
+    |   +-- BackendUnreachable        no answer from a cloud endpoint (network down, CORS, DNS)
     +-- ToolLoopLimit                 run_tools() reached max_steps with the model still calling tools
 
 Catch by class, never by message text: ``except ContextWindowExceeded: shorten()``.
@@ -106,6 +110,30 @@ class QuotaExceeded(EngineError):
 
 class Aborted(EngineError):
     """The request was stopped before it finished."""
+
+
+class AuthenticationFailed(EngineError):
+    """The endpoint refused the API key (HTTP 401/403)."""
+
+
+class RateLimited(EngineError):
+    """The endpoint is rate limiting (HTTP 429); ``retry_after`` is in seconds when it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, original: str | None = None) -> None:
+        super().__init__(message, original=original)
+        self.retry_after = retry_after
+
+
+class ServerError(EngineError):
+    """The endpoint failed on its side (HTTP 5xx); ``status`` is the code."""
+
+    def __init__(self, message: str, *, status: int = 500, original: str | None = None) -> None:
+        super().__init__(message, original=original)
+        self.status = status
+
+
+class BackendUnreachable(EngineError):
+    """The endpoint could not be reached: network down, DNS, CORS, or the server is gone."""
 
 
 class EngineRejected(EngineError):
@@ -218,3 +246,53 @@ def from_engine_message(text: str, *, name: str | None = None) -> EngineError:
     if cls is WebGPUUnavailable:
         return WebGPUUnavailable(message, reason="no-adapter", original=text)
     return cls(message, original=text)
+
+
+_CONTEXT_WORDS = re.compile(r"context[_ ]length|context window|context size|maximum context|too many tokens", re.I)
+
+
+def from_http_status(status: int, body: str, *, retry_after: str | None = None) -> EngineError:
+    """The typed error for an OpenAI-compatible endpoint's non-2xx answer.
+
+        from_http_status(429, '{"error": {"message": "slow down"}}', retry_after="2").retry_after  # 2.0
+    """
+    message = body.strip()
+    try:
+        import json
+
+        payload = json.loads(body)
+        error = payload.get("error", payload) if isinstance(payload, dict) else payload
+        if isinstance(error, dict) and error.get("message"):
+            message = str(error["message"])
+        elif isinstance(error, str):
+            message = error
+    except ValueError:
+        pass
+    message = f"HTTP {status}: {message[:500] or 'no details'}"
+    original = body[:2000]
+    if status in (401, 403):
+        return AuthenticationFailed(message, original=original)
+    if status == 429:
+        seconds = None
+        if retry_after is not None:
+            try:
+                seconds = max(0.0, float(retry_after))
+            except ValueError:
+                from email.utils import parsedate_to_datetime
+                from datetime import datetime, timezone
+
+                try:
+                    when = parsedate_to_datetime(retry_after)
+                    seconds = max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+                except (TypeError, ValueError):
+                    seconds = None
+        return RateLimited(message, retry_after=seconds, original=original)
+    if status == 404:
+        return ModelNotFound(message, original=original)
+    if status in (400, 413, 422) and _CONTEXT_WORDS.search(body):
+        return ContextWindowExceeded(message, original=original)
+    if 400 <= status < 500:
+        return EngineRejected(message, original=original)
+    if status >= 500:
+        return ServerError(message, status=status, original=original)
+    return EngineError(message, original=original)

@@ -325,24 +325,24 @@ async def engine_chat(handle: EngineHandle, request: dict[str, Any]) -> dict[str
     return result.to_py()
 
 
-# Reads web-llm's chunk generator at JS speed into a queue; Python takes everything queued so far
-# as one JSON array per bridge crossing. Awaiting a JS promise from Python costs a trip through
-# Pyodide's event loop, so one crossing per chunk would make Python the bottleneck of fast streams;
-# here a slow consumer takes several chunks at once and a fast one gets each chunk as it comes.
-_PUMP_SOURCE = """
+# A reader drains an async iterable of strings at JS speed into a queue; Python takes everything
+# queued so far as one JSON array per bridge crossing. Awaiting a JS promise from Python costs a trip
+# through Pyodide's event loop, so one crossing per chunk would make Python the bottleneck of fast
+# streams. The first item wakes Python at once; later ones are gathered for up to 2 ms (well under a
+# frame), so a fast stream costs one wake-up per batch, a slow one gets each item as it comes.
+# Items cross as JSON: a web-llm chunk arrives in Python as a dict, an SSE data text as a str.
+_READER_SOURCE = """
 const state = {queue: [], done: false, error: null, wake: null, timer: null, first: true};
 const wake = () => {
   state.timer = null;
   if (state.wake) { const w = state.wake; state.wake = null; w(); }
 };
-// The first chunk wakes Python at once; later ones are gathered for up to 2 ms (well under a
-// frame) so a fast stream costs Python one wake-up per batch, not one per token.
 const soon = () => {
   if (state.first) { state.first = false; wake(); }
   else if (state.timer === null) state.timer = setTimeout(wake, 2);
 };
 const finished = (async () => {
-  try { for await (const chunk of gen) { state.queue.push(JSON.stringify(chunk)); soon(); } }
+  try { for await (const item of source) { state.queue.push(JSON.stringify(item)); soon(); } }
   catch (e) { state.error = e instanceof Error ? e : new Error(String(e)); }
   finally { state.done = true; if (state.timer !== null) clearTimeout(state.timer); wake(); }
 })();
@@ -352,45 +352,72 @@ const flush = () => {
   return null;
 };
 return {
-  take: () => (state.queue.length || state.done)
-    ? Promise.resolve().then(flush)
-    : new Promise((resolve) => { state.wake = resolve; }).then(flush),
+  // A wake-up can find the queue already taken (a timer set for items a previous take got): wait on.
+  take: async () => {
+    while (!state.queue.length && !state.done) await new Promise((resolve) => { state.wake = resolve; });
+    return flush();
+  },
   finished: () => finished,
 };
 """
-_pump: Any = None
+# An HTTP response as SSE `data:` texts (framing by the vendored eventsource-parser), or its whole
+# body when it is not a stream. A non-2xx answer becomes an Error named HttpError with its status.
+_HTTP_SOURCE = """
+return (async function* () {
+  const response = await fetch(url, Object.assign({}, init, {signal: controller.signal}));
+  if (!response.ok) {
+    const error = new Error(await response.text());
+    error.name = 'HttpError';
+    error.status = response.status;
+    error.retryAfter = response.headers.get('retry-after');
+    throw error;
+  }
+  if (!Parser) { yield await response.text(); return; }
+  const events = response.body.pipeThrough(new TextDecoderStream()).pipeThrough(new Parser());
+  for await (const event of events) {
+    if (event.data === '[DONE]') return;
+    if (event.event === 'error') {
+      const error = new Error(event.data); error.name = 'HttpError'; error.status = 500; throw error;
+    }
+    yield event.data;
+  }
+})();
+"""
+_functions: dict[str, Any] = {}
 
 
-class ChunkIterator:
-    """Chunks of one streaming completion as plain dicts. ``aclose()`` waits for web-llm's stream to
-    end (after ``interruptGenerate`` that is at once), so the engine is free when it returns."""
+def _js_function(name: str, params: str, source: str) -> Any:
+    if name not in _functions:
+        _functions[name] = js.Function.new(*params.split(","), source)
+    return _functions[name]
 
-    def __init__(self, handle: EngineHandle, request: dict[str, Any]) -> None:
-        self._handle = handle
-        self._request = request
+
+class _TextReader:
+    """Python side of a reader: ``__anext__`` returns the next item; JS errors -> app.errors."""
+
+    def __init__(self, start: Callable[[], Any], translate: Callable[[BaseException], Exception]) -> None:
+        self._start = start
+        self._translate = translate
         self._reader: Any = None
-        self._buffer: collections.deque[dict[str, Any]] = collections.deque()
+        self._buffer: collections.deque[Any] = collections.deque()
         self._done = False
 
-    def __aiter__(self) -> ChunkIterator:
+    def __aiter__(self) -> _TextReader:
         return self
 
-    async def __anext__(self) -> dict[str, Any]:
-        global _pump
+    async def __anext__(self) -> Any:
         if self._buffer:
             return self._buffer.popleft()
         if self._done:
             raise StopAsyncIteration
         if self._reader is None:
-            gen = await call_method(self._handle._engine, "chat.completions.create", self._request)
-            if _pump is None:
-                _pump = js.Function.new("gen", _PUMP_SOURCE)
-            self._reader = _pump(gen)
+            source = await self._start()
+            self._reader = _js_function("reader", "source", _READER_SOURCE)(source)
         try:
             text = await self._reader.take()
         except _JsException as exc:
             self._done = True
-            raise _engine_error(exc) from None
+            raise self._translate(exc) from None
         if text is None or text is jsnull:
             self._done = True
             raise StopAsyncIteration
@@ -398,11 +425,63 @@ class ChunkIterator:
         return self._buffer.popleft()
 
     async def aclose(self) -> None:
-        """Drop what is left and wait until web-llm's stream has ended (call after an interrupt)."""
+        """Drop what is left and wait until the source has ended."""
         self._done = True
         self._buffer.clear()
         if self._reader is not None:
             await self._reader.finished()
+
+
+class ChunkIterator(_TextReader):
+    """Chunks of one web-llm streaming completion as plain dicts. ``aclose()`` waits for web-llm's
+    stream to end (after ``interruptGenerate`` that is at once), so the engine is free after it."""
+
+    def __init__(self, handle: EngineHandle, request: dict[str, Any]) -> None:
+        async def start() -> Any:
+            return await call_method(handle._engine, "chat.completions.create", request)
+
+        super().__init__(start, _engine_error)
+
+
+SSE_MODULE_URL = "static/vendor/eventsource-parser/stream.js"
+
+
+class HttpStream(_TextReader):
+    """One HTTP request through the browser's ``fetch``: the SSE ``data:`` texts of a streamed answer
+    (``[DONE]`` ends it), or the whole body once when ``sse`` is False. ``cancel()`` aborts the fetch."""
+
+    def __init__(self, url: str, *, method: str = "POST", headers: dict[str, str] | None = None,
+                 body: str | None = None, sse: bool = True) -> None:
+        if not IN_BROWSER:
+            raise _browser_only("HttpStream")
+        self._controller = js.AbortController.new()
+        init: dict[str, Any] = {"method": method, "headers": headers or {}}
+        if body is not None:
+            init["body"] = body
+
+        async def start() -> Any:
+            parser = (await import_module(SSE_MODULE_URL)).EventSourceParserStream if sse else None
+            make = _js_function("http", "Parser,url,init,controller", _HTTP_SOURCE)
+            return make(parser, url, to_js(init), self._controller)
+
+        super().__init__(start, _http_error)
+
+    def cancel(self) -> None:
+        self._controller.abort()
+
+
+def _http_error(exc: BaseException) -> Exception:
+    from app.errors import Aborted, BackendUnreachable, from_http_status
+
+    error = getattr(exc, "js_error", None)
+    name = str(getattr(error, "name", "") or getattr(exc, "name", ""))
+    if name == "HttpError":
+        retry = getattr(error, "retryAfter", None)
+        return from_http_status(int(error.status), str(error.message),
+                                retry_after=None if retry is None or retry is jsnull else str(retry))
+    if name == "AbortError":
+        return Aborted("the request was cancelled", original=str(exc))
+    return BackendUnreachable(f"could not reach the endpoint: {getattr(exc, 'message', exc)}", original=str(exc))
 
 
 # --------------------------------------------------------------------------- wheels on demand

@@ -83,6 +83,7 @@ class Watch:
     """What a page did: every request URL, the ones that left the test server, console errors."""
 
     origin: str
+    allowed: tuple[str, ...] = ()
     requests: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -92,20 +93,22 @@ class Watch:
         assert self.errors == [], f"the page logged errors: {self.errors}"
 
 
-def watch(page, origin: str) -> Watch:
-    w = Watch(origin)
+def watch(page, origin: str, allowed: tuple[str, ...] = ()) -> Watch:
+    """Record the page's requests; block (and list in ``foreign``) any not to ``origin``/``allowed``."""
+    w = Watch(origin, allowed)
+    ok = {origin, *allowed}
 
     def on_request(request):
         w.requests.append(request.url)
         parts = urlsplit(request.url)
         if parts.scheme in ("data", "blob"):
             return
-        if f"{parts.scheme}://{parts.netloc}" != origin:
+        if f"{parts.scheme}://{parts.netloc}" not in ok:
             w.foreign.append(request.url)
 
     def route(route):
         parts = urlsplit(route.request.url)
-        if f"{parts.scheme}://{parts.netloc}" == origin:
+        if f"{parts.scheme}://{parts.netloc}" in ok:
             route.continue_()
         else:
             route.abort("blockedbyclient")
@@ -117,9 +120,9 @@ def watch(page, origin: str) -> Watch:
     return w
 
 
-def open_app(page, site: Site) -> Watch:
+def open_app(page, site: Site, allowed: tuple[str, ...] = ()) -> Watch:
     """Open the app and wait until Python reports ready."""
-    w = watch(page, site.origin)
+    w = watch(page, site.origin, allowed)
     page.goto(site.url)
     page.wait_for_selector("body[data-state=ready]", timeout=READY_TIMEOUT_MS)
     return w

