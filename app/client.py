@@ -84,7 +84,11 @@ class Stream:
         return self.accumulator.finish_reason()
 
     def completion(self) -> ChatCompletion:
-        return self.accumulator.completion(warnings=self.warnings, backend=self.backend)
+        return self.accumulator.completion(warnings=self.warnings, backend=self.backend, route=self.route)
+
+    @property
+    def route(self) -> str:
+        return getattr(self._source, "route", "")
 
 
 class _OneShotStream:
@@ -166,9 +170,11 @@ class Completions:
         if request.stream:
             source = backend.stream(request)
             await source.start()
-            return Stream(source, warnings=request.warnings, backend=backend.name)
+            # A router's stream says which backend it settled on.
+            served_by = getattr(source, "served_by", "") or backend.name
+            return Stream(source, warnings=request.warnings, backend=served_by)
         completion = await backend.complete(request)
-        return replace(completion, warnings=request.warnings, backend=backend.name)
+        return replace(completion, warnings=request.warnings, backend=completion.backend or backend.name)
 
     async def _send_emulated(self, request: ChatRequest) -> ChatCompletion | Stream:
         """Tools for a model without native tool calling: described in the prompt, answered as JSON."""

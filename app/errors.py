@@ -22,6 +22,7 @@
     |   +-- RateLimited               a cloud endpoint said 429 (.retry_after seconds, or None)
     |   +-- ServerError               a cloud endpoint failed (5xx; .status)
     |   +-- BackendUnreachable        no answer from a cloud endpoint (network down, CORS, DNS)
+    |   +-- NoBackendAvailable        the router found no backend for the request (.attempts says why)
     +-- ToolLoopLimit                 run_tools() reached max_steps with the model still calling tools
 
 Catch by class, never by message text: ``except ContextWindowExceeded: shorten()``.
@@ -134,6 +135,15 @@ class ServerError(EngineError):
 
 class BackendUnreachable(EngineError):
     """The endpoint could not be reached: network down, DNS, CORS, or the server is gone."""
+
+
+class NoBackendAvailable(EngineError):
+    """No backend could serve the request: each was skipped (offline, private, circuit open, context
+    too small) or failed in a way that allows fallback. ``attempts`` lists why, one line per backend."""
+
+    def __init__(self, message: str, *, attempts: tuple[str, ...] = (), original: str | None = None) -> None:
+        super().__init__(message, original=original)
+        self.attempts = attempts
 
 
 class EngineRejected(EngineError):

@@ -120,6 +120,13 @@ async def probe_webgpu() -> dict[str, Any]:
             "features": features}
 
 
+def is_online() -> bool:
+    """``navigator.onLine``: False when the browser knows it has no network (then routing stays local)."""
+    if not IN_BROWSER:
+        raise _browser_only("is_online")
+    return bool(js.navigator.onLine)
+
+
 def base_url() -> str:
     """The document's base URL; every asset URL is resolved against it (works under any sub-path)."""
     if not IN_BROWSER:

@@ -108,6 +108,7 @@ class ChatCompletion:
     object: str = "chat.completion"
     warnings: tuple[str, ...] = ()  # what the client normalised (e.g. merged system messages)
     backend: str = ""  # which backend served it
+    route: str = ""  # why the router chose that backend (empty without a router)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, warnings: tuple[str, ...] = (), backend: str = "") -> ChatCompletion:
@@ -226,7 +227,7 @@ class ChatCompletionAccumulator:
     def finish_reason(self, index: int = 0) -> str | None:
         return self._finish.get(index)
 
-    def completion(self, *, warnings: tuple[str, ...] = (), backend: str = "") -> ChatCompletion:
+    def completion(self, *, warnings: tuple[str, ...] = (), backend: str = "", route: str = "") -> ChatCompletion:
         choices = []
         for index in sorted(self._content.keys() | self._tools.keys() | self._finish.keys()):
             calls = None
@@ -238,4 +239,4 @@ class ChatCompletionAccumulator:
                 content=text if (text or not calls) else None, tool_calls=calls),
                 finish_reason=self._finish.get(index)))
         return ChatCompletion(id=self.id, created=self.created, model=self.model, choices=tuple(choices),
-                              usage=self.usage, warnings=warnings, backend=backend)
+                              usage=self.usage, warnings=warnings, backend=backend, route=route)

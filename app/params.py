@@ -28,7 +28,7 @@ SAMPLING_FIELDS = (
     "repetition_penalty", "logit_bias", "logprobs", "top_logprobs", "n", "ignore_eos",
 )
 OTHER_FIELDS = ("model", "messages", "stream", "stream_options", "response_format", "enable_thinking",
-                "tools", "tool_choice")
+                "tools", "tool_choice", "private")
 KNOWN_FIELDS = frozenset(SAMPLING_FIELDS + OTHER_FIELDS)
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -243,6 +243,7 @@ class ChatRequest:
     tools: tuple[dict[str, Any], ...] | None = None
     tool_choice: Any = None
     enable_thinking: bool | None = None
+    private: bool = False  # must not leave this device (routing only; never sent to a backend)
     warnings: tuple[str, ...] = ()
 
     @classmethod
@@ -288,12 +289,15 @@ class ChatRequest:
         tool_choice = None
         if given.get("tool_choice") is not None:
             tool_choice = _check_tool_choice(given["tool_choice"], list(tools) if tools else None)
+        private = given.get("private", False)
+        if not isinstance(private, bool):
+            raise _fail("private", "must be true or false")
         thinking = given.get("enable_thinking")
         if thinking is not None and not isinstance(thinking, bool):
             raise _fail("enable_thinking", "must be true or false")
         return cls(model=model, messages=tuple(messages), stream=stream, include_usage=include_usage,
                    params=params, response_format=response_format, tools=tools, tool_choice=tool_choice,
-                   enable_thinking=thinking, warnings=warnings)
+                   enable_thinking=thinking, private=private, warnings=warnings)
 
     def to_openai(self) -> dict[str, Any]:
         """The request as an OpenAI / web-llm request dict (plain data, ready for ``to_js``)."""

@@ -1,0 +1,267 @@
+"""Pick a backend per request, and fall back when it fails, without the user noticing.
+
+    router = Router([Route(local, priority=0), Route(cloud, priority=1, cost_per_1k=0.6)],
+                    policy="prefer-local", online=ffi.is_online)
+    client = Client(router)
+    reply = await client.chat.completions.create(messages=msgs)          # reply.backend, reply.route
+    await client.chat.completions.create(messages=msgs, private=True)    # never leaves the device
+
+Policies: ``priority`` (declared order), ``prefer-local`` (an on-device backend with its model
+loaded first), ``offline-only`` (on-device backends only; also what happens automatically while the
+browser is offline), ``cost`` (price per 1k tokens, on-device = 0) and ``latency`` (rolling time to
+first token). Backends never measured are ranked by their declared priors, never as the best.
+
+Fallback happens only where it is safe and useful: on failures that say nothing about the request
+(network, 5xx, 429, the local model not available, the prompt too long for that model), and for a
+stream only before its first chunk: a half-delivered answer is never replayed elsewhere. A circuit
+breaker per backend skips a backend after repeated failures and tries it again after a cooldown;
+a 429 cools the backend down for its ``retry_after``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from app.backends.base import Backend, Capabilities
+from app.errors import (
+    BackendUnreachable,
+    ContextWindowExceeded,
+    EngineError,
+    ModelFetchFailed,
+    ModelNotDownloaded,
+    ModelNotFound,
+    ModelNotLoaded,
+    NoBackendAvailable,
+    RateLimited,
+    ServerError,
+    UsageError,
+    WebGPUUnavailable,
+)
+from app.ir import ChatCompletion, ChatCompletionChunk
+from app.params import ChatRequest
+
+POLICIES = ("priority", "prefer-local", "offline-only", "cost", "latency")
+# Failures that say nothing about the request itself: another backend may well succeed.
+FALLBACK_ERRORS = (BackendUnreachable, ServerError, RateLimited, ModelNotLoaded, ModelNotDownloaded,
+                   ModelNotFound, ModelFetchFailed, WebGPUUnavailable, ContextWindowExceeded)
+
+
+class CircuitBreaker:
+    """closed -> (``threshold`` failures in a row) -> open -> (``cooldown`` s) -> half-open: one trial
+    request; success closes, failure opens again. ``rate_limited(s)`` opens it for ``s`` seconds."""
+
+    def __init__(self, *, threshold: int = 3, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self.failures = 0
+        self._open_until: float | None = None
+
+    @property
+    def state(self) -> str:
+        if self._open_until is None:
+            return "closed"
+        return "open" if self._clock() < self._open_until else "half-open"
+
+    def allow(self) -> bool:
+        return self.state != "open"
+
+    def success(self) -> None:
+        self.failures = 0
+        self._open_until = None
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold or self.state == "half-open":
+            self._open_until = self._clock() + self.cooldown
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        self.failures += 1
+        self._open_until = self._clock() + (retry_after if retry_after is not None else self.cooldown)
+
+
+@dataclass
+class Route:
+    """A backend and what the router knows of it: declared priority, price and latency priors."""
+
+    backend: Backend
+    priority: int = 0
+    cost_per_1k: float | None = None  # currency per 1k tokens; None = 0 on-device, unknown (last) otherwise
+    prior_ttft_s: float | None = None  # declared time to first token until measured
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    ttft_s: float | None = None  # measured, exponentially weighted
+    requests: int = 0
+
+    def observe_ttft(self, seconds: float, weight: float = 0.3) -> None:
+        self.ttft_s = seconds if self.ttft_s is None else (1 - weight) * self.ttft_s + weight * seconds
+
+
+def _prompt_tokens(request: ChatRequest) -> int:
+    """A cheap upper-ish estimate (4 characters per token) to keep over-long prompts off small models."""
+    chars = sum(len(m["content"]) if isinstance(m.get("content"), str) else 0 for m in request.messages)
+    return chars // 4 + 8 * len(request.messages)
+
+
+class Router:
+    """A Backend that routes each request to one of ``routes``. See the module docstring."""
+
+    name = "router"
+
+    def __init__(self, routes: list[Route], *, policy: str = "priority", online: Callable[[], bool] = lambda: True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if policy not in POLICIES:
+            raise UsageError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        if not routes:
+            raise UsageError("a router needs at least one route")
+        self.routes = routes
+        self.policy = policy
+        self._online = online
+        self._clock = clock
+        for route in routes:
+            route.breaker._clock = clock
+
+    def capabilities(self, model: str | None) -> Capabilities:
+        # The client emulates tools above the router, so say "native" only when every backend is.
+        caps = [r.backend.capabilities(model) for r in self.routes]
+        tools = "native" if all(c.tools == "native" for c in caps) else "emulated"
+        return Capabilities(tools=tools, json_schema=all(c.json_schema for c in caps),
+                            local=all(c.local for c in caps))
+
+    # ------------------------------------------------------------------ choosing
+
+    def plan(self, request: ChatRequest) -> tuple[list[tuple[Route, str]], list[str]]:
+        """Routes to try in order, each with why; and why the others were skipped."""
+        offline = not self._online()
+        local_only = self.policy == "offline-only" or offline or request.private
+        tokens = _prompt_tokens(request)
+        chosen, skipped = [], []
+        for route in self.routes:
+            name = route.backend.name
+            caps = route.backend.capabilities(request.model)
+            if local_only and not caps.local:
+                why = "private request" if request.private else ("offline" if offline else "offline-only policy")
+                skipped.append(f"{name}: not on this device ({why})")
+                continue
+            if not route.breaker.allow():
+                skipped.append(f"{name}: circuit open after {route.breaker.failures} failure(s)")
+                continue
+            if caps.max_context is not None and tokens > caps.max_context:
+                skipped.append(f"{name}: prompt (~{tokens} tokens) exceeds its context ({caps.max_context})")
+                continue
+            chosen.append(route)
+        ordered = sorted(chosen, key=lambda r: self._rank(r, request))
+        return [(r, self._reason(r, request, i)) for i, r in enumerate(ordered)], skipped
+
+    def _rank(self, route: Route, request: ChatRequest) -> tuple:
+        caps = route.backend.capabilities(request.model)
+        ready = getattr(route.backend, "loaded", True) is not None  # a local engine with a model loaded
+        if self.policy == "prefer-local":
+            # A local model that must load first goes after the cloud: loading takes minutes.
+            return (0 if caps.local and ready else 2 if caps.local else 1, route.priority)
+        if self.policy == "cost":
+            cost = route.cost_per_1k if route.cost_per_1k is not None else (0.0 if caps.local else float("inf"))
+            return (cost, route.priority)
+        if self.policy == "latency":
+            ttft = route.ttft_s if route.ttft_s is not None else route.prior_ttft_s
+            return (ttft if ttft is not None else float("inf"), route.priority)
+        return (route.priority,)
+
+    def _reason(self, route: Route, request: ChatRequest, index: int) -> str:
+        base = f"policy {self.policy}"
+        if request.private:
+            base += ", private"
+        elif not self._online():
+            base += ", offline"
+        return base if index == 0 else f"{base}, fallback #{index}"
+
+    def _failed(self, route: Route, error: EngineError) -> None:
+        if isinstance(error, RateLimited):
+            route.breaker.rate_limited(error.retry_after)
+        elif isinstance(error, (BackendUnreachable, ServerError)):
+            route.breaker.failure()
+
+    # ------------------------------------------------------------------ requests
+
+    async def complete(self, request: ChatRequest) -> ChatCompletion:
+        plan, skipped = self.plan(request)
+        tried: list[str] = []
+        for route, reason in plan:
+            started = self._clock()
+            try:
+                completion = await route.backend.complete(request)
+            except FALLBACK_ERRORS as error:
+                self._failed(route, error)
+                tried.append(f"{route.backend.name}: {type(error).__name__}")
+                continue
+            route.breaker.success()
+            route.requests += 1
+            route.observe_ttft(self._clock() - started)
+            return replace(completion, backend=route.backend.name, route=reason)
+        raise NoBackendAvailable(_no_backend_message(tried, skipped), attempts=tuple(tried + skipped))
+
+    def stream(self, request: ChatRequest) -> RouterStream:
+        return RouterStream(self, request)
+
+
+def _no_backend_message(tried: list[str], skipped: list[str]) -> str:
+    parts = tried + skipped
+    return "no backend could serve this request" + (": " + "; ".join(parts) if parts else "")
+
+
+class RouterStream:
+    """Tries routes in order until one yields its first chunk; from then on it is that stream."""
+
+    def __init__(self, router: Router, request: ChatRequest) -> None:
+        self._router = router
+        self._request = request
+        self._inner: Any = None
+        self._first: ChatCompletionChunk | None = None
+        self.served_by = ""
+        self.route = ""
+
+    async def start(self) -> None:
+        if self._inner is not None:
+            return
+        plan, skipped = self._router.plan(self._request)
+        tried: list[str] = []
+        for route, reason in plan:
+            started = self._router._clock()
+            inner = route.backend.stream(self._request)
+            try:
+                await inner.start()
+                first = await inner.__anext__()
+            except StopAsyncIteration:
+                first = None
+            except FALLBACK_ERRORS as error:
+                await inner.aclose()
+                self._router._failed(route, error)
+                tried.append(f"{route.backend.name}: {type(error).__name__}")
+                continue
+            route.breaker.success()
+            route.requests += 1
+            route.observe_ttft(self._router._clock() - started)
+            self._inner, self._first = inner, first
+            self.served_by, self.route = route.backend.name, reason
+            return
+        raise NoBackendAvailable(_no_backend_message(tried, skipped), attempts=tuple(tried + skipped))
+
+    def __aiter__(self) -> RouterStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        await self.start()
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await self._inner.__anext__()
+
+    async def stop(self) -> None:
+        if self._inner is not None:
+            await self._inner.stop()
+
+    async def aclose(self) -> None:
+        if self._inner is not None:
+            await self._inner.aclose()
