@@ -370,7 +370,7 @@ def install_test_deps() -> None:
 def test(args: list[str], web_llm: str | None) -> int:
     install_test_deps()
     build(web_llm)
-    env = {**os.environ, "DIST": str(DIST)}
+    env = {**os.environ, "WEB_LLM": web_llm or ""}  # the tests' dist fixture builds the same release
     return subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
 
 

@@ -207,7 +207,8 @@ _REJECTED_NAMES = {
     "StreamingCountError", "SeedTypeError", "InvalidResponseFormatError",
     "InvalidResponseFormatGrammarError", "InvalidResponseFormatStructuralTagError",
     "CustomResponseFormatError", "UnsupportedModelIdError", "CustomSystemPromptError",
-    "InvalidStreamOptionsError", "UserMessageContentErrorForNonVLM", "TypeError",
+    "InvalidStreamOptionsError", "UserMessageContentErrorForNonVLM", "TypeError", "GrammarMatcherInitError",
+    "ToolCallOutputParseError", "ToolCallOutputInvalidTypeError", "ToolCallOutputMissingFieldsError",
 }
 # Built-in JS error names say little by themselves: fetch() rejects with a bare "TypeError: Failed to
 # fetch", so for these the message patterns below are tried before concluding EngineRejected.
@@ -222,7 +223,7 @@ _BY_PATTERN: list[tuple[re.Pattern[str], type[EngineError]]] = [
      ModelFetchFailed),
     (re.compile(r"shader-f16", re.I), ShaderF16Unsupported),
     (re.compile(r"context window size", re.I), ContextWindowExceeded),
-    (re.compile(r"\babort", re.I), Aborted),
+    (re.compile(r"\babort|Engine\.unload\(\) is called", re.I), Aborted),
 ]
 _NAMED = re.compile(r"^\s*(?:Uncaught\s+(?:\(in promise\)\s+)?)?(?:Error:\s+)?"
                     r"([A-Z][A-Za-z0-9]*(?:Error|Exception)):\s*(.*)$", re.S)

@@ -57,9 +57,10 @@ def to_js(value: Any) -> Any:
 
 
 def to_py(value: Any) -> Any:
-    """A JS value -> plain Python data (objects become dicts); Python values pass through."""
+    """A JS value -> plain Python data, through JSON: Pyodide's ``to_py`` keeps JS null as ``jsnull``
+    (not None), and plain data must compare and serialise like Python's own."""
     if IN_BROWSER and isinstance(value, JsProxy):
-        return value.to_py()
+        return json.loads(js.JSON.stringify(value))
     return value
 
 
@@ -288,7 +289,7 @@ async def webllm_exports(module_url: str, versions_url: str = "static/vendor/VER
     return {
         "version": versions["@mlc-ai/web-llm"],
         "modelVersion": str(getattr(module, "modelVersion", "") or ""),
-        "prebuiltAppConfig": config.to_py() if config is not None else {"model_list": []},
+        "prebuiltAppConfig": to_py(config) if config is not None else {"model_list": []},
         "functionCallingModelIds": list(getattr(module, "functionCallingModelIds", []) or []),
     }
 
@@ -303,7 +304,7 @@ async def create_engine(module_url: str, worker_url: str, app_config: dict[str, 
     config: dict[str, Any] = {"appConfig": app_config}
     engine_config = to_js(config)
     if on_progress is not None:
-        proxy = create_proxy(lambda report: on_progress(report.to_py()))
+        proxy = create_proxy(lambda report: on_progress(to_py(report)))
         engine_config.initProgressCallback = proxy
     engine = module.WebWorkerMLCEngine.new(worker, engine_config)
     return EngineHandle(engine, worker, proxy, module)
@@ -329,7 +330,7 @@ async def engine_reset(handle: EngineHandle) -> None:
 async def engine_chat(handle: EngineHandle, request: dict[str, Any]) -> dict[str, Any]:
     """A non-streaming chat completion: plain dict in, plain dict out."""
     result = await call_method(handle._engine, "chat.completions.create", request)
-    return result.to_py()
+    return to_py(result)
 
 
 # A reader drains an async iterable of strings at JS speed into a queue; Python takes everything

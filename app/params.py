@@ -28,9 +28,9 @@ SAMPLING_FIELDS = (
     "repetition_penalty", "logit_bias", "logprobs", "top_logprobs", "n", "ignore_eos",
 )
 OTHER_FIELDS = ("model", "messages", "stream", "stream_options", "response_format", "enable_thinking",
-                "tools", "tool_choice", "private")
+                "tools", "tool_choice", "private", "max_completion_tokens", "parallel_tool_calls")
 KNOWN_FIELDS = frozenset(SAMPLING_FIELDS + OTHER_FIELDS)
-ROLES = ("system", "user", "assistant", "tool")
+ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 def _is_int(v: Any) -> bool:
@@ -191,7 +191,7 @@ def normalize_messages(messages: Any) -> tuple[list[dict[str, Any]], tuple[str, 
         content = m.get("content")
         if isinstance(content, list):
             content = _text_of_parts(content, where)
-        if role == "system":
+        if role in ("system", "developer"):  # OpenAI's newer name for the system role
             if not isinstance(content, str):
                 raise _fail(f"{where}.content", "a system message must be text")
             system_texts.append(content)
@@ -203,6 +203,9 @@ def normalize_messages(messages: Any) -> tuple[list[dict[str, Any]], tuple[str, 
             if content is None and not calls:
                 raise _fail(f"{where}.content", "an assistant message needs content or tool_calls")
             if calls:
+                if not isinstance(calls, list) or not all(
+                        isinstance(c, dict) and isinstance(c.get("function"), dict) for c in calls):
+                    raise _fail(f"{where}.tool_calls", "must be a list of {'id', 'type', 'function': {...}}")
                 msg["tool_calls"] = [dict(c) for c in calls]
             if content is not None and not isinstance(content, str):
                 raise _fail(f"{where}.content", "must be a string")
@@ -269,7 +272,15 @@ class ChatRequest:
                 raise _fail("stream_options", "only allowed with stream=True")
             if not isinstance(opts, dict) or set(opts) - {"include_usage"}:
                 raise _fail("stream_options", "only {'include_usage': bool} is supported")
-            include_usage = bool(opts.get("include_usage", False))
+            include_usage = opts.get("include_usage", False)
+            if not isinstance(include_usage, bool):
+                raise _fail("stream_options", "include_usage must be true or false")
+        if given.get("max_completion_tokens") is not None:  # OpenAI's newer name for max_tokens
+            if given.get("max_tokens") is not None:
+                raise _fail("max_completion_tokens", "give max_tokens or max_completion_tokens, not both")
+            given["max_tokens"] = given.pop("max_completion_tokens")
+        if given.get("parallel_tool_calls") is not None and not isinstance(given["parallel_tool_calls"], bool):
+            raise _fail("parallel_tool_calls", "must be true or false")
         params = {}
         for name in SAMPLING_FIELDS:
             if name in given and given[name] is not None:

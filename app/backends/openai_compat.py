@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from app import ffi
 from app.backends.base import Capabilities
-from app.errors import Aborted, InvalidRequest, UsageError
+from app.errors import Aborted, InvalidRequest, ServerError, UsageError, from_http_status
 from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from app.params import ChatRequest
 
@@ -143,10 +143,17 @@ class OpenAICompatBackend:
             text = await response.__anext__()
         finally:
             await response.aclose()
-        return ChatCompletion.from_dict(json.loads(text), warnings=request.warnings, backend=self.name)
+        return ChatCompletion.from_dict(_json(text), warnings=request.warnings, backend=self.name)
 
     def stream(self, request: ChatRequest) -> OpenAICompatStream:
         return OpenAICompatStream(self._request(self._body(request), sse=True))
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ServerError(f"the endpoint sent something that is not JSON: {text[:200]!r}", status=502) from None
 
 
 class OpenAICompatStream:
@@ -180,7 +187,12 @@ class OpenAICompatStream:
         except StopAsyncIteration:
             self._ended = True
             raise
-        chunk = ChatCompletionChunk.from_dict(json.loads(data))
+        payload = _json(data)
+        if isinstance(payload, dict) and "error" in payload:  # OpenRouter, Gemini: an error mid-stream
+            await self.aclose()
+            code = str((payload["error"] or {}).get("code", "")) if isinstance(payload["error"], dict) else ""
+            raise from_http_status(int(code) if code.isdigit() else 500, data)
+        chunk = ChatCompletionChunk.from_dict(payload)
         self._last = chunk
         return chunk
 

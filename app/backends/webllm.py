@@ -12,6 +12,7 @@ are single-flight: two loads of one model share one.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -22,7 +23,6 @@ from app.backends.base import Capabilities
 from app.errors import Aborted, DeviceLost, ModelNotFound, ModelNotLoaded, ShaderF16Unsupported, UsageError
 from app.ir import ChatCompletion, ChatCompletionChunk
 from app.params import ChatRequest
-from app.tools import supports_native_tools
 
 MODULE_URL = "static/vendor/web-llm/index.js"
 WORKER_URL = "static/webllm-worker.js"
@@ -94,10 +94,13 @@ class WebLLMBackend:
             return self._engine
         if self._starting is None:
             self._starting = asyncio.ensure_future(self._start_engine())
+        starting = self._starting
         try:
-            return await asyncio.shield(self._starting)
+            return await asyncio.shield(starting)
         except BaseException:
-            self._starting = None
+            # Forget a start that failed; a waiter that was merely cancelled leaves it running.
+            if starting.done() and not starting.cancelled() and starting.exception() is not None:
+                self._starting = None
             raise
 
     async def _start_engine(self) -> Any:
@@ -170,10 +173,11 @@ class WebLLMBackend:
             self.loaded = None
 
     def close(self) -> None:
-        """Terminate the worker (frees the GPU memory it held)."""
+        """Terminate the worker (frees the GPU memory it held). A later load starts a new one."""
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+            self._starting = None
             self.loaded = None
 
     # ------------------------------------------------------------------ requests
@@ -182,7 +186,7 @@ class WebLLMBackend:
         model = model or self.loaded
         record = self.models.get(model or "", {})
         context = (record.get("overrides") or {}).get("context_window_size") or DEFAULT_CONTEXT
-        native = model in self.function_calling_ids or supports_native_tools(model)
+        native = model in self.function_calling_ids  # web-llm's own list, nothing guessed
         return Capabilities(tools="native" if native else "emulated", max_context=context,
                             vision=record.get("model_type") == 2, local=True)
 
@@ -195,7 +199,7 @@ class WebLLMBackend:
         return request if request.model is not None else replace(request, model=self.loaded)
 
     async def complete(self, request: ChatRequest) -> ChatCompletion:
-        request = self._target(request)
+        request = _for_engine(self._target(request))
         async with self._turn:
             try:
                 raw = await self._api.engine_chat(self._engine, request.to_openai())
@@ -209,7 +213,22 @@ class WebLLMBackend:
         self.loaded = None
 
     def stream(self, request: ChatRequest) -> WebLLMStream:
-        return WebLLMStream(self, self._target(request))
+        return WebLLMStream(self, _for_engine(self._target(request)))
+
+
+def _for_engine(request: ChatRequest) -> ChatRequest:
+    """web-llm only takes text in assistant turns: a native tool-call turn goes back as the JSON the
+    model wrote (a list of {name, arguments}), so the next step of a tool loop is accepted."""
+    if not any(m["role"] == "assistant" and m.get("content") is None for m in request.messages):
+        return request
+    messages = []
+    for m in request.messages:
+        if m["role"] == "assistant" and m.get("content") is None:
+            calls = [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"] or "{}")}
+                     for c in m.get("tool_calls") or ()]
+            m = {"role": "assistant", "content": json.dumps(calls)}
+        messages.append(m)
+    return replace(request, messages=tuple(messages))
 
 
 class WebLLMStream:
@@ -245,6 +264,10 @@ class WebLLMStream:
         await self.start()
         try:
             raw = await self._chunks.__anext__()
+        except asyncio.CancelledError:
+            # The caller gave up: stop the engine too, or it generates on to max_tokens.
+            await asyncio.shield(self.aclose())
+            raise
         except BaseException as exc:
             if isinstance(exc, DeviceLost):
                 self._backend._lost()
@@ -262,13 +285,14 @@ class WebLLMStream:
         """Stop now and release the engine; safe to call at any time, more than once."""
         if self._finished:
             return
-        if self._chunks is not None and self._holding:
-            try:
+        try:
+            if self._chunks is not None and self._holding:
                 await self.stop()
                 await self._chunks.aclose()
-            except Aborted:
-                pass
-        await self._finish()
+        except Aborted:
+            pass
+        finally:
+            await self._finish()  # whatever happened, the engine's turn is released
 
     async def _finish(self) -> None:
         self._finished = True

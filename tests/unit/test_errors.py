@@ -96,3 +96,12 @@ def test_output_parse_error_keeps_the_raw_answer():
 def test_tool_loop_limit_carries_the_conversation():
     err = ToolLoopLimit("too many", messages=[{"role": "user", "content": "q"}], steps=3, calls=[])
     assert err.steps == 3 and err.messages[0]["content"] == "q" and not isinstance(err, EngineError)
+
+
+def test_reload_cancelled_by_unload_is_aborted():
+    assert isinstance(from_engine_message("Engine.unload() is called."), errors.Aborted)
+
+
+def test_tool_call_output_errors_are_rejections():
+    err = from_engine_message("ToolCallOutputParseError: Internal error: error encountered when parsing outputMessage")
+    assert isinstance(err, EngineRejected)

@@ -213,3 +213,24 @@ def test_other_fields_are_checked(kwargs, param):
 def test_model_and_thinking_reach_the_engine():
     sent = build(model="Qwen3-0.6B-q4f16_1-MLC", enable_thinking=False).to_openai()
     assert sent["model"] == "Qwen3-0.6B-q4f16_1-MLC" and sent["extra_body"] == {"enable_thinking": False}
+
+
+def test_newer_openai_names_are_accepted():
+    r = ChatRequest.build(messages=[{"role": "developer", "content": "be terse"}, {"role": "user", "content": "hi"}],
+                          max_completion_tokens=12, parallel_tool_calls=False)
+    assert r.messages[0] == {"role": "system", "content": "be terse"}
+    assert r.to_openai()["max_tokens"] == 12 and "parallel_tool_calls" not in r.to_openai()
+    with pytest.raises(InvalidRequest) as info:
+        ChatRequest.build(messages=[{"role": "user", "content": "hi"}], max_tokens=1, max_completion_tokens=2)
+    assert info.value.param == "max_completion_tokens"
+
+
+def test_malformed_tool_calls_and_usage_flag_are_typed_errors():
+    with pytest.raises(InvalidRequest) as info:
+        ChatRequest.build(messages=[{"role": "assistant", "content": None, "tool_calls": ["x"]},
+                                    {"role": "user", "content": "hi"}])
+    assert info.value.param == "messages[0].tool_calls"
+    with pytest.raises(InvalidRequest) as info:
+        ChatRequest.build(messages=[{"role": "user", "content": "hi"}], stream=True,
+                          stream_options={"include_usage": "yes"})
+    assert info.value.param == "stream_options"
