@@ -42,7 +42,8 @@ RETRYABLE: tuple[type[Exception], ...] = (RateLimited, ServerError, BackendUnrea
 def build_stack(backend: Backend, middleware: list[Middleware]) -> Backend:
     """Wrap ``backend`` in ``middleware``, the first in the list outermost (it sees the call first).
 
-        build_stack(b, [Telemetry_, Retry])   # == Telemetry_(Retry(b))
+        build_stack(b, [Logging, Retry])                  # == Logging(Retry(b))
+        build_stack(b, [partial(Timeout, seconds=30)])    # middleware with settings: a partial
     """
     handler = backend
     for mw in reversed(middleware):
@@ -139,9 +140,10 @@ class _FirstChunkStream(_StreamWrapper):
 
 
 _SECRETS = [
-    (re.compile(r"\bBearer\s+[^\s\"',;]+", re.I), "Bearer [REDACTED]"),
+    (re.compile(r"\bBearer\s+[^\s\"',;]+", re.IGNORECASE), "Bearer [REDACTED]"),
     (re.compile(r"\bsk-[A-Za-z0-9_*.\-]{3,}"), "[REDACTED]"),
-    (re.compile(r"\b((?:api[_-]?)?key|token|access_token|secret|password)=[^\s&\"',;]+", re.I), r"\1=[REDACTED]"),
+    (re.compile(r"\b((?:api[_-]?)?key|token|access_token|secret|password)=[^\s&\"',;]+", re.IGNORECASE),
+     r"\1=[REDACTED]"),
     # Most API keys are long runs of base64url characters (Gemini's AIza..., HF's hf_...). This also
     # hides some long model ids in messages; hiding too much is the safe way to be wrong.
     (re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{24,}(?![A-Za-z0-9_\-])"), "[REDACTED]"),
@@ -347,8 +349,8 @@ class Logging(_Wrapper):
                 self._log(f"chat {rid} start: system={event['gen_ai.system']} "
                           f"model={event['gen_ai.request.model']}")
             case "gen_ai.request.end":
-                tokens = (f" tokens={event['gen_ai.usage.input_tokens']}/{event['gen_ai.usage.output_tokens']}"
-                          if "gen_ai.usage.input_tokens" in event else "")
+                used = (event.get("gen_ai.usage.input_tokens"), event.get("gen_ai.usage.output_tokens"))
+                tokens = f" tokens={used[0]}/{used[1]}" if used[0] is not None else ""
                 finish = ",".join(event["gen_ai.response.finish_reasons"]) or "-"
                 self._log(f"chat {rid} end: backend={event['gen_ai.backend']} finish={finish}{tokens} "
                           f"{event['duration_s']:.2f}s")
@@ -403,7 +405,8 @@ class Retry(_Wrapper):
 
 class _RetryStream(_FirstChunkStream):
     def __init__(self, retry: Retry, request: ChatRequest) -> None:
-        # Created now, as unwrapped: a request the backend refuses outright fails at stream().
+        # The first attempt is made now, as the bare backend would: a request it refuses outright
+        # (InvalidRequest) fails at stream(), not later.
         super().__init__(retry.inner.stream(request))
         self._retry = retry
         self._request = request
@@ -452,7 +455,7 @@ class Timeout(_Wrapper):
     async def complete(self, request: ChatRequest) -> ChatCompletion:
         try:
             return await asyncio.wait_for(self.inner.complete(request), self.seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # BackendUnreachable so that Retry and the router treat it like any unanswered request.
             raise BackendUnreachable(f"timed out after {self.seconds:g}s") from None
 
@@ -468,6 +471,7 @@ class _TimeoutStream(_FirstChunkStream):
     async def _open(self) -> Any:
         try:
             return await asyncio.wait_for(self._first_chunk(), self._seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._inner.aclose()  # or the engine goes on generating for nobody
-            raise BackendUnreachable(f"timed out after {self._seconds:g}s waiting for the first token") from None
+            raise BackendUnreachable(
+                f"timed out after {self._seconds:g}s waiting for the first token") from None

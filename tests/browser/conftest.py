@@ -36,6 +36,15 @@ QUIET_FLAGS = [
 ]
 WEBGPU_FLAGS = ["--enable-unsafe-webgpu"]
 READY_TIMEOUT_MS = 60_000
+# Count what the page asks the engine worker to do, so "nothing was sent" is observable.
+RECORD_WORKER_MESSAGES = """
+window.__toWorker = [];
+const post = Worker.prototype.postMessage;
+Worker.prototype.postMessage = function (message, ...rest) {
+  window.__toWorker.push(message && message.kind);
+  return post.call(this, message, ...rest);
+};
+"""
 
 
 @pytest.fixture(scope="session")

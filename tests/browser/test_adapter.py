@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.browser.conftest import PagePython, PyError, open_app
+from tests.browser.conftest import RECORD_WORKER_MESSAGES, PagePython, PyError, open_app
 from tests.browser.double import (
     CHAT_MODEL,
     FAIL_DEVICE_MODEL,
@@ -18,14 +18,6 @@ from tests.browser.double import (
     TOOLS_MODEL,
     app_config,
 )
-RECORD_WORKER_MESSAGES = """
-window.__toWorker = [];
-const post = Worker.prototype.postMessage;
-Worker.prototype.postMessage = function (message, ...rest) {
-  window.__toWorker.push(message && message.kind);
-  return post.call(this, message, ...rest);
-};
-"""
 
 
 @pytest.fixture(scope="session")

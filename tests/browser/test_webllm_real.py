@@ -2,17 +2,7 @@
 
 import pytest
 
-from tests.browser.conftest import QUIET_FLAGS, PagePython, PyError, open_app
-
-# Count what the page asks the engine worker to do: "nothing was sent" must be observable.
-RECORD_WORKER_MESSAGES = """
-window.__toWorker = [];
-const post = Worker.prototype.postMessage;
-Worker.prototype.postMessage = function (message, ...rest) {
-  window.__toWorker.push(message && message.kind);
-  return post.call(this, message, ...rest);
-};
-"""
+from tests.browser.conftest import QUIET_FLAGS, RECORD_WORKER_MESSAGES, PagePython, PyError, open_app
 
 
 def _app(page, site):
@@ -21,17 +11,22 @@ def _app(page, site):
     return w, PagePython(page)
 
 
-def test_prebuilt_model_unreachable_is_a_typed_error_not_a_hang(page, site):
-    w, py = _app(page, site)
+def _load_error(py, model_id: str) -> PyError:
     with pytest.raises(PyError) as info:
-        py("""
+        py(f"""
 from app.backends.webllm import WebLLMBackend
 backend = WebLLMBackend()
-await backend.load("Qwen2.5-0.5B-Instruct-q4f32_1-MLC")
+await backend.load({model_id!r})
 """)
-    assert info.value.type == "ModelFetchFailed"
-    assert "EngineError" in info.value.mro and "AppError" in info.value.mro
-    assert "Failed to fetch" in info.value.original  # web-llm's own words are kept
+    return info.value
+
+
+def test_prebuilt_model_unreachable_is_a_typed_error_not_a_hang(page, site):
+    w, py = _app(page, site)
+    error = _load_error(py, "Qwen2.5-0.5B-Instruct-q4f32_1-MLC")
+    assert error.type == "ModelFetchFailed"
+    assert "EngineError" in error.mro and "AppError" in error.mro
+    assert "Failed to fetch" in error.original  # web-llm's own words are kept
     # The only outside request was web-llm's attempt at the model's config, blocked by the test.
     assert w.foreign and all("huggingface.co" in u for u in w.foreign)
     assert py("backend.loaded") is None
@@ -39,28 +34,18 @@ await backend.load("Qwen2.5-0.5B-Instruct-q4f32_1-MLC")
 
 def test_f16_model_on_gpu_without_shader_f16_fails_before_downloading(page, site):
     w, py = _app(page, site)
-    with pytest.raises(PyError) as info:
-        py("""
-from app.backends.webllm import WebLLMBackend
-backend = WebLLMBackend()
-await backend.load("Qwen2.5-0.5B-Instruct-q4f16_1-MLC")
-""")
-    assert info.value.type == "ShaderF16Unsupported"
-    assert "FeatureUnsupported" in info.value.mro
-    assert "q4f32" in info.value.message
+    error = _load_error(py, "Qwen2.5-0.5B-Instruct-q4f16_1-MLC")
+    assert error.type == "ShaderF16Unsupported"
+    assert "FeatureUnsupported" in error.mro
+    assert "q4f32" in error.message
     assert "reload" not in page.evaluate("window.__toWorker")
     assert w.foreign == []
 
 
 def test_unknown_model_id_is_model_not_found(page, site):
     w, py = _app(page, site)
-    with pytest.raises(PyError) as info:
-        py("""
-from app.backends.webllm import WebLLMBackend
-backend = WebLLMBackend()
-await backend.load("No-Such-Model-q4f32_1-MLC")
-""")
-    assert info.value.type == "ModelNotFound"
+    error = _load_error(py, "No-Such-Model-q4f32_1-MLC")
+    assert error.type == "ModelNotFound"
     assert "reload" not in page.evaluate("window.__toWorker")
     assert w.foreign == []
 
@@ -68,14 +53,9 @@ await backend.load("No-Such-Model-q4f32_1-MLC")
 def test_without_webgpu_loading_says_so(launch_chromium, site):
     page = launch_chromium(QUIET_FLAGS).new_page()
     w, py = _app(page, site)
-    with pytest.raises(PyError) as info:
-        py("""
-from app.backends.webllm import WebLLMBackend
-backend = WebLLMBackend()
-await backend.load("Qwen2.5-0.5B-Instruct-q4f32_1-MLC")
-""")
-    assert info.value.type == "WebGPUUnavailable"
-    assert "--enable-unsafe-webgpu" in info.value.message
+    error = _load_error(py, "Qwen2.5-0.5B-Instruct-q4f32_1-MLC")
+    assert error.type == "WebGPUUnavailable"
+    assert "--enable-unsafe-webgpu" in error.message
     assert w.foreign == []  # nothing was fetched for a model that cannot run
 
 

@@ -17,12 +17,21 @@ from app.errors import (
     RateLimited,
     ServerError,
 )
-from app.ir import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, Choice, ChoiceDelta, ChunkChoice, Usage
+from app.ir import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    Choice,
+    ChoiceDelta,
+    ChunkChoice,
+    Usage,
+)
 from app.middleware import Logging, Retry, Telemetry, Timeout, build_stack, redact
 from app.params import ChatRequest
 from tests.unit.conftest import run
 
 USER = [{"role": "user", "content": "hi"}]
+STREAM_EVENTS = ["gen_ai.request.start", "gen_ai.first_token", "gen_ai.request.end"]
 KEY = "sk-abc123def456ghi789jkl"
 
 
@@ -74,8 +83,9 @@ class FakeBackend:
     """Scripted: each call first raises the next error in ``script`` (if any), then answers.
     ``calls`` records ("complete" | "stream", request); ``streams`` the streams handed out."""
 
-    def __init__(self, name="fake", *, script=(), chunks=CHUNKS, hang=False):
+    def __init__(self, name="fake", *, script=(), chunks=CHUNKS, hang=False, clock=None, latency=0.0):
         self.name = name
+        self.clock, self.latency = clock, latency
         self.script = list(script)
         self.chunks = chunks
         self.hang = hang
@@ -90,6 +100,8 @@ class FakeBackend:
         self.calls.append(("complete", request))
         if self.hang:
             await asyncio.Event().wait()
+        if self.clock is not None:
+            self.clock.now += self.latency  # the time this answer took
         if self.script:
             raise self.script.pop(0)
         msg = ChatCompletionMessage(content="Hello")
@@ -131,17 +143,9 @@ async def collect(stream):
 
 def test_telemetry_complete_emits_start_then_end_with_gen_ai_attributes():
     events, clock = [], Clock()
-    backend = Telemetry(FakeBackend(), events.append, clock=clock)
+    backend = Telemetry(FakeBackend(clock=clock, latency=2.0), events.append, clock=clock)
 
-    async def go():
-        task = asyncio.ensure_future(backend.complete(request(max_tokens=64, temperature=0.5)))
-        await asyncio.sleep(0)
-        clock.now = 2.0
-        return await task
-
-    clock.now = 0.0
-    # The fake answers at once, so both clock reads see the same time unless we step it in between.
-    completion = run(_timed(backend, clock, request(max_tokens=64, temperature=0.5)))
+    completion = run(backend.complete(request(max_tokens=64, temperature=0.5)))
     assert completion.choices[0].message.content == "Hello"
     start, end = events
     assert start == {"event": "gen_ai.request.start", "request_id": start["request_id"],
@@ -155,18 +159,6 @@ def test_telemetry_complete_emits_start_then_end_with_gen_ai_attributes():
                    "duration_s": 2.0, "tokens_per_s": 1.0}
 
 
-async def _timed(backend, clock, req):
-    """Call ``backend.complete`` with the clock 2 s later when the answer arrives."""
-    inner = backend.inner
-
-    async def slow(request, _complete=inner.complete):
-        clock.now += 2.0
-        return await _complete(request)
-
-    inner.complete = slow
-    return await backend.complete(req)
-
-
 def test_telemetry_stream_reports_first_token_once_and_end_with_usage():
     events, clock = [], Clock()
     client = Client(Telemetry(FakeBackend(), events.append, clock=clock))
@@ -175,17 +167,18 @@ def test_telemetry_stream_reports_first_token_once_and_end_with_usage():
         stream = await client.chat.completions.create(messages=USER, model="m", stream=True,
                                                       stream_options={"include_usage": True})
         clock.now = 0.25
-        first = await stream.__anext__()
+        await stream.__anext__()
         clock.now = 1.0
         async with stream:
-            rest = [c async for c in stream]
-        return first, rest, stream
+            await collect(stream)
+        return stream
 
-    first, rest, stream = run(go())
+    stream = run(go())
     assert stream.content == "Hello"
-    assert [e["event"] for e in events] == ["gen_ai.request.start", "gen_ai.first_token", "gen_ai.request.end"]
+    assert [e["event"] for e in events] == STREAM_EVENTS
     start, ttft, end = events
-    assert ttft == {"event": "gen_ai.first_token", "request_id": start["request_id"], "time_to_first_token_s": 0.25}
+    assert ttft == {"event": "gen_ai.first_token", "request_id": start["request_id"],
+                    "time_to_first_token_s": 0.25}
     assert end["request_id"] == start["request_id"]
     assert end["gen_ai.response.finish_reasons"] == ["stop"]
     assert end["gen_ai.usage.input_tokens"] == 5 and end["gen_ai.usage.output_tokens"] == 2
@@ -202,7 +195,7 @@ def test_telemetry_stream_closed_early_ends_once_as_abort():
             await stream.__anext__()
 
     run(go())
-    assert [e["event"] for e in events] == ["gen_ai.request.start", "gen_ai.first_token", "gen_ai.request.end"]
+    assert [e["event"] for e in events] == STREAM_EVENTS
     assert events[-1]["gen_ai.response.finish_reasons"] == ["abort"]
     assert "gen_ai.usage.input_tokens" not in events[-1]  # never received, so not made up
 
@@ -213,8 +206,12 @@ def test_telemetry_error_event_names_the_class_and_hides_the_key(streaming):
     error = AuthenticationFailed(f"HTTP 401: Incorrect API key provided: {KEY}")
     client = Client(Telemetry(FakeBackend(script=[error]), events.append))
 
+    async def go():
+        answer = await client.chat.completions.create(messages=USER, stream=streaming)
+        await collect(answer)  # a stream fails when its first chunk is read
+
     with pytest.raises(AuthenticationFailed):
-        run(client.chat.completions.create(messages=USER, stream=streaming))
+        run(go())
     assert [e["event"] for e in events] == ["gen_ai.request.start", "gen_ai.request.error"]
     failed = events[-1]
     assert failed["error.type"] == "AuthenticationFailed"
@@ -270,7 +267,8 @@ def test_retry_server_error_then_success_waits_a_jittered_delay():
 def test_retry_backoff_doubles_and_is_capped_by_max_delay():
     sleeps = Sleeps()
     fake = FakeBackend(script=[BackendUnreachable("offline")] * 4)
-    run(Retry(fake, attempts=5, base_delay=0.5, max_delay=3.0, sleep=sleeps, rand=lambda: 1.0).complete(request()))
+    backend = Retry(fake, attempts=5, base_delay=0.5, max_delay=3.0, sleep=sleeps, rand=lambda: 1.0)
+    run(backend.complete(request()))
     assert sleeps == [0.5, 1.0, 2.0, 3.0]
 
 
