@@ -229,14 +229,16 @@ class RouterStream:
         tried: list[str] = []
         for route, reason in plan:
             started = self._router._clock()
-            inner = route.backend.stream(self._request)
+            inner = None
             try:
+                inner = route.backend.stream(self._request)
                 await inner.start()
                 first = await inner.__anext__()
             except StopAsyncIteration:
                 first = None
             except FALLBACK_ERRORS as error:
-                await inner.aclose()
+                if inner is not None:
+                    await inner.aclose()
                 self._router._failed(route, error)
                 tried.append(f"{route.backend.name}: {type(error).__name__}")
                 continue

@@ -78,7 +78,7 @@ class OpenAICompatBackend:
     def __init__(self, *, preset: str | None = None, base_url: str | None = None, api_key: str | None = None,
                  model: str | None = None, headers: dict[str, str] | None = None, name: str | None = None,
                  context_window: int | None = None, structured_output: str | None = None,
-                 http: Any = ffi) -> None:
+                 on_device: bool | None = None, http: Any = ffi) -> None:
         if preset is not None and preset not in PRESETS:
             raise UsageError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
         chosen = PRESETS.get(preset or "")
@@ -95,6 +95,7 @@ class OpenAICompatBackend:
         self.structured_output = structured_output or (chosen.structured_output if chosen else "json_schema")
         if self.structured_output not in ("json_schema", "json_object"):
             raise UsageError("structured_output must be 'json_schema' or 'json_object'")
+        self._on_device = on_device
         self._http = http
 
     def __repr__(self) -> str:
@@ -103,7 +104,10 @@ class OpenAICompatBackend:
 
     @property
     def on_device(self) -> bool:
-        """True for a server on this machine (loopback): its traffic does not leave the device."""
+        """True for a server on this machine (loopback, unless told otherwise): its traffic does not
+        leave the device, so private and offline requests may use it."""
+        if self._on_device is not None:
+            return self._on_device
         return urlsplit(self.base_url).hostname in _LOOPBACK
 
     def capabilities(self, model: str | None) -> Capabilities:
