@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import importlib.util
 import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
-
-from app.errors import BrowserOnly
 
 IN_BROWSER = sys.platform == "emscripten"
 
@@ -38,7 +35,9 @@ else:
         pass
 
 
-def _browser_only(what: str) -> BrowserOnly:
+def _browser_only(what: str) -> Exception:
+    from app.errors import BrowserOnly  # imported here: start-up in the page never needs it
+
     return BrowserOnly(f"{what} needs the browser (Pyodide); this is CPython {sys.version.split()[0]}")
 
 
@@ -503,6 +502,7 @@ async def load_packages(*names: str) -> None:
         await ffi.load_packages("pydantic")
     """
     import importlib
+    import importlib.util
 
     missing = [n for n in names if importlib.util.find_spec(n) is None]
     if not missing:
