@@ -21,7 +21,7 @@ from typing import Any
 from app import ffi
 from app.backends.base import Capabilities
 from app.errors import Aborted, DeviceLost, ModelNotFound, ModelNotLoaded, ShaderF16Unsupported, UsageError
-from app.ir import ChatCompletion, ChatCompletionChunk
+from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from app.params import ChatRequest
 
 MODULE_URL = "static/vendor/web-llm/index.js"
@@ -245,6 +245,7 @@ class WebLLMStream:
         self._chunks: Any = None
         self._holding = False
         self._finished = False
+        self._sent = False
         self.stopped = False
 
     async def start(self) -> None:
@@ -262,6 +263,13 @@ class WebLLMStream:
         if self._finished:
             raise StopAsyncIteration
         await self.start()
+        if self.stopped and not self._sent:
+            # Stopped before anything was sent: web-llm clears its interrupt flag when a request
+            # starts, so sending now would generate the whole answer. End here instead.
+            await self._finish()
+            return ChatCompletionChunk(id="", created=0, model=self._request.model or "",
+                                       choices=(ChunkChoice(index=0, delta=ChoiceDelta(), finish_reason="abort"),))
+        self._sent = True
         try:
             raw = await self._chunks.__anext__()
         except asyncio.CancelledError:
@@ -277,8 +285,10 @@ class WebLLMStream:
 
     async def stop(self) -> None:
         """Ask the engine to stop generating; keep iterating to receive the final chunk."""
-        if self._holding and not self._finished and not self.stopped:
-            self.stopped = True
+        if self._finished or self.stopped:
+            return
+        self.stopped = True
+        if self._sent:
             await self._backend._api.engine_interrupt(self._backend._engine)
 
     async def aclose(self) -> None:
@@ -286,8 +296,8 @@ class WebLLMStream:
         if self._finished:
             return
         try:
-            if self._chunks is not None and self._holding:
-                await self.stop()
+            await self.stop()
+            if self._chunks is not None and self._sent:
                 await self._chunks.aclose()
         except Aborted:
             pass

@@ -110,6 +110,19 @@ after = await client.chat.completions.create(messages=USER("again"))
     assert got == [True, "abort", "Echo: again", "stop"]
 
 
+def test_stop_before_the_first_chunk_sends_nothing(py, page):
+    before = len(sent_kinds(page))
+    got = py("""
+s = await client.chat.completions.create(messages=USER("long [[tokens=500]]"), stream=True)
+await s.stop()
+chunks = [c async for c in s]
+after = await client.chat.completions.create(messages=USER("fine"))
+[len(chunks), s.finish_reason, s.content, after.choices[0].message.content]
+""")
+    assert got == [1, "abort", "", "Echo: fine"]
+    assert sent_kinds(page)[before:].count("chatCompletionStreamInit") == 0
+
+
 def test_aclose_releases_the_engine(py, page):
     got = py("""
 s = await client.chat.completions.create(messages=USER("long [[tokens=500]] [[delay=5]]"), stream=True)
