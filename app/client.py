@@ -95,15 +95,16 @@ class _OneShotStream:
     """A finished completion replayed as a stream (used for emulated tool calls, whose JSON answer
     is only meaningful once whole)."""
 
-    def __init__(self, produce: Callable[[], Any]) -> None:
+    def __init__(self, produce: Callable[[], Any], *, include_usage: bool = False) -> None:
         self._produce = produce
+        self._include_usage = include_usage
         self._chunks: list[ChatCompletionChunk] | None = None
         self._closed = False
 
     async def start(self) -> None:
         if self._chunks is None:
             completion: ChatCompletion = await self._produce()
-            self._chunks = list(_as_chunks(completion))
+            self._chunks = list(_as_chunks(completion, include_usage=self._include_usage))
 
     def __aiter__(self) -> _OneShotStream:
         return self
@@ -121,7 +122,7 @@ class _OneShotStream:
         self._closed = True
 
 
-def _as_chunks(completion: ChatCompletion) -> list[ChatCompletionChunk]:
+def _as_chunks(completion: ChatCompletion, *, include_usage: bool) -> list[ChatCompletionChunk]:
     chunks = []
     for choice in completion.choices:
         msg = choice.message
@@ -133,7 +134,7 @@ def _as_chunks(completion: ChatCompletion) -> list[ChatCompletionChunk]:
         chunks.append(ChatCompletionChunk(id=completion.id, created=completion.created, model=completion.model,
                                           choices=(ChunkChoice(index=choice.index, delta=delta,
                                                                finish_reason=choice.finish_reason),)))
-    if completion.usage is not None:
+    if include_usage and completion.usage is not None:  # a usage chunk (no choices) only when asked for
         chunks.append(ChatCompletionChunk(id=completion.id, created=completion.created, model=completion.model,
                                           choices=(), usage=completion.usage))
     return chunks
@@ -191,7 +192,8 @@ class Completions:
         if not request.stream:
             return await produce()
         # The JSON answer only means something once whole: stream it as one finished chunk.
-        stream = Stream(_OneShotStream(produce), warnings=request.warnings, backend=backend.name)
+        stream = Stream(_OneShotStream(produce, include_usage=request.include_usage), warnings=request.warnings,
+                        backend=backend.name)
         await stream._source.start()
         return stream
 

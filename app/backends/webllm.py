@@ -217,8 +217,15 @@ class WebLLMBackend:
 
 
 def _for_engine(request: ChatRequest) -> ChatRequest:
-    """web-llm only takes text in assistant turns: a native tool-call turn goes back as the JSON the
-    model wrote (a list of {name, arguments}), so the next step of a tool loop is accepted."""
+    """Adapt a request to what web-llm accepts.
+
+    - web-llm only takes text in assistant turns: a native tool-call turn goes back as the JSON the
+      model wrote (a list of {name, arguments}), so the next step of a tool loop is accepted.
+    - With ``tools`` web-llm forces the answer into a JSON list of calls, so the model could never
+      answer in words: right after tool results, ``tools`` is left out (as emulation does).
+    """
+    if request.tools is not None and request.messages[-1]["role"] == "tool":
+        request = replace(request, tools=None, tool_choice=None)
     if not any(m["role"] == "assistant" and m.get("content") is None for m in request.messages):
         return request
     messages = []

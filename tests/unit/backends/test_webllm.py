@@ -1,0 +1,308 @@
+"""WebLLMBackend against a fake engine: versions and caches, loading, capabilities, request targeting."""
+
+import asyncio
+
+import pytest
+
+from app.backends.webllm import (
+    WebLLMBackend,
+    cache_options,
+    parse_version,
+    tensor_manifest_name,
+)
+from app.errors import (
+    DeviceLost,
+    ModelFetchFailed,
+    ModelNotFound,
+    ModelNotLoaded,
+    QuotaExceeded,
+    ShaderF16Unsupported,
+    UsageError,
+)
+from app.params import ChatRequest
+from tests.unit.conftest import run
+from tests.unit.fakes import HERMES, LLAMA, PHI_1K, QWEN_F16, FakeEngineApi, within
+
+USER = [{"role": "user", "content": "Hi"}]
+
+
+def request(**kw):
+    return ChatRequest.build(messages=USER, **kw)
+
+
+# ---------------------------------------------------------------- versions and caches
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("0.2.79", (0, 2, 79)), ("0.2.80", (0, 2, 80)), ("0.2.83", (0, 2, 83)), ("0.2.86", (0, 2, 86)),
+    ("^0.2.86", (0, 2, 86)),
+])
+def test_parse_version(text, expected):
+    assert parse_version(text) == expected
+
+
+def test_parse_version_rejects_text_without_a_version():
+    with pytest.raises(ValueError, match="not a web-llm version"):
+        parse_version("latest")
+
+
+@pytest.mark.parametrize("version, manifest", [
+    ((0, 2, 79), "ndarray-cache.json"), ((0, 2, 80), "tensor-cache.json"),
+    ((0, 2, 83), "tensor-cache.json"), ((0, 2, 86), "tensor-cache.json"),
+])
+def test_tensor_manifest_name_follows_the_rename_in_0_2_80(version, manifest):
+    assert tensor_manifest_name(version) == manifest
+
+
+@pytest.mark.parametrize("version, backend, expected", [
+    ((0, 2, 79), "cache", {"useIndexedDBCache": False}),
+    ((0, 2, 79), "indexeddb", {"useIndexedDBCache": True}),
+    ((0, 2, 80), "cache", {"useIndexedDBCache": False}),
+    ((0, 2, 80), "indexeddb", {"useIndexedDBCache": True}),
+    ((0, 2, 83), "cache", {"cacheBackend": "cache"}),
+    ((0, 2, 83), "opfs", {"cacheBackend": "opfs"}),
+    ((0, 2, 86), "indexeddb", {"cacheBackend": "indexeddb"}),
+    ((0, 2, 86), "opfs", {"cacheBackend": "opfs"}),
+])
+def test_cache_options_per_version(version, backend, expected):
+    assert cache_options(version, backend) == expected
+
+
+@pytest.mark.parametrize("version", [(0, 2, 79), (0, 2, 80)])
+def test_opfs_before_0_2_83_is_a_usage_error(version):
+    with pytest.raises(UsageError, match="no OPFS cache"):
+        cache_options(version, "opfs")
+
+
+def test_unknown_cache_backend_is_rejected_at_construction():
+    with pytest.raises(UsageError, match="cache backend must be one of"):
+        WebLLMBackend(cache_backend="localStorage", engine_api=FakeEngineApi())
+
+
+@pytest.mark.parametrize("npm, model_version, expected", [
+    ("0.2.79", "v0_2_48", {"useIndexedDBCache": True}),
+    ("0.2.86", "v0_2_86/base", {"cacheBackend": "indexeddb"}),
+])
+def test_engine_gets_the_cache_keys_of_the_vendored_npm_version(npm, model_version, expected):
+    async def scenario():
+        api = FakeEngineApi(version=npm, model_version=model_version)
+        backend = WebLLMBackend(cache_backend="indexeddb", engine_api=api)
+        await backend.load(LLAMA)
+        return api, backend
+
+    api, backend = run(within(scenario()))
+    [create] = [c for c in api.calls if c.name == "create_engine"]
+    config = create.args[2]
+    assert {k: config[k] for k in expected} == expected
+    assert not ({"cacheBackend", "useIndexedDBCache"} - set(expected)) & set(config)
+    assert backend.version == parse_version(npm)  # the npm version, not modelVersion
+
+
+def test_opfs_with_an_old_web_llm_fails_before_a_worker_starts():
+    async def scenario():
+        api = FakeEngineApi(version="0.2.80", model_version="v0_2_80")
+        backend = WebLLMBackend(cache_backend="opfs", engine_api=api)
+        with pytest.raises(UsageError, match="no OPFS cache"):
+            await backend.load(LLAMA)
+        return api, backend
+
+    api, backend = run(within(scenario()))
+    assert api.names() == ["webllm_exports"]
+    assert backend.loaded is None
+
+
+# ---------------------------------------------------------------- loading
+
+
+def test_two_concurrent_loads_of_one_model_send_one_reload_and_both_see_progress():
+    async def scenario():
+        api = FakeEngineApi()
+        backend = WebLLMBackend(engine_api=api)
+        first, second = [], []
+        await asyncio.gather(backend.load(LLAMA, on_progress=first.append),
+                             backend.load(LLAMA, on_progress=second.append))
+        return api, backend, first, second
+
+    api, backend, first, second = run(within(scenario()))
+    assert api.names().count("engine_reload") == 1
+    assert api.names().count("create_engine") == 1
+    assert backend.loaded == LLAMA
+    assert [r["progress"] for r in first] == [0.0, 1.0] and second == first
+
+
+def test_loading_the_loaded_model_again_sends_nothing():
+    async def scenario():
+        api = FakeEngineApi()
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        before = len(api.calls)
+        await backend.load(LLAMA)
+        return api.names(before)
+
+    assert run(within(scenario())) == []
+
+
+def test_unknown_model_id_is_model_not_found_and_no_reload_is_sent():
+    async def scenario():
+        api = FakeEngineApi()
+        backend = WebLLMBackend(engine_api=api)
+        with pytest.raises(ModelNotFound, match="Llama-9-Typo-MLC"):
+            await backend.load("Llama-9-Typo-MLC")
+        return api, backend
+
+    api, backend = run(within(scenario()))
+    assert "engine_reload" not in api.names()
+    assert "probe_webgpu" not in api.names()  # rejected before even asking for the GPU
+    assert backend.loaded is None
+
+
+@pytest.mark.parametrize("failure, error", [
+    (ModelFetchFailed("Failed to fetch", original="TypeError: Failed to fetch"), ModelFetchFailed),
+    ("QuotaExceededError: Quota exceeded.", QuotaExceeded),  # as the worker reports it
+])
+def test_failed_reload_leaves_nothing_loaded_and_a_later_load_retries(failure, error):
+    async def scenario():
+        api = FakeEngineApi(reload_errors={LLAMA: failure})
+        backend = WebLLMBackend(engine_api=api)
+        with pytest.raises(error):
+            await backend.load(LLAMA)
+        assert backend.loaded is None
+        with pytest.raises(ModelNotLoaded):
+            await backend.complete(request())
+        del api.reload_errors[LLAMA]  # the network is back
+        await backend.load(LLAMA)
+        reply = await backend.complete(request())
+        return api, backend, reply
+
+    api, backend, reply = run(within(scenario()))
+    assert api.names().count("engine_reload") == 2
+    assert api.names().count("create_engine") == 1  # the worker is reused
+    assert backend.loaded == LLAMA
+    assert reply.choices[0].message.content == "Echo: Hi"
+
+
+def test_a_failed_reload_of_another_model_unloads_the_previous_one():
+    async def scenario():
+        api = FakeEngineApi(reload_errors={PHI_1K: "NetworkError: Failed to fetch"})
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        with pytest.raises(ModelFetchFailed):
+            await backend.load(PHI_1K)
+        return backend
+
+    assert run(within(scenario())).loaded is None  # web-llm unloaded LLAMA before fetching PHI
+
+
+def test_f16_model_on_a_gpu_without_shader_f16_fails_before_downloading():
+    async def scenario():
+        api = FakeEngineApi(gpu_features=())
+        backend = WebLLMBackend(engine_api=api)
+        with pytest.raises(ShaderF16Unsupported, match="q4f32"):
+            await backend.load(QWEN_F16)
+        await backend.load(LLAMA)  # the q4f32 build loads on the same GPU
+        return api, backend
+
+    api, backend = run(within(scenario()))
+    assert [c.args[1] for c in api.calls if c.name == "engine_reload"] == [LLAMA]
+    assert backend.loaded == LLAMA
+
+
+def test_close_then_load_starts_a_new_worker():
+    async def scenario():
+        api = FakeEngineApi()
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        backend.close()
+        assert backend.loaded is None
+        with pytest.raises(ModelNotLoaded):
+            await backend.complete(request())
+        await backend.load(LLAMA)
+        return api, await backend.complete(request())
+
+    api, reply = run(within(scenario()))
+    assert api.names().count("create_engine") == 2 and api.handles[0].closed
+    assert reply.choices[0].message.content == "Echo: Hi"
+
+
+# ---------------------------------------------------------------- capabilities
+
+
+def test_capabilities_follow_web_llms_function_calling_list_and_model_record():
+    async def scenario():
+        backend = WebLLMBackend(engine_api=FakeEngineApi())
+        await backend.load(LLAMA)
+        return backend
+
+    backend = run(within(scenario()))
+    assert backend.capabilities(HERMES).tools == "native"
+    assert backend.capabilities(LLAMA).tools == "emulated"
+    assert backend.capabilities("Hermes-3-Llama-3.1-8B-q4f16_1-MLC").tools == "emulated"  # not in the fake's list
+    assert backend.capabilities(PHI_1K).max_context == 1024
+    assert backend.capabilities(None).max_context == 4096  # the loaded model's record
+    assert backend.capabilities(None).local
+
+
+# ---------------------------------------------------------------- requests
+
+
+def test_requests_before_any_load_are_model_not_loaded_and_nothing_is_sent():
+    api = FakeEngineApi()
+    backend = WebLLMBackend(engine_api=api)
+
+    async def scenario():
+        with pytest.raises(ModelNotLoaded, match="call load"):
+            await backend.complete(request())
+        with pytest.raises(ModelNotLoaded):
+            backend.stream(request(stream=True))
+
+    run(within(scenario()))
+    assert api.calls == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_request_naming_a_model_that_is_not_loaded_is_rejected_before_sending(stream):
+    async def scenario():
+        api = FakeEngineApi()
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        before = len(api.calls)
+        with pytest.raises(ModelNotLoaded, match=PHI_1K):
+            if stream:
+                await backend.stream(request(model=PHI_1K, stream=True)).start()
+            else:
+                await backend.complete(request(model=PHI_1K))
+        return api.names(before)
+
+    assert run(within(scenario())) == []
+
+
+def test_request_without_model_is_sent_to_the_loaded_model():
+    async def scenario():
+        api = FakeEngineApi()
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        reply = await backend.complete(request())
+        return api, reply
+
+    api, reply = run(within(scenario()))
+    assert api.sent()[-1]["model"] == LLAMA
+    assert reply.model == LLAMA and reply.backend == "webllm"
+
+
+def test_device_lost_mid_request_means_the_model_must_be_loaded_again():
+    def handler(req):
+        raise DeviceLost("The WebGPU device was lost", original="DeviceLostError: The WebGPU device was lost")
+
+    async def scenario():
+        api = FakeEngineApi(handler=handler)
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        with pytest.raises(DeviceLost):
+            await backend.complete(request())
+        assert backend.loaded is None
+        before = len(api.calls)
+        with pytest.raises(ModelNotLoaded):
+            await backend.complete(request())
+        return api.names(before)
+
+    assert run(within(scenario())) == []
