@@ -44,7 +44,8 @@ class Stream:
     ``stop()`` ends generation in the engine, and the stream's last chunk says ``"abort"``.
 
     After (or during) iteration, ``stream.content`` is the text so far and ``stream.completion()``
-    the whole answer as a :class:`~app.ir.ChatCompletion`.
+    the whole answer as a :class:`~app.ir.ChatCompletion`. A local engine serves one request at a
+    time and a stream holds it until it ends: use ``async with`` when you may leave the loop early.
     """
 
     def __init__(self, source: ChunkStream, *, warnings: tuple[str, ...] = (), backend: str = "") -> None:
