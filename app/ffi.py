@@ -13,10 +13,9 @@ Under CPython the module imports fine and every browser-only function raises
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 IN_BROWSER = sys.platform == "emscripten"
@@ -62,17 +61,6 @@ def to_py(value: Any) -> Any:
         return json.loads(js.JSON.stringify(value))
     return value
 
-
-@contextlib.contextmanager
-def callback(fn: Callable[..., Any]) -> Iterator[Any]:
-    """A JS-callable proxy of ``fn`` for the duration of the ``with`` block, destroyed after."""
-    if not IN_BROWSER:
-        raise _browser_only("callback")
-    proxy = create_proxy(fn)
-    try:
-        yield proxy
-    finally:
-        proxy.destroy()
 
 
 # --------------------------------------------------------------------------- environment
@@ -126,12 +114,6 @@ def is_online() -> bool:
         raise _browser_only("is_online")
     return bool(js.navigator.onLine)
 
-
-def base_url() -> str:
-    """The document's base URL; every asset URL is resolved against it (works under any sub-path)."""
-    if not IN_BROWSER:
-        raise _browser_only("base_url")
-    return str(js.document.baseURI)
 
 
 # --------------------------------------------------------------------------- DOM (by element id)
@@ -235,11 +217,10 @@ async def call_method(obj: Any, path: str, *args: Any) -> Any:
 class EngineHandle:
     """The page side of one web-llm worker engine. Opaque outside this module."""
 
-    def __init__(self, engine: Any, worker: Any, progress_proxy: Any, module: Any) -> None:
+    def __init__(self, engine: Any, worker: Any, progress_proxy: Any) -> None:
         self._engine = engine
         self._worker = worker
         self._progress = progress_proxy
-        self._module = module
         self.closed = False
 
     def close(self) -> None:
@@ -306,7 +287,7 @@ async def create_engine(module_url: str, worker_url: str, app_config: dict[str, 
         proxy = create_proxy(lambda report: on_progress(to_py(report)))
         engine_config.initProgressCallback = proxy
     engine = module.WebWorkerMLCEngine.new(worker, engine_config)
-    return EngineHandle(engine, worker, proxy, module)
+    return EngineHandle(engine, worker, proxy)
 
 
 async def engine_reload(handle: EngineHandle, model_id: str, chat_opts: dict[str, Any] | None = None) -> None:
@@ -321,9 +302,6 @@ async def engine_unload(handle: EngineHandle) -> None:
 async def engine_interrupt(handle: EngineHandle) -> None:
     await call_method(handle._engine, "interruptGenerate")
 
-
-async def engine_reset(handle: EngineHandle) -> None:
-    await call_method(handle._engine, "resetChat")
 
 
 async def engine_chat(handle: EngineHandle, request: dict[str, Any]) -> dict[str, Any]:

@@ -33,8 +33,6 @@ class NotGiven:
 
 NOT_GIVEN = NotGiven()
 
-FINISH_REASONS = ("stop", "length", "tool_calls", "abort", "content_filter")
-
 
 @dataclass(frozen=True, slots=True)
 class FunctionCall:

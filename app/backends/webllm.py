@@ -69,8 +69,7 @@ class WebLLMBackend:
 
     def __init__(self, *, app_config: dict[str, Any] | None = None, cache_backend: str = "cache",
                  module_url: str = MODULE_URL, worker_url: str = WORKER_URL, engine_api: Any = ffi) -> None:
-        if cache_backend not in CACHE_BACKENDS:
-            raise UsageError(f"cache backend must be one of {', '.join(CACHE_BACKENDS)}, got {cache_backend!r}")
+        cache_options((0, 2, 86), cache_backend)  # checks the name now, before anything starts
         self._app_config = app_config
         self._cache_backend = cache_backend
         self._module_url = module_url

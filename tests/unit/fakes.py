@@ -215,10 +215,6 @@ class FakeEngineApi:
             self.running.gate.set()  # an interrupted generation does not wait for anything
         await _bridge_crossing()
 
-    async def engine_reset(self, handle: FakeEngineHandle) -> None:
-        self._log("engine_reset", handle)
-        await _bridge_crossing()
-
     async def engine_chat(self, handle: FakeEngineHandle, request: dict[str, Any]) -> dict[str, Any]:
         """A non-streaming ``chat.completions.create``."""
         self._log("engine_chat", handle, request)

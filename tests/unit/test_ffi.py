@@ -13,15 +13,10 @@ def test_module_imports_under_cpython_and_reports_versions():
 @pytest.mark.parametrize("call", [
     lambda: ffi.to_js({"a": 1}),
     lambda: ffi.set_text("status", "x"),
-    lambda: ffi.base_url(),
+    lambda: ffi.is_online(),
     lambda: run(ffi.probe_webgpu()),
 ])
 def test_browser_only_calls_explain_themselves(call):
     with pytest.raises(BrowserOnly, match="needs the browser"):
         call()
 
-
-def test_callback_is_browser_only():
-    with pytest.raises(BrowserOnly):
-        with ffi.callback(print):
-            pass
