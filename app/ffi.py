@@ -3,8 +3,8 @@
 Everything that converts values across the Pyodide bridge (``to_js``), wraps Python callables for JS
 (``create_proxy``), destroys those proxies, or awaits a JS promise lives here. The rest of ``app/``
 is plain Python: it calls these functions with plain data and gets plain data back, so it imports
-and unit-tests under CPython. No ``JsProxy`` is returned from a public function of this module except
-:class:`JsHandle`, an opaque token other modules hand back to this one.
+and unit-tests under CPython. No ``JsProxy`` leaves this module except inside :class:`EngineHandle`,
+an opaque token other modules hand back to it.
 
 Under CPython the module imports fine and every browser-only function raises
 :class:`~app.errors.BrowserOnly` with a sentence saying why.
