@@ -152,9 +152,9 @@ def adjust_lock(lock: dict, wheels: list[Path]) -> dict:
     packages = {}
     for wheel in wheels:
         name, version = wheel.name.split("-")[:2]
-        key = name.replace("_", "-").lower()
+        key = _lock_key(name)  # keyed like Pyodide's own lock: normalised, '-' separated
         old = lock["packages"].get(key) or lock["packages"].get(name) or {}
-        entry = {
+        packages[key] = {
             "name": old.get("name", key),
             "version": version,
             "file_name": wheel.name,
@@ -162,21 +162,16 @@ def adjust_lock(lock: dict, wheels: list[Path]) -> dict:
             "sha256": _sha256(wheel),
             "package_type": "package",
             "imports": old.get("imports", [name]),
-            "depends": [d for d in old.get("depends", [])],
+            "depends": list(old.get("depends", [])),
             "unvendored_tests": False,
         }
-        packages[key] = entry  # keyed like Pyodide's own lock: normalised, '-' separated
     for entry in packages.values():
-        entry["depends"] = [d for d in entry["depends"] if _lock_key(d) in _keys(packages)]
+        entry["depends"] = [d for d in entry["depends"] if _lock_key(d) in packages]
     return {**lock, "packages": packages}
 
 
 def _lock_key(name: str) -> str:
     return name.replace("_", "-").lower()
-
-
-def _keys(packages: dict) -> set[str]:
-    return {_lock_key(k) for k in packages}
 
 
 # --------------------------------------------------------------------------- build

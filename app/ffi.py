@@ -198,18 +198,14 @@ return (async () => {
   catch (e) { throw (e instanceof Error ? e : new Error(String(e))); }
 })();
 """
-_caller: Any = None
 
 
 async def call_method(obj: Any, path: str, *args: Any) -> Any:
     """``await obj.a.b.method(*args)`` with args converted by :func:`to_js`; JS errors -> app.errors."""
-    global _caller
     if not IN_BROWSER:
         raise _browser_only("call_method")
-    if _caller is None:
-        _caller = js.Function.new("obj", "path", "args", _CALL_SOURCE)
     try:
-        return await _caller(obj, path, to_js(list(args)))
+        return await _js_function("call", "obj,path,args", _CALL_SOURCE)(obj, path, to_js(list(args)))
     except _JsException as exc:
         raise _engine_error(exc) from None
 
@@ -243,8 +239,7 @@ async def import_module(url: str) -> Any:
         raise _browser_only("import_module")
     absolute = str(js.URL.new(url, js.document.baseURI).href)
     if absolute not in _modules:
-        importer = js.Function.new("u", "return import(u)")
-        _modules[absolute] = await importer(absolute)
+        _modules[absolute] = await _js_function("import", "u", "return import(u)")(absolute)
     return _modules[absolute]
 
 

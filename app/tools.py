@@ -32,9 +32,6 @@ from app.ir import ChatCompletion, Choice, FunctionCall, ToolCall
 from app.params import ChatRequest
 from app.structured import response_format_for
 
-# Prefixes of web-llm's functionCallingModelIds (web-llm 0.2.x): the only ids it accepts `tools` for.
-NATIVE_TOOL_MODELS = ("Hermes-2-Pro-", "Hermes-3-")
-
 # The system-message text that describes the tools. It depends only on the tools, never on the turn
 # or tool_choice, so every turn of a conversation carries the same system message and web-llm can
 # keep reusing its KV cache for the shared prefix.
@@ -49,17 +46,6 @@ TOOLS_PROMPT_HEAD = (
 )
 TOOL_RESULT_HEAD = "Tool result (call_id={id}{name}):\n"
 
-
-def supports_native_tools(model_id: str | None) -> bool:
-    """True when web-llm itself handles ``tools`` for ``model_id``; otherwise use :func:`emulate`.
-
-        supports_native_tools("Hermes-3-Llama-3.1-8B-q4f16_1-MLC")   # True
-        supports_native_tools("Qwen2.5-1.5B-Instruct-q4f16_1-MLC")   # False
-    """
-    return isinstance(model_id, str) and model_id.startswith(NATIVE_TOOL_MODELS)
-
-
-# --- emulation -------------------------------------------------------------------------------------
 
 def tools_prompt(tools: typing.Sequence[dict[str, Any]]) -> str:
     """The fixed wording that describes ``tools`` (validated OpenAI tool dicts) to the model.

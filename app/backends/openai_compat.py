@@ -147,7 +147,7 @@ class OpenAICompatBackend:
             text = await response.__anext__()
         finally:
             await response.aclose()
-        return ChatCompletion.from_dict(_json(text), warnings=request.warnings, backend=self.name)
+        return ChatCompletion.from_dict(_json(text), backend=self.name)
 
     def stream(self, request: ChatRequest) -> OpenAICompatStream:
         return OpenAICompatStream(self._request(self._body(request), sse=True))

@@ -51,10 +51,14 @@ def required_features(record: dict[str, Any]) -> frozenset[str]:
     return frozenset(needs)
 
 
-def cache_options(version: tuple[int, int, int], backend: str) -> dict[str, Any]:
-    """The appConfig keys that pick the browser cache web-llm stores model files in."""
+def _check_cache_backend(backend: str) -> None:
     if backend not in CACHE_BACKENDS:
         raise UsageError(f"cache backend must be one of {', '.join(CACHE_BACKENDS)}, got {backend!r}")
+
+
+def cache_options(version: tuple[int, int, int], backend: str) -> dict[str, Any]:
+    """The appConfig keys that pick the browser cache web-llm stores model files in."""
+    _check_cache_backend(backend)
     if version >= (0, 2, 83):
         return {"cacheBackend": backend}
     if backend == "opfs":
@@ -69,7 +73,7 @@ class WebLLMBackend:
 
     def __init__(self, *, app_config: dict[str, Any] | None = None, cache_backend: str = "cache",
                  module_url: str = MODULE_URL, worker_url: str = WORKER_URL, engine_api: Any = ffi) -> None:
-        cache_options((0, 2, 86), cache_backend)  # checks the name now, before anything starts
+        _check_cache_backend(cache_backend)  # now, before any worker starts
         self._app_config = app_config
         self._cache_backend = cache_backend
         self._module_url = module_url
@@ -205,7 +209,7 @@ class WebLLMBackend:
             except DeviceLost:
                 self._lost()
                 raise
-        return ChatCompletion.from_dict(raw, warnings=request.warnings, backend=self.name)
+        return ChatCompletion.from_dict(raw, backend=self.name)
 
     def _lost(self) -> None:
         """web-llm unloads every model when the GPU device is lost: the next request must load again."""

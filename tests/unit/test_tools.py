@@ -13,7 +13,6 @@ from app.tools import (
     emulate,
     parse_emulated,
     run_tools,
-    supports_native_tools,
     tool_call_schema,
     tool_schema,
     tools_prompt,
@@ -61,17 +60,6 @@ def completion(content=None, tool_calls=None, finish="stop"):
         finish = "tool_calls"
     return ChatCompletion.from_dict({"id": "c", "created": 1, "model": "m",
                                      "choices": [{"index": 0, "message": message, "finish_reason": finish}]})
-
-
-# --- native support --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("model, native", [
-    ("Hermes-2-Pro-Llama-3-8B-q4f16_1-MLC", True), ("Hermes-3-Llama-3.1-8B-q4f32_1-MLC", True),
-    ("Qwen2.5-1.5B-Instruct-q4f16_1-MLC", False), ("Hermes-2-Theta-Llama-3-8B-q4f16_1-MLC", False),
-    (None, False),
-])
-def test_only_web_llm_function_calling_models_are_native(model, native):
-    assert supports_native_tools(model) is native
 
 
 # --- emulate ---------------------------------------------------------------------------------------
