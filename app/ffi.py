@@ -464,6 +464,41 @@ def _http_error(exc: BaseException) -> Exception:
     return BackendUnreachable(f"could not reach the endpoint: {getattr(exc, 'message', exc)}", original=str(exc))
 
 
+# --------------------------------------------------------------------------- storage
+#
+# static/storage.js holds the IndexedDB and Cache API glue; values cross as JSON text.
+
+STORAGE_MODULE_URL = "static/storage.js"
+
+
+async def _storage() -> Any:
+    if not IN_BROWSER:
+        raise _browser_only("browser storage")
+    return await import_module(STORAGE_MODULE_URL)
+
+
+async def kv_get(store: str, key: str) -> Any:
+    """The value under ``key`` in one of the app's IndexedDB stores, or None.
+
+    Stores: ``models``, ``usage``, ``staging``, ``conversations``, ``settings``.
+    """
+    return json.loads(await (await _storage()).kvGet(store, key))
+
+
+async def kv_put(store: str, key: str, value: Any) -> None:
+    """Store JSON-able ``value`` under ``key``; returns once the write has committed."""
+    await (await _storage()).kvPut(store, key, json.dumps(value))
+
+
+async def kv_delete(store: str, key: str) -> None:
+    await (await _storage()).kvDelete(store, key)
+
+
+async def kv_items(store: str) -> dict[str, Any]:
+    """Every entry of a store as ``{key: value}``."""
+    return json.loads(await (await _storage()).kvItems(store))
+
+
 # --------------------------------------------------------------------------- wheels on demand
 
 
