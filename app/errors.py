@@ -11,10 +11,11 @@
     |   +-- ModelNotFound             the model id is in no catalog the engine knows
     |   +-- ModelNotLoaded            the request names a model that is not loaded
     |   +-- ModelNotDownloaded        the model's files are not in the browser's cache (offline use)
-    |   +-- ModelFetchFailed          the network failed while fetching model files
+    |   +-- ModelFetchFailed          fetching model files failed (.status: the HTTP status, or None)
     |   +-- ContextWindowExceeded     the prompt does not fit the model's context window
     |   +-- DeviceLost                the GPU device was lost (often out of memory)
     |   +-- QuotaExceeded             the browser's storage quota is too small for the model files
+    |   |   +-- InsufficientStorage   ... found before a download starts (.needed, .available, .evictable)
     |   +-- Aborted                   the request was stopped (stream.aclose(), a cancel handle)
     |   +-- EngineRejected            the engine refused the request (its own validation)
     |   +-- OutputParseError          the model's answer is not the JSON that was asked for (.text)
@@ -94,7 +95,11 @@ class ModelNotDownloaded(EngineError):
 
 
 class ModelFetchFailed(EngineError):
-    """Fetching the model's files failed (network down, server error, file missing)."""
+    """Fetching model files failed: the network dropped, or the server answered ``status``."""
+
+    def __init__(self, message: str, *, status: int | None = None, original: str | None = None) -> None:
+        super().__init__(message, original=original)
+        self.status = status
 
 
 class ContextWindowExceeded(EngineError):
@@ -107,6 +112,17 @@ class DeviceLost(EngineError):
 
 class QuotaExceeded(EngineError):
     """The browser's storage quota cannot hold the model's files."""
+
+
+class InsufficientStorage(QuotaExceeded):
+    """A download was refused before it wrote anything: ``needed`` bytes do not fit the ``available``
+    quota. ``evictable`` lists downloaded models, least recently used first, whose deletion would help."""
+
+    def __init__(self, message: str, *, needed: int, available: int, evictable: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.needed = needed
+        self.available = available
+        self.evictable = evictable
 
 
 class Aborted(EngineError):

@@ -5,10 +5,11 @@
 // ------------------------------------------------------------------ the app's own key-value stores
 
 const APP_DB = "webllm-py";
-const APP_DB_VERSION = 1;
+const APP_DB_VERSION = 2;
 // One object store per purpose; keys are strings, values structured-cloneable data.
-// `staging` holds parts of interrupted downloads (Blobs), keyed "<url>#<part index>".
-export const APP_STORES = ["models", "usage", "staging", "conversations", "settings"];
+// `staging` holds parts of interrupted downloads (Blobs), keyed "<url>#<part index>"; `sizes` keeps
+// what each model's download costs, so the catalog can show it without asking the network again.
+export const APP_STORES = ["models", "sizes", "usage", "staging", "conversations", "settings"];
 
 let appDb = null;
 
@@ -77,4 +78,330 @@ export function kvItems(store) {
     keys.forEach((key, i) => { out[key] = values[i]; });
     return JSON.stringify(out);
   });
+}
+
+// ------------------------------------------------------------------ web-llm's model stores
+//
+// web-llm keeps model files in one of three stores, each split into the scopes "webllm/config",
+// "webllm/wasm" and "webllm/model", keyed by the file's full URL (see its ArtifactCache,
+// ArtifactIndexedDBCache and OPFSStore). Writing the same entries in the same shape is what makes
+// web-llm's own hasModelInCache() true after a download here, and a later load fetch nothing.
+//   cache:     caches.open(scope), Request(url) -> Response
+//   indexeddb: database named after the scope, version 1, store "urls" {keyPath: "url"};
+//              value {url, data}: data is the parsed JSON for the tensor manifest, else an ArrayBuffer
+//   opfs:      <root>/tvmjs-opfs-store/<scope parts>/<sha256(url)>.bin + .record.json {url, nbytes}
+
+const OPFS_ROOT = "tvmjs-opfs-store";
+
+async function cacheExists(scope) {
+  return "caches" in self && (await caches.has(scope));
+}
+
+async function webllmDbExists(scope) {
+  const known = await indexedDB.databases();
+  return known.some((db) => db.name === scope);
+}
+
+const webllmDbs = new Map();
+function webllmDb(scope) {
+  if (!webllmDbs.has(scope)) {
+    webllmDbs.set(scope, openDatabase(scope, 1, (db) => {
+      if (!db.objectStoreNames.contains("urls")) db.createObjectStore("urls", {keyPath: "url"});
+    }));
+  }
+  return webllmDbs.get(scope);
+}
+
+async function opfsDir(scope, create) {
+  if (!navigator.storage || typeof navigator.storage.getDirectory !== "function") return null;
+  try {
+    let dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(OPFS_ROOT, {create});
+    for (const part of scope.split("/").filter((p) => p)) {
+      dir = await dir.getDirectoryHandle(encodeURIComponent(part), {create});
+    }
+    return dir;
+  } catch (e) {
+    if (e.name === "NotFoundError") return null;
+    throw e;
+  }
+}
+
+async function sha256Hex(text) {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function sizeOf(data) {
+  if (data instanceof ArrayBuffer) return data.byteLength;
+  if (ArrayBuffer.isView(data)) return data.byteLength;
+  if (data instanceof Blob) return data.size;
+  return new TextEncoder().encode(JSON.stringify(data)).byteLength;
+}
+
+// Every entry of one store and scope as [{url, bytes}], without creating the store.
+async function listEntries(backend, scope) {
+  const out = [];
+  if (backend === "cache") {
+    if (!(await cacheExists(scope))) return out;
+    const cache = await caches.open(scope);
+    for (const request of await cache.keys()) {
+      const response = await cache.match(request);
+      out.push({url: request.url, bytes: response ? (await response.blob()).size : 0});
+    }
+  } else if (backend === "indexeddb") {
+    if (!(await webllmDbExists(scope))) return out;
+    await inTransaction(webllmDb(scope), "urls", "readonly", (store) => new Promise((resolve, reject) => {
+      // One value at a time: getAll() would hold every shard in memory at once.
+      const cursor = store.openCursor();
+      cursor.onsuccess = () => {
+        const c = cursor.result;
+        if (!c) { resolve(); return; }
+        out.push({url: c.value.url, bytes: sizeOf(c.value.data)});
+        c.continue();
+      };
+      cursor.onerror = () => reject(cursor.error);
+    }));
+  } else if (backend === "opfs") {
+    const dir = await opfsDir(scope, false);
+    if (!dir) return out;
+    for await (const [name, handle] of dir.entries()) {
+      if (!name.endsWith(".record.json")) continue;
+      const record = JSON.parse(await (await handle.getFile()).text());
+      let bytes = 0;
+      try {
+        bytes = (await (await dir.getFileHandle(name.replace(/\.record\.json$/, ".bin"))).getFile()).size;
+      } catch (e) { if (e.name !== "NotFoundError") throw e; }
+      out.push({url: record.url, bytes});
+    }
+  } else {
+    throw new Error(`unknown cache backend ${backend}`);
+  }
+  return out;
+}
+
+export async function listStore(backend, scope) {
+  return JSON.stringify(await listEntries(backend, scope));
+}
+
+export async function deleteEntries(backend, scope, urlsJson) {
+  const urls = JSON.parse(urlsJson);
+  if (backend === "cache") {
+    if (!(await cacheExists(scope))) return;
+    const cache = await caches.open(scope);
+    await Promise.all(urls.map((url) => cache.delete(url)));
+  } else if (backend === "indexeddb") {
+    if (!(await webllmDbExists(scope))) return;
+    await inTransaction(webllmDb(scope), "urls", "readwrite", (store) => { urls.forEach((u) => store.delete(u)); });
+  } else if (backend === "opfs") {
+    const dir = await opfsDir(scope, false);
+    if (!dir) return;
+    for (const url of urls) {
+      const base = await sha256Hex(url);
+      for (const name of [`${base}.record.json`, `${base}.bin`]) {
+        try { await dir.removeEntry(name); } catch (e) { if (e.name !== "NotFoundError") throw e; }
+      }
+    }
+  }
+}
+
+// Write one whole file into web-llm's store, in the shape web-llm reads back.
+async function commitEntry(backend, scope, url, blob, storetype, contentType) {
+  if (backend === "cache") {
+    const headers = {"content-length": String(blob.size)};
+    if (contentType) headers["content-type"] = contentType;
+    await (await caches.open(scope)).put(url, new Response(blob, {headers}));
+  } else if (backend === "indexeddb") {
+    const data = storetype === "json" ? JSON.parse(await blob.text()) : await blob.arrayBuffer();
+    await inTransaction(webllmDb(scope), "urls", "readwrite", (store) => { store.put({url, data}); });
+  } else if (backend === "opfs") {
+    const dir = await opfsDir(scope, true);
+    const base = await sha256Hex(url);
+    // The payload first, then the record: web-llm treats an entry without a record as absent.
+    const payload = await (await dir.getFileHandle(`${base}.bin`, {create: true})).createWritable();
+    await payload.write(blob);
+    await payload.close();
+    const record = await (await dir.getFileHandle(`${base}.record.json`, {create: true})).createWritable();
+    const meta = {url, nbytes: blob.size};
+    if (contentType) meta.contentType = contentType;
+    await record.write(JSON.stringify(meta));
+    await record.close();
+  } else {
+    throw new Error(`unknown cache backend ${backend}`);
+  }
+}
+
+// ------------------------------------------------------------------ staging of partial downloads
+
+function stagingKeys(url) {
+  // Keys "<url>#<n>" sort between "<url>#" and "<url>#\uffff".
+  return IDBKeyRange.bound(`${url}#`, `${url}#\uffff`);
+}
+
+async function stagedParts(url) {
+  return inTransaction(appDatabase(), "staging", "readonly", async (store) => {
+    const range = stagingKeys(url);
+    const [keys, values] = await Promise.all([requestPromise(store.getAllKeys(range)),
+                                              requestPromise(store.getAll(range))]);
+    // Numeric order of part indexes (string order would put #10 before #2).
+    return keys.map((k, i) => [Number(k.slice(url.length + 1)), values[i]])
+      .sort((a, b) => a[0] - b[0]).map(([, v]) => v);
+  });
+}
+
+async function stagePart(url, index, blob) {
+  await inTransaction(appDatabase(), "staging", "readwrite", (store) => { store.put(blob, `${url}#${index}`); });
+}
+
+async function unstage(urls) {
+  await inTransaction(appDatabase(), "staging", "readwrite", (store) => {
+    urls.forEach((url) => store.delete(stagingKeys(url)));
+  });
+}
+
+// {url: bytes staged} for every partially downloaded file.
+export async function listStaging() {
+  return inTransaction(appDatabase(), "staging", "readonly", (store) => new Promise((resolve, reject) => {
+    const out = {};
+    const cursor = store.openCursor();
+    cursor.onsuccess = () => {
+      const c = cursor.result;
+      if (!c) { resolve(JSON.stringify(out)); return; }
+      const url = c.key.slice(0, c.key.lastIndexOf("#"));
+      out[url] = (out[url] || 0) + c.value.size;
+      c.continue();
+    };
+    cursor.onerror = () => reject(cursor.error);
+  }));
+}
+
+export async function deleteStaging(urlsJson) {
+  await unstage(JSON.parse(urlsJson));
+}
+
+// ------------------------------------------------------------------ one file download
+//
+// Streams `url` into memory, reporting bytes as they arrive; parts are staged in IndexedDB at most
+// every STAGE_INTERVAL_MS, so a reload or a dropped connection loses little, and a fast download
+// (which needs no resume) is not written twice. A staged file resumes with an HTTP Range request.
+// Only a whole file, of the expected size, is committed to web-llm's store.
+
+const STAGE_INTERVAL_MS = 2000;
+const REPORT_INTERVAL_MS = 100;
+
+function failure(name, message, extra = {}) {
+  const error = new Error(message);
+  error.name = name;
+  return Object.assign(error, extra);
+}
+
+export function startDownload(spec, onProgress) {
+  const {url, backend, scope, storetype, expected} = JSON.parse(spec);
+  const controller = new AbortController();
+  const run = async () => {
+    const staged = await stagedParts(url);
+    let offset = staged.reduce((n, b) => n + b.size, 0);
+    const headers = offset > 0 ? {Range: `bytes=${offset}-`} : {};
+    let response;
+    try {
+      response = await fetch(url, {signal: controller.signal, headers});
+    } catch (e) {
+      if (e.name === "AbortError") throw e;
+      throw failure("NetworkError", `could not fetch ${url}: ${e.message}`);
+    }
+    if (!response.ok) throw failure("HttpError", `GET ${url} answered ${response.status}`, {status: response.status});
+    const parts = staged.slice();
+    let index = parts.length;
+    if (offset > 0 && response.status !== 206) {
+      // The server ignored the range: start this file over.
+      await unstage([url]);
+      parts.length = 0; index = 0; offset = 0;
+    }
+    onProgress(offset, true);  // bytes already held (staged), reported as a reset of this file
+    const contentType = response.headers.get("content-type");
+    const reader = response.body.getReader();
+    let pending = [], pendingBytes = 0, got = offset, reported = offset;
+    let lastReport = performance.now();
+    // Staging runs on a timer, not per chunk, so a stalled stream is staged too. Parts get their
+    // index when taken, so they stay in order however the writes interleave.
+    let staging = Promise.resolve();
+    const stage = () => {
+      if (!pendingBytes) return staging;
+      const blob = new Blob(pending);
+      pending = []; pendingBytes = 0;
+      parts.push(blob);
+      const n = index++;
+      staging = staging.then(() => stagePart(url, n, blob));
+      return staging;
+    };
+    const timer = setInterval(stage, STAGE_INTERVAL_MS);
+    try {
+      for (;;) {
+        const {done, value} = await reader.read();
+        if (done) break;
+        pending.push(value); pendingBytes += value.byteLength; got += value.byteLength;
+        const now = performance.now();
+        if (now - lastReport >= REPORT_INTERVAL_MS) { onProgress(got - reported, false); reported = got; lastReport = now; }
+      }
+    } catch (e) {
+      await stage();  // keep what arrived, for the resume
+      onProgress(got - reported, false);
+      if (controller.signal.aborted) throw failure("AbortError", `download of ${url} cancelled`);
+      throw failure("NetworkError", `the connection dropped while fetching ${url}: ${e.message}`, {received: got});
+    } finally {
+      clearInterval(timer);
+    }
+    await staging;
+    onProgress(got - reported, false);
+    if (expected >= 0 && got !== expected) {
+      await unstage([url]);
+      throw failure("SizeMismatch", `${url}: expected ${expected} bytes, received ${got}`, {received: got});
+    }
+    const blob = new Blob(parts.concat(pending));
+    await commitEntry(backend, scope, url, blob, storetype, contentType);
+    await unstage([url]);
+    return blob.size;
+  };
+  const promise = run();
+  promise.catch(() => {});  // the caller awaits it; keep an early rejection from being "unhandled"
+  return {wait: () => promise, cancel: () => controller.abort()};
+}
+
+// Content-Length of `url` from a HEAD request (-1 when the server does not say).
+export async function headSize(url) {
+  let response;
+  try {
+    response = await fetch(url, {method: "HEAD"});
+  } catch (e) {
+    throw failure("NetworkError", `could not reach ${url}: ${e.message}`);
+  }
+  if (!response.ok) throw failure("HttpError", `HEAD ${url} answered ${response.status}`, {status: response.status});
+  const length = response.headers.get("content-length");
+  return length === null ? -1 : Number(length);
+}
+
+export async function fetchText(url) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw failure("NetworkError", `could not reach ${url}: ${e.message}`);
+  }
+  if (!response.ok) throw failure("HttpError", `GET ${url} answered ${response.status}`, {status: response.status});
+  return response.text();
+}
+
+export async function estimate() {
+  const e = await navigator.storage.estimate();
+  const persisted = navigator.storage.persisted ? await navigator.storage.persisted() : false;
+  return JSON.stringify({usage: e.usage ?? 0, quota: e.quota ?? 0, persisted});
+}
+
+export async function persist() {
+  return navigator.storage.persist ? await navigator.storage.persist() : false;
+}
+
+// A small file already in hand (the config and tensor manifest read while planning), committed
+// without fetching it again, so the stored manifest is the one the plan was made from.
+export async function commitText(backend, scope, url, text, storetype) {
+  await commitEntry(backend, scope, url, new Blob([text]), storetype, "application/json");
 }

@@ -22,12 +22,12 @@ from app import ffi
 from app.backends.base import Capabilities
 from app.errors import Aborted, DeviceLost, ModelNotFound, ModelNotLoaded, ShaderF16Unsupported, UsageError
 from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
+from app.models.catalog import DEFAULT_CONTEXT, required_features
 from app.params import ChatRequest
 
 MODULE_URL = "static/vendor/web-llm/index.js"
 WORKER_URL = "static/webllm-worker.js"
 CACHE_BACKENDS = ("cache", "indexeddb", "opfs")
-DEFAULT_CONTEXT = 4096
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -41,14 +41,6 @@ def parse_version(text: str) -> tuple[int, int, int]:
 def tensor_manifest_name(version: tuple[int, int, int]) -> str:
     """The weights manifest each web-llm release reads (renamed in 0.2.80)."""
     return "tensor-cache.json" if version >= (0, 2, 80) else "ndarray-cache.json"
-
-
-def required_features(record: dict[str, Any]) -> frozenset[str]:
-    """GPU features a model needs. q*f16 weights need shader-f16 even when the record omits it."""
-    needs = set(record.get("required_features") or ())
-    if re.search(r"q\d+f16", record.get("model_id", "")):
-        needs.add("shader-f16")
-    return frozenset(needs)
 
 
 def _check_cache_backend(backend: str) -> None:
@@ -167,6 +159,15 @@ class WebLLMBackend:
 
             raise FeatureUnsupported(f"{record['model_id']} needs {', '.join(sorted(missing))}, "
                                      "which this GPU/browser does not offer")
+
+    async def set_app_config(self, app_config: dict[str, Any]) -> None:
+        """Replace the model list (e.g. after a user model was added); a running engine gets it too."""
+        self._app_config = app_config
+        if self._engine is None:
+            return
+        config = {**app_config, **cache_options(self.version, self._cache_backend)}
+        self.models = {m["model_id"]: m for m in config.get("model_list", [])}
+        await self._api.engine_set_app_config(self._engine, config)
 
     async def unload(self) -> None:
         if self._engine is None:

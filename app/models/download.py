@@ -1,0 +1,328 @@
+"""Download a model's files into web-llm's own store without loading it.
+
+Each file goes into the store, scope and key web-llm itself reads (see static/storage.js), so after a
+download web-llm's ``hasModelInCache`` is true and a later load fetches no weights. Files stream in
+4 at a time; bytes are counted as they arrive and summed over the parallel fetches into one
+:class:`DownloadProgress` with a smoothed rate and ETA. A file is committed only when whole: a cancel,
+a dropped connection or a reload leaves its received part staged, and the next download resumes it
+with an HTTP Range request; whole files already stored are not fetched again.
+
+    plan = await make_plan(info)                  # sizes, before anything is written
+    job = Download(plan, "cache", on_progress=print)
+    await job.run()                               # or job.cancel() from elsewhere
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app import ffi
+from app.errors import Aborted, AppError, ModelFetchFailed
+from app.models.catalog import ModelInfo
+
+CONFIG_SCOPE = "webllm/config"
+WASM_SCOPE = "webllm/wasm"
+MODEL_SCOPE = "webllm/model"
+SCOPES = (CONFIG_SCOPE, WASM_SCOPE, MODEL_SCOPE)
+CONCURRENCY = 4
+PHASES = ("planning", "downloading", "verifying", "done", "cancelled", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """One file of a model. ``size`` is exact for shards and the JSON files, a server's
+    Content-Length for the rest (None when it gave none); only exact sizes are enforced."""
+
+    url: str
+    scope: str
+    storetype: str  # "json" | "arraybuffer": how web-llm's IndexedDB store keeps it
+    kind: str  # config | manifest | tokenizer | lib | shard
+    size: int | None
+    exact: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "scope": self.scope, "storetype": self.storetype, "kind": self.kind,
+                "size": self.size, "exact": self.exact}
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadPlan:
+    """Every file a model needs, with sizes, known before any byte is stored."""
+
+    model_id: str
+    artifacts: tuple[Artifact, ...]
+    largest_tensor: int = 0
+    # The config and manifest as read while planning (not saved with the plan): committed as they
+    # are, so they are not fetched twice and the stored manifest is the one the sizes came from.
+    texts: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(a.size or 0 for a in self.artifacts)
+
+    @property
+    def shards(self) -> int:
+        return sum(a.kind == "shard" for a in self.artifacts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "largest_tensor": self.largest_tensor,
+                "artifacts": [a.to_json() for a in self.artifacts]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DownloadPlan:
+        return cls(data["model_id"], tuple(Artifact(**a) for a in data["artifacts"]),
+                   int(data.get("largest_tensor", 0)))
+
+
+def lib_is_cached(lib_url: str) -> bool:
+    """web-llm caches a model library only when it is an absolute URL not on localhost (it re-fetches
+    the others at every load, so downloading them ahead would store bytes web-llm never reads)."""
+    return lib_url.startswith("http") and "localhost" not in lib_url
+
+
+async def make_plan(model: ModelInfo, *, manifest_name: str = "tensor-cache.json", api: Any = ffi) -> DownloadPlan:
+    """Read the model's config and tensor manifest (and ask the server the size of the rest) without
+    storing anything."""
+    if model.record.get("model_manifest") is not None:
+        from app.errors import FeatureUnsupported
+
+        raise FeatureUnsupported(f"{model.id} uses a model package manifest; load it to download it")
+    base = model.base_url
+    config_url = base + "mlc-chat-config.json"
+    manifest_url = base + manifest_name
+    config_text, manifest_text = await asyncio.gather(api.fetch_text(config_url), api.fetch_text(manifest_url))
+    try:
+        config = json.loads(config_text)
+        manifest = json.loads(manifest_text)
+        records = manifest["records"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFetchFailed(f"{model.id}: the config or tensor manifest is not valid JSON ({exc})") from None
+    files = config.get("tokenizer_files") or []
+    # The same choice web-llm's tokenizer loader makes.
+    tokenizer = "tokenizer.json" if "tokenizer.json" in files else "tokenizer.model" if "tokenizer.model" in files else None
+    sized = [(base + tokenizer, MODEL_SCOPE, "tokenizer")] if tokenizer else []
+    if lib_is_cached(model.lib_url):
+        sized.append((model.lib_url, WASM_SCOPE, "lib"))
+    sizes = await asyncio.gather(*(api.head_size(url) for url, _, _ in sized))
+    artifacts = [
+        Artifact(config_url, CONFIG_SCOPE, "arraybuffer", "config", len(config_text.encode()), True),
+        Artifact(manifest_url, MODEL_SCOPE, "json", "manifest", len(manifest_text.encode()), True),
+    ]
+    artifacts += [Artifact(url, scope, "arraybuffer", kind, size if size >= 0 else None)
+                  for (url, scope, kind), size in zip(sized, sizes)]
+    artifacts += [Artifact(base + r["dataPath"], MODEL_SCOPE, "arraybuffer", "shard", int(r["nbytes"]), True)
+                  for r in records]
+    largest = max((int(t.get("nbytes", 0)) for r in records for t in r.get("records", [])), default=0)
+    return DownloadPlan(model.id, tuple(artifacts), largest, {config_url: config_text, manifest_url: manifest_text})
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadProgress:
+    """One progress event. ``rate`` is smoothed bytes/s (None until measurable), ``eta`` seconds."""
+
+    model_id: str
+    phase: str
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+    rate: float | None = None
+    eta: float | None = None
+    error: str | None = None
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.bytes_total <= 0 else min(1.0, self.bytes_done / self.bytes_total)
+
+
+class RateMeter:
+    """Bytes per second, smoothed exponentially over about ``tau`` seconds of arrivals."""
+
+    def __init__(self, *, tau: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._tau = tau
+        self._clock = clock
+        self._last: tuple[float, int] | None = None
+        self.rate: float | None = None
+
+    def update(self, total: int) -> float | None:
+        now = self._clock()
+        if self._last is None:
+            self._last = (now, total)
+            return self.rate
+        then, before = self._last
+        dt = now - then
+        if dt <= 0:
+            return self.rate
+        instant = max(0, total - before) / dt
+        weight = 1 - math.exp(-dt / self._tau)
+        self.rate = instant if self.rate is None else self.rate + weight * (instant - self.rate)
+        self._last = (now, total)
+        return self.rate
+
+
+@dataclass
+class _Counts:
+    by_url: dict[str, int] = field(default_factory=dict)
+    done_files: set[str] = field(default_factory=set)
+
+
+class Download:
+    """One model download. ``run()`` returns the final progress or raises a typed error
+    (:class:`Aborted` after ``cancel()``, :class:`ModelFetchFailed`, :class:`QuotaExceeded`)."""
+
+    def __init__(self, plan: DownloadPlan, backend: str, *, stored: dict[str, int] | None = None,
+                 staged: dict[str, int] | None = None, on_progress: Callable[[DownloadProgress], None] | None = None,
+                 concurrency: int = CONCURRENCY, api: Any = ffi, clock: Callable[[], float] = time.monotonic) -> None:
+        self.plan = plan
+        self.backend = backend
+        self._api = api
+        self._listeners = [on_progress] if on_progress else []
+        self._concurrency = concurrency
+        self._clock = clock
+        self._meter = RateMeter(clock=clock)
+        stored = stored or {}
+        self._counts = _Counts()
+        for a in plan.artifacts:
+            if holds(a, stored, backend):
+                self._counts.by_url[a.url] = stored[a.url]
+                self._counts.done_files.add(a.url)
+            elif staged and a.url in staged:
+                self._counts.by_url[a.url] = staged[a.url]
+        self._files: dict[str, Any] = {}
+        self.committed: list[Artifact] = []  # files this download wrote into web-llm's store
+        self._cancelled = False
+        self._failure: AppError | None = None
+        self.progress = self._snapshot("planning")
+
+    @property
+    def pending(self) -> list[Artifact]:
+        return [a for a in self.plan.artifacts if a.url not in self._counts.done_files]
+
+    @property
+    def remaining_bytes(self) -> int:
+        return sum(max(0, (a.size or 0) - self._counts.by_url.get(a.url, 0)) for a in self.pending)
+
+    def subscribe(self, listener: Callable[[DownloadProgress], None]) -> None:
+        self._listeners.append(listener)
+
+    def cancel(self) -> None:
+        """Stop now; what arrived stays staged for a resume, nothing partial enters web-llm's store."""
+        self._cancelled = True
+        for file in list(self._files.values()):
+            file.cancel()
+
+    def _snapshot(self, phase: str, error: str | None = None) -> DownloadProgress:
+        done = sum(self._counts.by_url.values())
+        total = max(self.plan.total_bytes, done)
+        rate = self._meter.rate
+        eta = (total - done) / rate if rate and phase == "downloading" else None
+        return DownloadProgress(self.plan.model_id, phase, done, total, len(self._counts.done_files),
+                                len(self.plan.artifacts), rate, eta, error)
+
+    def _emit(self, phase: str, error: str | None = None) -> None:
+        self.progress = self._snapshot(phase, error)
+        for listener in list(self._listeners):
+            listener(self.progress)
+
+    def _on_bytes(self, url: str, n: int, absolute: bool) -> None:
+        self._counts.by_url[url] = n if absolute else self._counts.by_url.get(url, 0) + n
+        self._meter.update(sum(self._counts.by_url.values()))
+        self._emit("downloading")
+
+    async def run(self) -> DownloadProgress:
+        queue = list(self.pending)
+        self._emit("downloading")
+        try:
+            if self._cancelled:
+                raise Aborted(f"download of {self.plan.model_id} cancelled")
+            workers = [asyncio.ensure_future(self._worker(queue)) for _ in range(min(self._concurrency, len(queue)))]
+            try:
+                await asyncio.gather(*workers)
+            except BaseException:
+                self.cancel()  # the others stage what they have and stop
+                await asyncio.gather(*workers, return_exceptions=True)
+                raise
+            if self._failure is not None:
+                raise self._failure
+            self._emit("verifying")
+            await self._verify()
+        except Aborted as exc:
+            self._emit("cancelled", str(exc))
+            raise
+        except AppError as exc:
+            self._emit("failed", str(exc))
+            raise
+        self._emit("done")
+        return self.progress
+
+    async def _worker(self, queue: list[Artifact]) -> None:
+        # After one file fails, files already streaming finish (their bytes are good); no new one starts.
+        while queue and not self._cancelled and self._failure is None:
+            artifact = queue.pop(0)
+            text = self.plan.texts.get(artifact.url)
+            if text is not None:
+                await self._api.store_put_text(self.backend, artifact.scope, artifact.url, text, artifact.storetype)
+                self.committed.append(artifact)
+                self._counts.by_url[artifact.url] = artifact.size or 0
+                self._counts.done_files.add(artifact.url)
+                self._emit("downloading")
+                continue
+            spec = {"url": artifact.url, "backend": self.backend, "scope": artifact.scope,
+                    "storetype": artifact.storetype, "expected": artifact.size if artifact.exact else -1}
+            file = self._api.FileDownload(spec, lambda n, absolute, url=artifact.url: self._on_bytes(url, n, absolute))
+            self._files[artifact.url] = file
+            try:
+                size = await file.wait()
+            except Aborted:
+                raise
+            except AppError as exc:
+                self._failure = self._failure or exc
+                return
+            finally:
+                self._files.pop(artifact.url, None)
+            self.committed.append(artifact)
+            self._counts.by_url[artifact.url] = size
+            self._counts.done_files.add(artifact.url)
+            self._emit("downloading")
+        if self._cancelled:
+            raise Aborted(f"download of {self.plan.model_id} cancelled")
+
+    async def discard(self) -> None:
+        """Remove what this download wrote (whole files and staged parts): used when the browser
+        refused to store more, so a failed download does not keep eating the space left."""
+        by_scope: dict[str, list[str]] = {}
+        for artifact in self.committed:
+            by_scope.setdefault(artifact.scope, []).append(artifact.url)
+        await asyncio.gather(*(self._api.store_delete(self.backend, scope, urls) for scope, urls in by_scope.items()))
+        await self._api.staging_delete([a.url for a in self.plan.artifacts])
+        self.committed.clear()
+
+    async def _verify(self) -> None:
+        """Every file is in web-llm's store, exact ones at their exact size (read back from the store)."""
+        stored = await stored_sizes(self.backend, self._api)
+        wrong = [a.url for a in self.plan.artifacts if not holds(a, stored, self.backend)]
+        if wrong:
+            raise ModelFetchFailed(f"{self.plan.model_id}: {len(wrong)} file(s) missing or of the wrong size after "
+                                   f"download, e.g. {wrong[0]}")
+
+
+def holds(artifact: Artifact, stored: dict[str, int], backend: str) -> bool:
+    """Whether ``stored`` (from :func:`stored_sizes`) has the whole file. web-llm's IndexedDB store
+    keeps the tensor manifest as a parsed object, whose size is not the served file's."""
+    if artifact.url not in stored:
+        return False
+    if not artifact.exact or (backend == "indexeddb" and artifact.storetype == "json"):
+        return True
+    return stored[artifact.url] == artifact.size
+
+
+async def stored_sizes(backend: str, api: Any = ffi) -> dict[str, int]:
+    """``{url: bytes}`` of every file in web-llm's ``backend`` store, across its three scopes."""
+    listings = await asyncio.gather(*(api.store_list(backend, scope) for scope in SCOPES))
+    return {e["url"]: int(e["bytes"]) for entries in listings for e in entries}

@@ -1,0 +1,263 @@
+"""The state of every model, and the actions on it: download, cancel, load, unload, delete, evict.
+
+    manager = ModelManager(catalog, WebLLMBackend(app_config=catalog.app_config()), emit=events.append)
+    await manager.download("my-model", on_progress=print)   # refuses with InsufficientStorage first
+    (await manager.status("my-model")).state                 # "downloaded"
+    await manager.load("my-model")
+    await manager.delete("my-model")                         # every file, in every store
+
+States: ``not-downloaded``, ``partial`` (some files or staged bytes), ``downloaded``, ``downloading``,
+``loading``, ``loaded``, ``failed`` (``error`` holds the typed error of the last attempt).
+
+Progress is reported to the caller's callback and, as plain-dict events, to ``emit`` (the same sink
+:class:`app.middleware.Telemetry` writes to): ``app.model.download`` and ``app.model.load``, with
+``gen_ai.request.model`` naming the model, so one consumer can show requests and model progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app import ffi
+from app.errors import Aborted, AppError, InsufficientStorage, ModelNotLoaded, QuotaExceeded
+from app.models.catalog import Catalog
+from app.models.download import Download, DownloadPlan, DownloadProgress, holds, make_plan, stored_sizes
+from app.storage import Storage
+
+SIZES_STORE = "sizes"
+STATES = ("not-downloaded", "partial", "downloaded", "downloading", "loading", "loaded", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStatus:
+    model_id: str
+    state: str
+    bytes_stored: int = 0
+    bytes_total: int | None = None  # None until the model's files have been sized
+    files_stored: int = 0
+    files_total: int | None = None
+    progress: DownloadProgress | None = None  # while downloading
+    load_progress: float | None = None  # 0..1 while loading
+    load_text: str = ""
+    error: AppError | None = None
+
+
+class ModelManager:
+    """See the module docstring. ``backend`` is an :class:`app.backends.webllm.WebLLMBackend`."""
+
+    def __init__(self, catalog: Catalog, backend: Any, *, storage: Storage | None = None,
+                 cache_backend: str = "cache", manifest_name: str = "tensor-cache.json",
+                 emit: Callable[[dict[str, Any]], None] | None = None, api: Any = ffi,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.catalog = catalog
+        self.backend = backend
+        self.storage = storage or Storage(catalog, api=api)
+        self.cache_backend = cache_backend
+        self.persisted: bool | None = None  # what the browser answered to persist(), once asked
+        self._manifest_name = manifest_name
+        self._emit = emit or (lambda event: None)
+        self._api = api
+        self._clock = clock
+        self._plans: dict[str, DownloadPlan] = {}
+        self._downloads: dict[str, asyncio.Task] = {}
+        self._jobs: dict[str, Download] = {}
+        self._listeners: dict[str, list[Callable[[DownloadProgress], None]]] = {}
+        self._loading: dict[str, tuple[float, str]] = {}
+        self._errors: dict[str, AppError] = {}
+        self._sent_ids: tuple[str, ...] | None = None
+
+    # ------------------------------------------------------------------ sizes
+
+    async def plan(self, model_id: str) -> DownloadPlan:
+        """Every file of the model with its size, asked of the network once and then remembered
+        (in memory and in the app's IndexedDB), so sizes show without refetching."""
+        if model_id in self._plans:
+            return self._plans[model_id]
+        info = self.catalog.get(model_id)
+        saved = await self._api.kv_get(SIZES_STORE, model_id)
+        if saved is not None:
+            plan = DownloadPlan.from_json(saved)
+        else:
+            plan = await make_plan(info, manifest_name=self._manifest_name, api=self._api)
+            await self._api.kv_put(SIZES_STORE, model_id, plan.to_json())
+        self._plans[model_id] = plan
+        return plan
+
+    async def download_size(self, model_id: str) -> int:
+        return (await self.plan(model_id)).total_bytes
+
+    # ------------------------------------------------------------------ status
+
+    async def status(self, model_id: str) -> ModelStatus:
+        self.catalog.get(model_id)  # ModelNotFound for an unknown id
+        if model_id in self._loading:
+            progress, text = self._loading[model_id]
+            return ModelStatus(model_id, "loading", load_progress=progress, load_text=text)
+        job = self._jobs.get(model_id)
+        if job is not None:
+            p = job.progress
+            return ModelStatus(model_id, "downloading", p.bytes_done, p.bytes_total, p.files_done, p.files_total, p)
+        stored = await stored_sizes(self.cache_backend, self._api)
+        staged = await self._api.staging_list()
+        plan = self._plans.get(model_id)
+        if plan is None:
+            saved = await self._api.kv_get(SIZES_STORE, model_id)
+            plan = DownloadPlan.from_json(saved) if saved is not None else None
+        if plan is not None:
+            files = [a for a in plan.artifacts if holds(a, stored, self.cache_backend)]
+            have = sum(stored[a.url] for a in files) + sum(staged.get(a.url, 0) for a in plan.artifacts
+                                                            if a not in files)
+            state = "downloaded" if len(files) == len(plan.artifacts) else "partial" if have else "not-downloaded"
+            status = ModelStatus(model_id, state, have, plan.total_bytes, len(files), len(plan.artifacts))
+        else:
+            usage = (await self.storage.report()).models.get(model_id)
+            have = usage.bytes + usage.staged_bytes if usage else 0
+            status = ModelStatus(model_id, "partial" if have else "not-downloaded", have,
+                                 files_stored=len(usage.files) if usage else 0)
+        if self.backend.loaded == model_id:
+            return ModelStatus(model_id, "loaded", status.bytes_stored, status.bytes_total,
+                               status.files_stored, status.files_total)
+        if model_id in self._errors:
+            return ModelStatus(model_id, "failed", status.bytes_stored, status.bytes_total,
+                               status.files_stored, status.files_total, error=self._errors[model_id])
+        return status
+
+    # ------------------------------------------------------------------ download
+
+    async def download(self, model_id: str, on_progress: Callable[[DownloadProgress], None] | None = None
+                       ) -> DownloadProgress:
+        """Fetch every file of the model into web-llm's store without loading it. Two calls for one
+        model share one download. Raises :class:`InsufficientStorage` before writing anything when
+        the rest of the download does not fit the quota."""
+        self.catalog.get(model_id)
+        task = self._downloads.get(model_id)
+        if task is None:
+            task = asyncio.ensure_future(self._download(model_id))
+            self._downloads[model_id] = task
+            task.add_done_callback(lambda _t: self._downloads.pop(model_id, None))
+        if on_progress is not None:
+            self._listen(model_id, on_progress)
+        return await asyncio.shield(task)
+
+    def _listen(self, model_id: str, listener: Callable[[DownloadProgress], None]) -> None:
+        self._listeners.setdefault(model_id, []).append(listener)
+        job = self._jobs.get(model_id)
+        if job is not None:
+            listener(job.progress)
+
+    async def _download(self, model_id: str) -> DownloadProgress:
+        self._errors.pop(model_id, None)
+        try:
+            plan = await self.plan(model_id)
+            stored, staged = await asyncio.gather(stored_sizes(self.cache_backend, self._api),
+                                                  self._api.staging_list())
+            job = Download(plan, self.cache_backend, stored=stored, staged=staged,
+                           on_progress=lambda p: self._progress(model_id, p), api=self._api, clock=self._clock)
+            await self._check_space(model_id, job.remaining_bytes)
+            if self.persisted is None:
+                self.persisted = await self.storage.persist()
+            self._jobs[model_id] = job
+            try:
+                return await job.run()
+            except QuotaExceeded:
+                await job.discard()
+                raise
+        except asyncio.CancelledError:
+            raise Aborted(f"download of {model_id} cancelled") from None
+        except AppError as exc:
+            if not isinstance(exc, Aborted):
+                self._errors[model_id] = exc
+            raise
+        finally:
+            self._jobs.pop(model_id, None)
+            self._listeners.pop(model_id, None)
+
+    async def _check_space(self, model_id: str, needed: int) -> None:
+        quota = await self.storage.quota()
+        if needed <= quota.free:
+            return
+        from app.runtime import format_bytes
+
+        report = await self.storage.report()
+        keep = [m for m in (model_id, self.backend.loaded) if m]
+        evictable = tuple(self.storage.lru_order(report, keep=keep))
+        hint = f"; deleting {', '.join(evictable[:3])} would free space" if evictable else ""
+        raise InsufficientStorage(
+            f"{model_id} needs {format_bytes(needed)} more, and this site may store only "
+            f"{format_bytes(quota.free)} more{hint}", needed=needed, available=quota.free, evictable=evictable)
+
+    def _progress(self, model_id: str, progress: DownloadProgress) -> None:
+        for listener in list(self._listeners.get(model_id, ())):
+            listener(progress)
+        self._emit({"event": "app.model.download", "gen_ai.request.model": model_id,
+                    "phase": progress.phase, "bytes_done": progress.bytes_done,
+                    "bytes_total": progress.bytes_total, "files_done": progress.files_done,
+                    "files_total": progress.files_total, "rate_bytes_per_s": progress.rate,
+                    "eta_s": progress.eta})
+
+    def cancel(self, model_id: str) -> bool:
+        """Stop a running download (what arrived stays staged for a resume). False if none ran."""
+        job = self._jobs.get(model_id)
+        if job is not None:
+            job.cancel()
+            return True
+        task = self._downloads.get(model_id)
+        if task is not None:  # still planning: nothing written yet
+            task.cancel()
+            return True
+        return False
+
+    # ------------------------------------------------------------------ load / unload / delete
+
+    async def load(self, model_id: str, on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Load into web-llm (downloading what is missing, the way web-llm does). Single-flight."""
+        self.catalog.get(model_id)
+        ids = tuple(m.id for m in self.catalog.all())
+        if ids != self._sent_ids:  # a user model was added or removed since the engine last heard
+            await self.backend.set_app_config(self.catalog.app_config())
+            self._sent_ids = ids
+
+        def report(raw: dict[str, Any]) -> None:
+            progress, text = float(raw.get("progress") or 0.0), str(raw.get("text") or "")
+            self._loading[model_id] = (progress, text)
+            self._emit({"event": "app.model.load", "gen_ai.request.model": model_id,
+                        "progress": progress, "text": text})
+            if on_progress is not None:
+                on_progress(raw)
+
+        self._errors.pop(model_id, None)
+        self._loading.setdefault(model_id, (0.0, ""))
+        try:
+            await self.backend.load(model_id, on_progress=report)
+        except AppError as exc:
+            self._errors[model_id] = exc
+            raise
+        finally:
+            self._loading.pop(model_id, None)
+        await self.storage.touch(model_id)
+
+    async def unload(self) -> None:
+        if self.backend.loaded is None:
+            raise ModelNotLoaded("no model is loaded")
+        await self.backend.unload()
+
+    async def delete(self, model_id: str) -> int:
+        """Unload it if loaded, stop its download, and remove every file it has in every store
+        (web-llm's own delete leaves the tensor manifest behind). Returns the bytes freed."""
+        self.catalog.get(model_id)
+        if self.cancel(model_id):
+            task = self._downloads.get(model_id)
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+        if self.backend.loaded == model_id:
+            await self.backend.unload()
+        self._errors.pop(model_id, None)
+        return await self.storage.delete(model_id)
+
+    async def evict(self, target_bytes: int) -> list[str]:
+        """Delete least recently used models (never the loaded one) until at most ``target_bytes``."""
+        return await self.storage.evict(target_bytes, keep=[m for m in (self.backend.loaded,) if m])

@@ -1,0 +1,203 @@
+"""A synthetic web-llm model served on 127.0.0.1, the way Hugging Face serves one.
+
+Files live under ``/<org>/<name>/resolve/main/`` (config, tokenizer, tensor manifest, shards of
+random bytes) and the model library under ``/libs/``. The server answers GET, HEAD, OPTIONS and
+single HTTP ranges with CORS headers, and counts requests and body bytes per path, so tests can
+assert what the browser fetched. Faults are set per path: ``drop_after`` closes the connection after
+n body bytes (once); ``hold_after`` sends n bytes and then waits until ``release()``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CHUNK = 64 * 1024
+
+
+@dataclass
+class SyntheticModel:
+    name: str
+    shards: int = 4
+    shard_bytes: int = 1 << 20
+    org: str = "synth"
+    seed: int = 1
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        base = f"/{self.org}/{self.name}/resolve/main/"
+        records = []
+        for i in range(self.shards):
+            data = rng.randbytes(self.shard_bytes + i * 1000)  # unequal sizes: no count can pass by luck
+            self.files[f"{base}params_shard_{i}.bin"] = data
+            records.append({"dataPath": f"params_shard_{i}.bin", "format": "raw-shard", "nbytes": len(data),
+                            "records": [{"name": f"w{i}", "shape": [len(data) // 4], "dtype": "float32",
+                                         "format": "f32-to-bf16", "nbytes": len(data) // 4 * 4, "byteOffset": 0}]})
+        self.files[base + "tensor-cache.json"] = json.dumps({"metadata": {"ParamSize": self.shards},
+                                                             "records": records}).encode()
+        self.files[base + "mlc-chat-config.json"] = json.dumps({
+            "model_type": "llama", "context_window_size": 2048, "tokenizer_files": ["tokenizer.json"],
+            "conv_template": {"name": "chatml"}}).encode()
+        self.files[base + "tokenizer.json"] = json.dumps({"model": {"vocab": {f"t{i}": i for i in range(500)}}}).encode()
+        self.files[f"/libs/{self.name}-webgpu.wasm"] = b"\0asm\1\0\0\0" + rng.randbytes(30_000)
+
+    @property
+    def base_path(self) -> str:
+        return f"/{self.org}/{self.name}/resolve/main/"
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(len(v) for v in self.files.values())
+
+    def shard_path(self, i: int) -> str:
+        return f"{self.base_path}params_shard_{i}.bin"
+
+
+class ModelServer:
+    def __init__(self, *models: SyntheticModel) -> None:
+        self.files: dict[str, bytes] = {}
+        for m in models:
+            self.files.update(m.files)
+        self.requests: Counter[str] = Counter()
+        self.ranges: list[tuple[str, int]] = []  # (path, first byte) of every range request
+        self.sent: Counter[str] = Counter()
+        self.drop_after: dict[str, int] = {}
+        self.hold_after: dict[str, int] = {}
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+        self._by_method: Counter[tuple[str, str]] = Counter()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.origin = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def record(self, model: SyntheticModel, **extra) -> dict:
+        """The web-llm model record of ``model`` on this server (model URL without resolve/main)."""
+        return {"model": f"{self.origin}/{model.org}/{model.name}", "model_id": model.name,
+                "model_lib": f"{self.origin}/libs/{model.name}-webgpu.wasm", "vram_required_MB": 300,
+                "low_resource_required": True, "overrides": {"context_window_size": 2048}, **extra}
+
+    def url(self, path: str) -> str:
+        return self.origin + path
+
+    def release(self) -> None:
+        self._released.set()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.sent.clear()
+            self.ranges.clear()
+            self._by_method.clear()
+            self.drop_after.clear()
+            self.hold_after.clear()
+            self._released = threading.Event()
+
+    def body_requests(self) -> Counter[str]:
+        """GET requests per path (HEAD and preflights excluded)."""
+        return Counter({p: n for (m, p), n in self._by_method.items() if m == "GET"})
+
+    def close(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _cors(self):
+                self.send_header("Access-Control-Allow-Origin", "*")
+                self.send_header("Access-Control-Allow-Headers", "Range")
+                self.send_header("Access-Control-Expose-Headers", "Content-Length, Content-Range, Accept-Ranges")
+
+            def _peer_closed(self) -> bool:
+                try:
+                    return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+                except BlockingIOError:
+                    return False
+                except OSError:
+                    return True
+
+            def do_OPTIONS(self):
+                self.send_response(204)
+                self._cors()
+                self.send_header("Access-Control-Allow-Methods", "GET, HEAD")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_HEAD(self):
+                self._serve(head=True)
+
+            def do_GET(self):
+                self._serve(head=False)
+
+            def _serve(self, head: bool):
+                path = self.path.split("?")[0]
+                with server._lock:
+                    server.requests[path] += 1
+                    server._by_method[(self.command, path)] += 1
+                data = server.files.get(path)
+                if data is None:
+                    self.send_response(404)
+                    self._cors()
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start = 0
+                match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+                if match:
+                    start = int(match[1])
+                    end = int(match[2]) if match[2] else len(data) - 1
+                    with server._lock:
+                        server.ranges.append((path, start))
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                    body = data[start:end + 1]
+                else:
+                    self.send_response(200)
+                    body = data
+                self._cors()
+                self.send_header("Accept-Ranges", "bytes")
+                ctype = "application/json" if path.endswith(".json") else "application/octet-stream"
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if head:
+                    return
+                drop = server.drop_after.pop(path, None)
+                hold = server.hold_after.pop(path, None)
+                sent = 0
+                try:
+                    while sent < len(body):
+                        if drop is not None and sent >= drop:
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            self.close_connection = True
+                            return
+                        if hold is not None and sent >= hold:
+                            server._released.wait()
+                            hold = None
+                            if self._peer_closed():  # the page gave up meanwhile: send nothing more
+                                self.close_connection = True
+                                return
+                        limit = min(len(body), *(n for n in (drop, hold) if n is not None and n > sent), sent + CHUNK)
+                        self.wfile.write(body[sent:limit])
+                        with server._lock:
+                            server.sent[path] += limit - sent
+                        sent = limit
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+        return Handler
