@@ -70,7 +70,7 @@ def shard_gets(server, model):
     return [gets[model.shard_path(i)] for i in range(model.shards)]
 
 
-@pytest.mark.parametrize("backend", ["cache", "indexeddb"])
+@pytest.mark.parametrize("backend", ["cache", "indexeddb", "opfs"])
 def test_download_fills_webllms_store_and_accounting_matches(page, site, server, backend):
     py, watch = start(page, site, server, backend)
     assert has_model_in_cache(page, server, MODEL_A, backend) is False
@@ -234,7 +234,7 @@ def test_quota_hit_mid_download_is_typed_and_leaves_nothing_behind(page, site, s
     watch.assert_clean()
 
 
-@pytest.mark.parametrize("backend", ["cache", "indexeddb"])
+@pytest.mark.parametrize("backend", ["cache", "indexeddb", "opfs"])
 def test_delete_removes_every_entry(page, site, server, backend):
     py, watch = start(page, site, server, backend)
     py("await manager.download('synth-a'); await manager.download('synth-b')")
@@ -283,4 +283,40 @@ m = catalog.get('my-own-model')
 """)
     assert info == ["user", record["model"], False]
     assert py("len(catalog) > 100")  # web-llm's prebuilt list is there too
+    watch.assert_clean()
+
+
+def test_load_unload_and_a_model_added_at_run_time_through_the_engine(page, serve):
+    """Loading goes through web-llm's worker engine (the double: only model execution is faked)."""
+    from tests.browser.double import CHAT_MODEL, FAIL_NETWORK_MODEL, OVERLAY, app_config
+
+    site = serve("/", overlay=OVERLAY)
+    watch = open_app(page, site)
+    py = PagePython(page)
+    config = app_config(site.origin)
+    added = dict(next(m for m in config["model_list"] if m["model_id"] == CHAT_MODEL), model_id="Added-q4f32_1-MLC")
+    py(f"""
+import json
+from app.models.catalog import Catalog
+from app.models.manager import ModelManager
+from app.backends.webllm import WebLLMBackend
+catalog = await Catalog.load(extra=json.loads({json.dumps(json.dumps(config["model_list"]))}))
+manager = ModelManager(catalog, WebLLMBackend(app_config=catalog.app_config()), emit=(events := []).append)
+await manager.load({CHAT_MODEL!r})
+""")
+    assert py(f"(await manager.status({CHAT_MODEL!r})).state") == "loaded"
+    loads = py("[e['progress'] for e in events if e['event'] == 'app.model.load']")
+    assert loads and loads[-1] == 1
+    assert py(f"{CHAT_MODEL!r} in await manager.storage.last_used()")
+
+    with pytest.raises(PyError) as info:
+        py(f"await manager.load({FAIL_NETWORK_MODEL!r})")
+    assert info.value.type == "ModelFetchFailed"
+    assert py(f"(await manager.status({FAIL_NETWORK_MODEL!r})).state") == "failed"
+
+    # A model added after the engine started reaches the worker before it is loaded.
+    py(f"await catalog.add(json.loads({json.dumps(json.dumps(added))})); await manager.load('Added-q4f32_1-MLC')")
+    assert py("(await manager.status('Added-q4f32_1-MLC')).state") == "loaded"
+    py("await manager.unload()")
+    assert py("(await manager.status('Added-q4f32_1-MLC')).state") != "loaded"
     watch.assert_clean()

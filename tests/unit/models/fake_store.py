@@ -1,0 +1,138 @@
+"""A fake of the storage half of ``app.ffi`` (what static/storage.js does in the browser), in memory.
+
+It follows the real functions' shapes: ``store_list`` gives ``[{"url", "bytes"}]`` per backend and
+scope, ``FileDownload(spec, on_progress)`` streams a served file in chunks (reporting
+``(n, absolute)``), stages what arrived when cancelled or cut, resumes from the staged offset, and
+commits only a whole file. ``files`` is the "server": url -> bytes; ``cut`` makes one fetch of a url
+fail after n bytes; ``gate`` pauses a url's stream until the event is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+from app.errors import Aborted, ModelFetchFailed, QuotaExceeded
+
+CHUNK = 1000
+
+
+class FakeStoreApi:
+    def __init__(self, files: dict[str, bytes], *, quota: int = 10**12, prebuilt: list[dict] | None = None) -> None:
+        self.files = files
+        self.quota = quota
+        self.prebuilt = prebuilt or []
+        self.stores: dict[tuple[str, str], dict[str, int]] = {}
+        self.staged: dict[str, int] = {}
+        self.kv: dict[str, dict[str, Any]] = {}
+        self.gets: Counter[str] = Counter()
+        self.heads: Counter[str] = Counter()
+        self.sent: Counter[str] = Counter()
+        self.cut: dict[str, int] = {}
+        self.gate: dict[str, asyncio.Event] = {}
+        self.persist_answer = True
+
+    # ------------------------------------------------------------------ web-llm's stores
+    async def store_list(self, backend: str, scope: str) -> list[dict[str, Any]]:
+        return [{"url": u, "bytes": n} for u, n in self.stores.get((backend, scope), {}).items()]
+
+    async def store_delete(self, backend: str, scope: str, urls: list[str]) -> None:
+        for url in urls:
+            self.stores.get((backend, scope), {}).pop(url, None)
+
+    async def store_put_text(self, backend: str, scope: str, url: str, text: str, storetype: str) -> None:
+        self._commit(backend, scope, url, len(text.encode()))
+
+    def _commit(self, backend: str, scope: str, url: str, n: int) -> None:
+        if self.usage() + n > self.quota:
+            raise QuotaExceeded("the browser refused to store more")
+        self.stores.setdefault((backend, scope), {})[url] = n
+
+    def usage(self) -> int:
+        return sum(sum(s.values()) for s in self.stores.values()) + sum(self.staged.values())
+
+    async def staging_list(self) -> dict[str, int]:
+        return dict(self.staged)
+
+    async def staging_delete(self, urls: list[str]) -> None:
+        for url in urls:
+            self.staged.pop(url, None)
+
+    # ------------------------------------------------------------------ network
+    async def fetch_text(self, url: str) -> str:
+        self.gets[url] += 1
+        if url not in self.files:
+            raise ModelFetchFailed(f"GET {url} answered 404", status=404)
+        self.sent[url] += len(self.files[url])
+        return self.files[url].decode()
+
+    async def head_size(self, url: str) -> int:
+        self.heads[url] += 1
+        if url not in self.files:
+            raise ModelFetchFailed(f"HEAD {url} answered 404", status=404)
+        return len(self.files[url])
+
+    def FileDownload(self, spec: dict[str, Any], on_progress) -> FakeFileDownload:
+        return FakeFileDownload(self, spec, on_progress)
+
+    async def storage_estimate(self) -> dict[str, Any]:
+        return {"usage": self.usage(), "quota": self.quota, "persisted": False}
+
+    async def storage_persist(self) -> bool:
+        return self.persist_answer
+
+    # ------------------------------------------------------------------ app key-value stores
+    async def kv_get(self, store: str, key: str) -> Any:
+        return json.loads(json.dumps(self.kv.get(store, {}).get(key)))
+
+    async def kv_put(self, store: str, key: str, value: Any) -> None:
+        self.kv.setdefault(store, {})[key] = json.loads(json.dumps(value))
+
+    async def kv_delete(self, store: str, key: str) -> None:
+        self.kv.get(store, {}).pop(key, None)
+
+    async def kv_items(self, store: str) -> dict[str, Any]:
+        return json.loads(json.dumps(self.kv.get(store, {})))
+
+    async def webllm_exports(self, module_url: str) -> dict[str, Any]:
+        return {"version": "0.2.86", "prebuiltAppConfig": {"model_list": self.prebuilt},
+                "functionCallingModelIds": []}
+
+
+class FakeFileDownload:
+    def __init__(self, api: FakeStoreApi, spec: dict[str, Any], on_progress) -> None:
+        self.api, self.spec, self.on_progress = api, spec, on_progress
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    async def wait(self) -> int:
+        api, url = self.api, self.spec["url"]
+        api.gets[url] += 1
+        data = api.files.get(url)
+        if data is None:
+            raise ModelFetchFailed(f"GET {url} answered 404", status=404)
+        got = api.staged.get(url, 0)
+        self.on_progress(got, True)
+        cut = api.cut.pop(url, None)
+        while got < len(data):
+            gate = api.gate.get(url)
+            if gate is not None and not gate.is_set():
+                await gate.wait()
+            await asyncio.sleep(0)
+            if self.cancelled:
+                api.staged[url] = got
+                raise Aborted(f"download of {url} cancelled")
+            if cut is not None and got >= cut:
+                api.staged[url] = got
+                raise ModelFetchFailed(f"the connection dropped while fetching {url}")
+            n = min(CHUNK, len(data) - got, *( [cut - got] if cut is not None else []))
+            got += n
+            api.sent[url] += n
+            self.on_progress(n, False)
+        api.staged.pop(url, None)
+        api._commit(self.spec["backend"], self.spec["scope"], url, got)
+        return got
