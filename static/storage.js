@@ -298,7 +298,7 @@ export function startDownload(spec, onProgress) {
   const {url, backend, scope, storetype, expected} = JSON.parse(spec);
   const controller = new AbortController();
   const run = async () => {
-    const staged = await stagedParts(url);
+    let staged = await stagedParts(url);
     let offset = staged.reduce((n, b) => n + b.size, 0);
     const headers = offset > 0 ? {Range: `bytes=${offset}-`} : {};
     let response;
@@ -309,18 +309,35 @@ export function startDownload(spec, onProgress) {
       throw failure("NetworkError", `could not fetch ${url}: ${e.message}`);
     }
     if (!response.ok) throw failure("HttpError", `GET ${url} answered ${response.status}`, {status: response.status});
-    const parts = staged.slice();
-    let index = parts.length;
     if (offset > 0 && response.status !== 206) {
       // The server ignored the range: start this file over.
       await unstage([url]);
-      parts.length = 0; index = 0; offset = 0;
+      staged = []; offset = 0;
     }
-    onProgress(offset, true);  // bytes already held (staged), reported as a reset of this file
+    onProgress(offset, true);  // bytes already held (staged), reported as this file's new count
     const contentType = response.headers.get("content-type");
     const reader = response.body.getReader();
-    let pending = [], pendingBytes = 0, got = offset, reported = offset;
-    let lastReport = performance.now();
+    let index = staged.length, pending = [], pendingBytes = 0, got = offset, reported = offset;
+    // Bytes are reported at most every REPORT_INTERVAL_MS, and never left unreported longer.
+    let reportTimer = null;
+    const report = () => {
+      reportTimer = null;
+      if (got !== reported) { onProgress(got - reported, false); reported = got; }
+    };
+    // The file as a stream: staged parts first, then bytes as they arrive (counted, and kept until
+    // staged). Written straight into the store, so a file is never assembled twice in memory.
+    const replay = staged.slice();
+    const body = new ReadableStream({
+      async pull(c) {
+        if (replay.length) { c.enqueue(new Uint8Array(await replay.shift().arrayBuffer())); return; }
+        const {done, value} = await reader.read();
+        if (done) { c.close(); return; }
+        pending.push(value); pendingBytes += value.byteLength; got += value.byteLength;
+        if (reportTimer === null) reportTimer = setTimeout(report, REPORT_INTERVAL_MS);
+        c.enqueue(value);
+      },
+      cancel(reason) { return reader.cancel(reason); },
+    });
     // Staging runs on a timer, not per chunk, so a stalled stream is staged too. Parts get their
     // index when taken, so they stay in order however the writes interleave.
     let staging = Promise.resolve();
@@ -328,42 +345,46 @@ export function startDownload(spec, onProgress) {
       if (!pendingBytes) return staging;
       const blob = new Blob(pending);
       pending = []; pendingBytes = 0;
-      parts.push(blob);
       const n = index++;
       staging = staging.then(() => stagePart(url, n, blob));
       return staging;
     };
     const timer = setInterval(stage, STAGE_INTERVAL_MS);
     try {
-      for (;;) {
-        const {done, value} = await reader.read();
-        if (done) break;
-        pending.push(value); pendingBytes += value.byteLength; got += value.byteLength;
-        const now = performance.now();
-        if (now - lastReport >= REPORT_INTERVAL_MS) { onProgress(got - reported, false); reported = got; lastReport = now; }
-      }
+      await writeEntry(backend, scope, url, body, storetype, contentType);
     } catch (e) {
+      if (e.name === "QuotaExceededError") throw e;
       await stage();  // keep what arrived, for the resume
-      onProgress(got - reported, false);
       if (controller.signal.aborted) throw failure("AbortError", `download of ${url} cancelled`);
       throw failure("NetworkError", `the connection dropped while fetching ${url}: ${e.message}`, {received: got});
     } finally {
       clearInterval(timer);
+      clearTimeout(reportTimer);
+      report();
     }
     await staging;
-    onProgress(got - reported, false);
     if (expected >= 0 && got !== expected) {
+      await deleteEntries(backend, scope, JSON.stringify([url]));
       await unstage([url]);
       throw failure("SizeMismatch", `${url}: expected ${expected} bytes, received ${got}`, {received: got});
     }
-    const blob = new Blob(parts.concat(pending));
-    await commitEntry(backend, scope, url, blob, storetype, contentType);
     await unstage([url]);
-    return blob.size;
+    return got;
   };
   const promise = run();
   promise.catch(() => {});  // the caller awaits it; keep an early rejection from being "unhandled"
   return {wait: () => promise, cancel: () => controller.abort()};
+}
+
+// A whole file from a stream into web-llm's store. The Cache API takes the stream as it comes; the
+// other stores need the whole file first (IndexedDB keeps an ArrayBuffer or parsed JSON).
+async function writeEntry(backend, scope, url, stream, storetype, contentType) {
+  if (backend === "cache") {
+    const headers = contentType ? {"content-type": contentType} : {};
+    await (await caches.open(scope)).put(url, new Response(stream, {headers}));
+  } else {
+    await commitEntry(backend, scope, url, await new Response(stream).blob(), storetype, contentType);
+  }
 }
 
 // Content-Length of `url` from a HEAD request (-1 when the server does not say).

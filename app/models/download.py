@@ -205,6 +205,11 @@ class Download:
         return [a for a in self.plan.artifacts if a.url not in self._counts.done_files]
 
     @property
+    def file_bytes(self) -> dict[str, int]:
+        """Bytes held so far per file URL (staged or received), for a per-file view."""
+        return dict(self._counts.by_url)
+
+    @property
     def remaining_bytes(self) -> int:
         return sum(max(0, (a.size or 0) - self._counts.by_url.get(a.url, 0)) for a in self.pending)
 

@@ -4,7 +4,8 @@ Files live under ``/<org>/<name>/resolve/main/`` (config, tokenizer, tensor mani
 random bytes) and the model library under ``/libs/``. The server answers GET, HEAD, OPTIONS and
 single HTTP ranges with CORS headers, and counts requests and body bytes per path, so tests can
 assert what the browser fetched. Faults are set per path: ``drop_after`` closes the connection after
-n body bytes (once); ``hold_after`` sends n bytes and then waits until ``release()``.
+n body bytes (once); ``hold_after`` sends n bytes and then waits until ``release()`` (with both at
+the same n, the drop comes after the release, once the test knows the page has read those bytes).
 """
 
 from __future__ import annotations
@@ -182,16 +183,16 @@ class ModelServer:
                 sent = 0
                 try:
                     while sent < len(body):
-                        if drop is not None and sent >= drop:
-                            self.connection.shutdown(socket.SHUT_RDWR)
-                            self.close_connection = True
-                            return
                         if hold is not None and sent >= hold:
                             server._released.wait()
                             hold = None
                             if self._peer_closed():  # the page gave up meanwhile: send nothing more
                                 self.close_connection = True
                                 return
+                        if drop is not None and sent >= drop:
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                            self.close_connection = True
+                            return
                         limit = min(len(body), *(n for n in (drop, hold) if n is not None and n > sent), sent + CHUNK)
                         self.wfile.write(body[sent:limit])
                         with server._lock:
