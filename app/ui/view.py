@@ -430,6 +430,9 @@ class SettingsView:
 
     def _on_submit(self, _facts: dict[str, Any]) -> bool:
         form = {name: str(ffi.get_prop(self._field(name), "value") or "") for name in self.FIELDS}
+        known = self.connector.cloud.peek()
+        if known is not None and known.base_url == form["base_url"].strip().rstrip("/"):
+            form["label"] = known.label  # the configured name of the same endpoint stays
         try:
             settings = Settings.parse(form)
             cloud = CloudConfig.parse(form)

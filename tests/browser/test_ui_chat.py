@@ -211,3 +211,50 @@ def test_narrow_screen_dark_theme_chat(page, chat_site):
     assert page.locator("#send").is_visible() and page.locator("#prompt").is_visible()
     shot(page, "chatting-360-dark")
     w.assert_clean()
+
+
+def test_without_webgpu_the_page_says_so_and_chats_through_the_cloud(launch_chromium, serve, tmp_path_factory,
+                                                                      llama):
+    from tests.browser.conftest import API_KEY
+
+    site = ui_site(serve, tmp_path_factory.mktemp("nogpu"),
+                   cloud={"base_url": llama.origin + "/v1", "model": "smollm2", "label": "llama.cpp test server"})
+    browser = launch_chromium(QUIET_FLAGS)  # no --enable-unsafe-webgpu
+    page = browser.new_page()
+    w = open_chat(page, site, allowed=(llama.origin,))
+    notice = page.locator("#backend-notice[data-kind=cloud]")
+    notice.wait_for()
+    assert "Models cannot run in this browser" in notice.inner_text()
+    assert "llama.cpp test server" in notice.inner_text()
+    shot(page, "no-webgpu")
+    # The key is entered in Settings (kept in memory); then the chat answers from the server.
+    page.locator("#settings summary").click()
+    page.fill("#setting-api-key", API_KEY)
+    page.get_by_role("button", name="Save").click()
+    page.locator("#settings-saved", has_text="Saved.").wait_for()
+    page.fill("#setting-max-tokens", "12")
+    page.get_by_role("button", name="Save").click()
+    page.fill("#prompt", "Say hello.")
+    page.press("#prompt", "Enter")
+    done = page.locator("#messages .msg-assistant[data-status=done]")
+    done.wait_for(timeout=120_000)
+    assert done.locator(".body").inner_text().strip()
+    assert "llama.cpp test server" in done.locator(".meta").inner_text()
+    w.assert_clean()
+
+
+def test_without_webgpu_or_endpoint_the_page_points_to_settings(launch_chromium, serve, tmp_path_factory):
+    site = ui_site(serve, tmp_path_factory.mktemp("nothing"))
+    page = launch_chromium(QUIET_FLAGS).new_page()
+    w = open_chat(page, site)
+    notice = page.locator("#backend-notice[data-kind=none]")
+    notice.wait_for()
+    page.fill("#prompt", "anyone there?")
+    page.press("#prompt", "Enter")
+    failed = page.locator("#messages .msg-assistant[data-status=error]")
+    failed.wait_for()
+    assert "NoBackendAvailable" in page.inner_text("#chat-notice")
+    notice.get_by_role("button", name="Open the settings to add an endpoint").click()
+    assert page.evaluate("document.activeElement.id") == "setting-base-url"
+    shot(page, "no-webgpu-no-endpoint")
+    w.assert_clean()
