@@ -226,6 +226,7 @@ def build(web_llm: str | None = None, force: bool = False) -> Path:
     # SSE framing for OpenAI-compatible endpoints (loaded only when a cloud backend streams).
     shutil.copytree(modules / "eventsource-parser" / "dist", vendor / "eventsource-parser",
                     ignore=shutil.ignore_patterns("*.map", "*.d.ts"))
+    vendor_renderer(modules, vendor)
 
     versions = {
         "pyodide": _pkg_version(modules / "pyodide"),
@@ -233,6 +234,7 @@ def build(web_llm: str | None = None, force: bool = False) -> Path:
         "@pyscript/core": _pkg_version(modules / "@pyscript" / "core"),
         "@mlc-ai/web-llm": _pkg_version(wllm),
         "eventsource-parser": _pkg_version(modules / "eventsource-parser"),
+        **{name: _pkg_version(modules / name) for name in RENDERER},
         "wheels": {w.name.split("-")[0]: w.name.split("-")[1] for w in wheels},
     }
     (vendor / "VERSIONS.json").write_text(json.dumps(versions, indent=2) + "\n")
@@ -243,6 +245,24 @@ def build(web_llm: str | None = None, force: bool = False) -> Path:
     print(f"build: dist/ ready (web-llm {versions['@mlc-ai/web-llm']}, "
           f"pyodide {versions['pyodide']}, pyscript {versions['@pyscript/core']})", flush=True)
     return DIST
+
+
+# Rendering model output (loaded by static/render.js on first use): npm package -> (folder in
+# static/vendor, files copied from the package).
+RENDERER = {
+    "marked": ("marked", ["lib/marked.esm.js", "LICENSE"]),
+    "dompurify": ("dompurify", ["dist/purify.es.mjs", "LICENSE"]),
+    "@highlightjs/cdn-assets": ("highlight", ["es/highlight.min.js", "styles/github.min.css",
+                                              "styles/github-dark.min.css", "LICENSE"]),
+}
+
+
+def vendor_renderer(modules: Path, vendor: Path) -> None:
+    """marked, DOMPurify and highlight.js's browser build, flat in one folder each."""
+    for package, (folder, files) in RENDERER.items():
+        (vendor / folder).mkdir()
+        for rel in files:
+            shutil.copy2(modules / package / rel, vendor / folder / Path(rel).name)
 
 
 def _pkg_version(folder: Path) -> str:

@@ -635,3 +635,169 @@ async def load_packages(*names: str) -> None:
             from app.errors import AppError
 
             raise AppError(f"could not load the vendored package {name!r}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- DOM nodes (handles)
+#
+# Views build their markup from text through these functions: elements and text nodes are created
+# here and handed out as opaque ``Node`` handles. Nothing here parses HTML except
+# ``render_markdown``, which sanitizes with DOMPurify (static/render.js) before anything is inserted.
+
+
+class Node:
+    """An element or text node of the page. Opaque outside this module."""
+
+    __slots__ = ("_js",)
+
+    def __init__(self, js_node: Any) -> None:
+        self._js = js_node
+
+
+def node(element_id: str) -> Node:
+    """The element with ``element_id`` (LookupError when the page has none)."""
+    return Node(_el(element_id))
+
+
+def element(tag: str, text: str | None = None, *, attrs: dict[str, str] | None = None) -> Node:
+    """A new element with optional text content and attributes (values are plain text)."""
+    if not IN_BROWSER:
+        raise _browser_only("the DOM")
+    el = js.document.createElement(tag)
+    for name, value in (attrs or {}).items():
+        el.setAttribute(name, value)
+    if text is not None:
+        el.textContent = text
+    return Node(el)
+
+
+def text_node(text: str) -> Node:
+    if not IN_BROWSER:
+        raise _browser_only("the DOM")
+    return Node(js.document.createTextNode(text))
+
+
+def append(parent: Node, *children: Node) -> None:
+    """Append (or move, for nodes already in the page) ``children`` at the end of ``parent``."""
+    for child in children:
+        parent._js.appendChild(child._js)
+
+
+def insert_before(parent: Node, child: Node, before: Node | None) -> None:
+    parent._js.insertBefore(child._js, None if before is None else before._js)
+
+
+def replace_children(parent: Node, *children: Node) -> None:
+    parent._js.replaceChildren(*(c._js for c in children))
+
+
+def remove(target: Node) -> None:
+    target._js.remove()
+
+
+def set_node_text(target: Node, text: str) -> None:
+    target._js.textContent = text
+
+
+def append_node_text(target: Node, text: str) -> None:
+    """Append to a text node: the one DOM change a streamed token makes."""
+    target._js.appendData(text)
+
+
+def set_node_attr(target: Node, name: str, value: str | None) -> None:
+    """Set an attribute, or remove it when ``value`` is None."""
+    if value is None:
+        target._js.removeAttribute(name)
+    else:
+        target._js.setAttribute(name, value)
+
+
+def set_prop(target: Node, name: str, value: Any) -> None:
+    """A DOM property with a plain value (``value``, ``disabled``, ``hidden``, ``open``)."""
+    setattr(target._js, name, value)
+
+
+def get_prop(target: Node, name: str) -> Any:
+    return to_py(getattr(target._js, name))
+
+
+def focus(target: Node) -> None:
+    target._js.focus()
+
+
+def set_root_attr(name: str, value: str | None) -> None:
+    """An attribute of <html> (e.g. ``data-theme``)."""
+    if not IN_BROWSER:
+        raise _browser_only("the DOM")
+    set_node_attr(Node(js.document.documentElement), name, value)
+
+
+def confirm(question: str) -> bool:
+    if not IN_BROWSER:
+        raise _browser_only("confirm")
+    return bool(js.window.confirm(question))
+
+
+def scroll_to_end(target: Node, *, only_if_near: int | None = None) -> None:
+    """Scroll a container to its end (only when it was within ``only_if_near`` px of it)."""
+    el = target._js
+    if only_if_near is None or el.scrollHeight - el.scrollTop - el.clientHeight <= only_if_near:
+        el.scrollTop = el.scrollHeight
+
+
+# The facts a handler gets, as JSON: the key and modifiers, the nearest [data-action] and [data-id]
+# around the target (one delegated listener serves a whole list), and the target's value.
+_LISTEN_SOURCE = """
+return (event) => {
+  const t = event.target;
+  const near = (sel) => (t && t.closest ? t.closest(sel) : null);
+  const action = near('[data-action]');
+  const owner = near('[data-id]');
+  const facts = {type: event.type, key: event.key ?? null, shift: !!event.shiftKey, ctrl: !!event.ctrlKey,
+    meta: !!event.metaKey, alt: !!event.altKey, composing: !!event.isComposing,
+    action: action ? action.dataset.action : null, id: owner ? owner.dataset.id : null,
+    value: t && typeof t.value === 'string' ? t.value : null};
+  if (handler(JSON.stringify(facts)) === true) event.preventDefault();
+};
+"""
+
+
+def listen(target: Node | str, event: str, handler: Callable[[dict[str, Any]], bool | None]) -> Callable[[], None]:
+    """Call ``handler(facts)`` on each ``event``; it returns True to prevent the default action.
+
+    Returns a remover that detaches the listener and destroys its proxy (put it in the view's Scope).
+    ``target`` is a Node or ``"document"``.
+    """
+    if not IN_BROWSER:
+        raise _browser_only("the DOM")
+    el = js.document if target == "document" else target._js  # type: ignore[union-attr]
+    proxy = create_proxy(lambda text: bool(handler(json.loads(text))))
+    wrapper = _js_function("listen", "handler", _LISTEN_SOURCE)(proxy)
+    el.addEventListener(event, wrapper)
+    done = [False]
+
+    def remove_listener() -> None:
+        if not done[0]:
+            done[0] = True
+            el.removeEventListener(event, wrapper)
+            proxy.destroy()
+
+    return remove_listener
+
+
+RENDER_MODULE_URL = "static/render.js"
+
+
+async def render_markdown(target: Node, text: str) -> None:
+    """Replace ``target``'s children with ``text`` rendered as markdown (marked), sanitized (DOMPurify:
+    no scripts, handlers, javascript:/data: links, styles, remote media) and code highlighted."""
+    if not IN_BROWSER:
+        raise _browser_only("render_markdown")
+    module = await import_module(RENDER_MODULE_URL)
+    module.renderInto(target._js, text)
+
+
+async def copy_text(text: str) -> None:
+    """Put ``text`` on the clipboard."""
+    if not IN_BROWSER:
+        raise _browser_only("the clipboard")
+    await js.navigator.clipboard.writeText(text)

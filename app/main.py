@@ -23,7 +23,8 @@ def start() -> None:
     ffi.set_text("python-version", f"Python {v['python']} (Pyodide {v.get('pyodide', '?')})")
     ffi.set_text("status", "Ready")
     ffi.set_body_state("ready")
-    spawn(show_webgpu())
+    probe = spawn(show_webgpu())
+    spawn(mount_chat(probe))
 
 
 def spawn(coro) -> asyncio.Task:
@@ -40,6 +41,12 @@ def _finished(task: asyncio.Task) -> None:
         import traceback
 
         traceback.print_exception(task.exception())
+
+
+async def mount_chat(probe: asyncio.Task) -> None:
+    from app.ui.page import mount  # after "ready": the UI modules are not needed to show it
+
+    await mount(probe)
 
 
 async def show_webgpu() -> WebGPUReport:

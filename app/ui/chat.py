@@ -1,0 +1,416 @@
+"""Chat state and what users do with it: send, stop, retry, edit and resend, conversations.
+
+    chat = Chat(connect=get_client, kv=KvStore("conversations"), settings=Signal(Settings()))
+    await chat.load()                       # conversations kept in IndexedDB
+    await chat.send("Hello")                # streams into chat.current.peek().messages
+    await chat.stop()                       # from a key handler while send() runs
+
+No DOM here: views (:mod:`app.ui.view`) subscribe to the signals. A streamed token changes one
+message's ``text`` signal; the conversation's message list changes only when a message is added or
+removed. While an answer streams, the conversation is written to storage at most every
+``save_every`` seconds (and once at the end), so a reload keeps what was already received; a
+message that was streaming when the page went away comes back as "interrupted".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.errors import InvalidRequest, UsageError
+from app.ui.store import Signal, batch
+
+# Message lifecycle: a reply starts "streaming" and ends in one of the others.
+STATUSES = ("done", "streaming", "stopped", "error", "interrupted")
+TITLE_CHARS = 48
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def title_from(text: str) -> str:
+    """A conversation title from its first message: first line, at most ``TITLE_CHARS`` characters."""
+    line = " ".join(text.strip().split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every request of the chat is sent with."""
+
+    system_prompt: str = ""
+    temperature: float = 0.7
+    max_tokens: int = 1024
+
+    @classmethod
+    def parse(cls, form: dict[str, str]) -> Settings:
+        """Settings from form text; bad input raises :class:`InvalidRequest` naming the field."""
+        try:
+            temperature = float(form.get("temperature", "0.7") or "0.7")
+        except ValueError:
+            raise InvalidRequest("temperature must be a number between 0 and 2", param="temperature") from None
+        if not 0 <= temperature <= 2:
+            raise InvalidRequest("temperature must be between 0 and 2", param="temperature")
+        text = (form.get("max_tokens", "1024") or "1024").strip()
+        if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+            raise InvalidRequest("max tokens must be a whole number of at least 1", param="max_tokens")
+        return cls(system_prompt=form.get("system_prompt", "").strip(), temperature=temperature,
+                   max_tokens=int(text))
+
+    def to_record(self) -> dict[str, Any]:
+        return {"system_prompt": self.system_prompt, "temperature": self.temperature, "max_tokens": self.max_tokens}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any] | None) -> Settings:
+        if not record:
+            return cls()
+        return cls(system_prompt=str(record.get("system_prompt", "")),
+                   temperature=float(record.get("temperature", 0.7)), max_tokens=int(record.get("max_tokens", 1024)))
+
+    def params(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+
+
+class Message:
+    """One turn. ``text`` and ``status`` are signals; ``meta`` holds what the answer says about itself:
+    backend, model, completion tokens, tokens/s, finish reason, error."""
+
+    def __init__(self, role: str, text: str = "", *, status: str = "done", id: str | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
+        self.id = id or _new_id()
+        self.role = role
+        self.text = Signal(text)
+        self.status = Signal(status)
+        self.meta: Signal[dict[str, Any]] = Signal(dict(meta or {}))
+
+    def append(self, delta: str) -> None:
+        self.text.set(self.text.peek() + delta)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"id": self.id, "role": self.role, "content": self.text.peek(), "status": self.status.peek(),
+                "meta": self.meta.peek()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Message:
+        status = record.get("status", "done")
+        if status == "streaming":  # the page went away mid-answer: keep what arrived
+            status = "interrupted"
+        return cls(record["role"], record.get("content") or "", status=status if status in STATUSES else "done",
+                   id=record.get("id"), meta=record.get("meta") or {})
+
+    def __repr__(self) -> str:
+        return f"Message({self.role!r}, {self.text.peek()[:30]!r}, status={self.status.peek()!r})"
+
+
+class Conversation:
+    """Messages in order, a title (from the first message until the user renames it)."""
+
+    def __init__(self, *, id: str | None = None, title: str = "New chat", titled: bool = False,
+                 created: float = 0.0, updated: float = 0.0, messages: list[Message] | None = None) -> None:
+        self.id = id or _new_id()
+        self.title = Signal(title)
+        self.titled = titled  # renamed by the user: keep the title
+        self.created = created
+        self.updated = Signal(updated)
+        self.messages: Signal[list[Message]] = Signal(list(messages or []))
+
+    def find(self, message_id: str) -> int:
+        for i, m in enumerate(self.messages.peek()):
+            if m.id == message_id:
+                return i
+        raise UsageError(f"no message {message_id!r} in this conversation")
+
+    def request_messages(self, system_prompt: str) -> list[dict[str, Any]]:
+        """The history in OpenAI form; failed or empty replies are left out."""
+        out: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        for m in self.messages.peek():
+            text = m.text.peek()
+            if m.role == "assistant" and (m.status.peek() == "error" or not text):
+                continue
+            out.append({"role": m.role, "content": text})
+        return out
+
+    def to_record(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title.peek(), "titled": self.titled, "created": self.created,
+                "updated": self.updated.peek(), "messages": [m.to_record() for m in self.messages.peek()]}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Conversation:
+        return cls(id=record["id"], title=record.get("title") or "New chat", titled=bool(record.get("titled")),
+                   created=float(record.get("created") or 0), updated=float(record.get("updated") or 0),
+                   messages=[Message.from_record(m) for m in record.get("messages") or ()])
+
+
+class KeyValue(Protocol):
+    async def put(self, key: str, value: Any) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def items(self) -> dict[str, Any]: ...
+
+
+class KvStore:
+    """One of the app's IndexedDB stores (``app.ffi.kv_*``) as a :class:`KeyValue`."""
+
+    def __init__(self, store: str, api: Any = None) -> None:
+        if api is None:
+            from app import ffi as api
+        self._store = store
+        self._api = api
+
+    async def get(self, key: str) -> Any:
+        return await self._api.kv_get(self._store, key)
+
+    async def put(self, key: str, value: Any) -> None:
+        await self._api.kv_put(self._store, key, value)
+
+    async def delete(self, key: str) -> None:
+        await self._api.kv_delete(self._store, key)
+
+    async def items(self) -> dict[str, Any]:
+        return await self._api.kv_items(self._store)
+
+
+def _stats(stream: Any, first: float | None, last: float | None, pieces: int) -> dict[str, Any]:
+    """Tokens and tokens/s of a finished stream: the engine's decode rate when it reports one,
+    otherwise completion tokens (or streamed pieces) over the time between first and last token."""
+    usage = stream.accumulator.usage
+    tokens = usage.completion_tokens if usage is not None else pieces
+    rate = (usage.extra or {}).get("decode_tokens_per_s") if usage is not None else None
+    if rate is None and first is not None and last is not None and last > first and tokens > 1:
+        rate = (tokens - 1) / (last - first)  # intervals between tokens, not tokens
+    meta: dict[str, Any] = {"backend": stream.backend, "model": stream.accumulator.model, "tokens": tokens}
+    if rate is not None:
+        meta["tokens_per_s"] = round(float(rate), 1)
+    if stream.route:
+        meta["route"] = stream.route
+    return meta
+
+
+class Chat:
+    """The conversations of this page and the intents on them. See the module docstring."""
+
+    def __init__(self, *, connect: Callable[[], Awaitable[Any]], kv: KeyValue,
+                 settings: Signal[Settings] | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, save_every: float = 0.25) -> None:
+        self._connect = connect
+        self._kv = kv
+        self.settings = settings or Signal(Settings())
+        self._clock = clock
+        self._wall = wall
+        self.save_every = save_every
+        self.conversations: Signal[list[Conversation]] = Signal([])
+        self.current: Signal[Conversation | None] = Signal(None)
+        self.streaming: Signal[Message | None] = Signal(None)  # the reply being written, if any
+        self.notice: Signal[str] = Signal("")  # the last failure, in words
+        self._stream: Any = None
+        self._stop_requested = False
+        self._dirty: dict[str, Conversation] = {}
+        self._writer: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ conversations
+
+    async def load(self) -> None:
+        """Read every stored conversation; the most recently updated becomes current."""
+        records = await self._kv.items()
+        convs = [Conversation.from_record(r) for r in records.values() if isinstance(r, dict) and "id" in r]
+        convs.sort(key=lambda c: c.updated.peek(), reverse=True)
+        with batch():
+            self.conversations.set(convs)
+            self.current.set(convs[0] if convs else None)
+
+    def get(self, conversation_id: str) -> Conversation:
+        for c in self.conversations.peek():
+            if c.id == conversation_id:
+                return c
+        raise UsageError(f"no conversation {conversation_id!r}")
+
+    def new_conversation(self) -> Conversation:
+        """Start an empty conversation (or stay in the current one when it is still empty)."""
+        current = self.current.peek()
+        if current is not None and not current.messages.peek():
+            return current
+        now = self._wall()
+        conv = Conversation(created=now, updated=now)
+        with batch():
+            self.conversations.set([conv, *self.conversations.peek()])
+            self.current.set(conv)
+        return conv
+
+    def select(self, conversation_id: str) -> None:
+        self.current.set(self.get(conversation_id))
+
+    async def rename(self, conversation_id: str, title: str) -> None:
+        title = " ".join(title.split())
+        if not title:
+            raise InvalidRequest("a conversation needs a title", param="title")
+        conv = self.get(conversation_id)
+        conv.title.set(title)
+        conv.titled = True
+        await self.save(conv)
+
+    async def delete(self, conversation_id: str) -> None:
+        conv = self.get(conversation_id)
+        reply = self.streaming.peek()
+        if reply is not None and reply in conv.messages.peek():
+            await self.stop()
+        self._dirty.pop(conv.id, None)
+        await self.flush()
+        remaining = [c for c in self.conversations.peek() if c is not conv]
+        with batch():
+            self.conversations.set(remaining)
+            if self.current.peek() is conv:
+                self.current.set(remaining[0] if remaining else None)
+        await self._kv.delete(conv.id)
+
+    # ------------------------------------------------------------------ messages
+
+    async def send(self, text: str) -> Message:
+        """Add a user message to the current conversation (a new one if none) and stream the reply."""
+        text = text.strip()
+        if not text:
+            raise InvalidRequest("the message is empty", param="content")
+        self._check_idle()
+        conv = self.current.peek() or self.new_conversation()
+        with batch():
+            conv.messages.set([*conv.messages.peek(), Message("user", text)])
+            if not conv.titled and len(conv.messages.peek()) == 1:
+                conv.title.set(title_from(text))
+        return await self._answer(conv)
+
+    async def retry(self, message_id: str) -> Message:
+        """Answer again: drop the reply ``message_id`` (and what follows) and stream a new one."""
+        self._check_idle()
+        conv = self._current()
+        index = conv.find(message_id)
+        if conv.messages.peek()[index].role != "assistant":
+            raise UsageError("only an answer can be retried")
+        conv.messages.set(conv.messages.peek()[:index])
+        return await self._answer(conv)
+
+    async def edit(self, message_id: str, text: str) -> Message:
+        """Change user message ``message_id``, drop everything after it and stream a new reply."""
+        text = text.strip()
+        if not text:
+            raise InvalidRequest("the message is empty", param="content")
+        self._check_idle()
+        conv = self._current()
+        index = conv.find(message_id)
+        message = conv.messages.peek()[index]
+        if message.role != "user":
+            raise UsageError("only your own messages can be edited")
+        with batch():
+            message.text.set(text)
+            conv.messages.set(conv.messages.peek()[: index + 1])
+        return await self._answer(conv)
+
+    async def stop(self) -> None:
+        """Stop the answer being written; what arrived stays, marked "stopped"."""
+        if self.streaming.peek() is None:
+            return
+        self._stop_requested = True
+        if self._stream is not None:
+            await self._stream.stop()
+
+    def _check_idle(self) -> None:
+        if self.streaming.peek() is not None:
+            raise UsageError("an answer is still being written: stop it first")
+
+    def _current(self) -> Conversation:
+        conv = self.current.peek()
+        if conv is None:
+            raise UsageError("no conversation is open")
+        return conv
+
+    async def _answer(self, conv: Conversation) -> Message:
+        reply = Message("assistant", status="streaming")
+        history = conv.request_messages(self.settings.peek().system_prompt)
+        with batch():
+            conv.messages.set([*conv.messages.peek(), reply])
+            conv.updated.set(self._wall())
+            self.streaming.set(reply)
+            self.notice.set("")
+            self._to_front(conv)
+        self._stop_requested = False
+        self._save_soon(conv)
+        first = last = None
+        pieces = 0
+        try:
+            client = await self._connect()
+            if self._stop_requested:
+                reply.status.set("stopped")
+                return reply
+            stream = await client.chat.completions.create(
+                messages=history, stream=True, stream_options={"include_usage": True}, **self.settings.peek().params())
+            self._stream = stream
+            async with stream:
+                if self._stop_requested:
+                    await stream.stop()
+                saved = self._clock()
+                async for chunk in stream:
+                    for choice in chunk.choices:
+                        if choice.index == 0 and choice.delta.content:
+                            last = self._clock()
+                            first = first if first is not None else last
+                            pieces += 1
+                            reply.append(choice.delta.content)
+                    if self._clock() - saved >= self.save_every:
+                        saved = self._clock()
+                        self._save_soon(conv)
+            finish = stream.finish_reason
+            with batch():
+                reply.meta.set({**_stats(stream, first, last, pieces), "finish_reason": finish})
+                reply.status.set("stopped" if finish == "abort" or self._stop_requested else "done")
+        except Exception as exc:  # every failure ends this reply with words, never a stuck page
+            with batch():
+                reply.meta.set({**reply.meta.peek(), "error": type(exc).__name__, "error_message": str(exc)})
+                reply.status.set("error")
+                self.notice.set(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._stream = None
+            self.streaming.set(None)
+            conv.updated.set(self._wall())
+            self._save_soon(conv)
+            await self.flush()
+        return reply
+
+    def _to_front(self, conv: Conversation) -> None:
+        convs = self.conversations.peek()
+        if convs and convs[0] is conv:
+            return
+        self.conversations.set([conv, *(c for c in convs if c is not conv)])
+
+    # ------------------------------------------------------------------ persistence
+
+    def _save_soon(self, conv: Conversation) -> None:
+        """Queue a write of ``conv``; one writer task writes queued conversations in order."""
+        self._dirty[conv.id] = conv
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_queued())
+
+    async def _write_queued(self) -> None:
+        while self._dirty:
+            conv_id = next(iter(self._dirty))
+            conv = self._dirty.pop(conv_id)
+            if conv.messages.peek() or conv.titled:  # an untouched new chat is not worth keeping
+                await self._kv.put(conv.id, conv.to_record())
+
+    async def flush(self) -> None:
+        """Wait until every queued write has committed."""
+        while self._writer is not None and not self._writer.done():
+            try:
+                await asyncio.shield(self._writer)
+            except Exception:
+                break
+        writer, self._writer = self._writer, None
+        if writer is not None and writer.done() and not writer.cancelled() and writer.exception() is not None:
+            self.notice.set(f"could not save the conversation: {writer.exception()}")
+
+    async def save(self, conv: Conversation) -> None:
+        self._save_soon(conv)
+        await self.flush()

@@ -1,0 +1,531 @@
+"""DOM views over the chat state. Every DOM access goes through :mod:`app.ffi`.
+
+Each view owns a :class:`~app.ui.store.Scope` holding its effects and event listeners; disposing
+the view ends them (listener proxies included). The message list is keyed by message id: a new
+message appends one node, a streamed token appends to one text node, and nothing is re-rendered.
+
+Rendering: while an answer streams, its text goes into one text node (``white-space: pre-wrap``),
+one ``appendData`` per chunk: no parsing, no sanitizing, nothing re-laid out but that node, so a
+fast stream never blocks the page. When the answer ends (or a stored one is shown) it is rendered
+once as markdown, sanitized by DOMPurify and highlighted (static/render.js). Half-written markdown
+(an open code fence) would also flicker if re-rendered per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from app import ffi
+from app.ui.chat import Chat, Conversation, Message, Settings
+from app.ui.connect import CloudConfig, Connector
+from app.ui.store import Scope, Signal, effect
+
+STICK_PX = 120  # keep following the stream while the reader is this close to the end
+ROLE_LABEL = {"user": "You", "assistant": "Assistant", "system": "System"}
+STATUS_NOTE = {"stopped": "stopped", "interrupted": "interrupted (the page was closed while writing)",
+               "error": "failed"}
+
+_tasks: set[asyncio.Task] = set()
+
+
+def _spawn(coro: Any) -> None:
+    task = asyncio.ensure_future(coro)
+    _tasks.add(task)
+    task.add_done_callback(_done)
+
+
+def _done(task: asyncio.Task) -> None:
+    _tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        import traceback
+
+        traceback.print_exception(task.exception())
+
+
+def meta_line(message: Message) -> str:
+    """``"12.3 tok/s · 57 tokens · webllm · Qwen…"`` for an answer; status notes; error text."""
+    meta, status = message.meta.get(), message.status.get()
+    if message.role != "assistant":
+        return ""
+    parts = []
+    if status == "streaming":
+        parts.append("writing…")
+    if "tokens_per_s" in meta:
+        parts.append(f"{meta['tokens_per_s']:g} tok/s")
+    if "tokens" in meta:
+        parts.append(f"{meta['tokens']} tokens")
+    if meta.get("backend"):
+        parts.append(str(meta["backend"]))
+    if meta.get("model"):
+        parts.append(str(meta["model"]))
+    if meta.get("finish_reason") == "length":
+        parts.append("cut at max tokens")
+    if status in STATUS_NOTE:
+        parts.append(STATUS_NOTE[status])
+    if meta.get("error"):
+        parts.append(f"{meta['error']}: {meta.get('error_message', '')}")
+    return " · ".join(parts)
+
+
+class MessageView:
+    """One message: role, body, a line of facts, and its actions (copy, retry or edit)."""
+
+    def __init__(self, message: Message, chat: Chat, log: ffi.Node) -> None:
+        self.message = message
+        self.scope = Scope()
+        self._log = log
+        role = message.role
+        self.root = ffi.element("li", attrs={"class": f"msg msg-{role}", "data-id": message.id,
+                                             "aria-label": f"{ROLE_LABEL.get(role, role)} said"})
+        self.body = ffi.element("div", attrs={"class": "body"})
+        self.meta = ffi.element("p", attrs={"class": "meta"})
+        actions = ffi.element("div", attrs={"class": "actions", "role": "group", "aria-label": "Message actions"})
+        ffi.append(actions, _button("Copy", "copy", "Copy this message"))
+        if role == "assistant":
+            ffi.append(actions, _button("Retry", "retry", "Answer this again"))
+        elif role == "user":
+            ffi.append(actions, _button("Edit", "edit", "Edit and send again"))
+        ffi.append(self.root, ffi.element("p", ROLE_LABEL.get(role, role), attrs={"class": "role"}),
+                   self.body, self.meta, actions)
+        self._text: ffi.Node | None = None  # the text node a stream appends to
+        self._rendered = 0  # render generation: a slow render never overwrites a newer one
+        self.scope.effect(self._show_status)
+        self.scope.watch(message.text, self._on_text)
+        self.scope.effect(lambda: ffi.set_node_text(self.meta, meta_line(message)))
+
+    def _show_status(self) -> None:
+        status = self.message.status.get()
+        ffi.set_node_attr(self.root, "data-status", status)
+        ffi.set_node_attr(self.root, "aria-busy", "true" if status == "streaming" else None)
+        self._show_text()
+
+    def _show_text(self) -> None:
+        text = self.message.text.peek()
+        if self.message.role == "assistant" and self.message.status.peek() != "streaming" and text:
+            self._text = None
+            self._rendered += 1
+            ffi.set_node_attr(self.body, "class", "body markdown")
+            _spawn(self._render(text, self._rendered))
+        else:
+            self._text = ffi.text_node(text)
+            ffi.set_node_attr(self.body, "class", "body plain")
+            ffi.replace_children(self.body, self._text)
+
+    async def _render(self, text: str, generation: int) -> None:
+        await ffi.render_markdown(self.body, text)
+        if generation != self._rendered:
+            return
+        ffi.set_node_attr(self.root, "data-rendered", "markdown")
+
+    def _on_text(self, new: str, old: str) -> None:
+        if self._text is not None and new.startswith(old):
+            ffi.append_node_text(self._text, new[len(old):])  # a streamed token: one node, one call
+            ffi.scroll_to_end(self._log, only_if_near=STICK_PX)
+        else:
+            self._show_text()
+
+    def dispose(self) -> None:
+        self.scope.dispose()
+        ffi.remove(self.root)
+
+
+def _button(label: str, action: str, title: str) -> ffi.Node:
+    return ffi.element("button", label, attrs={"type": "button", "data-action": action, "aria-label": title,
+                                               "title": title})
+
+
+class ChatView:
+    """The conversation on screen (#messages), the composer (#composer) and the notice (#chat-notice)."""
+
+    def __init__(self, chat: Chat, connector: Connector) -> None:
+        self.chat = chat
+        self.connector = connector
+        self.scope = Scope()
+        self.log = ffi.node("messages")
+        self.empty = ffi.node("empty-state")
+        self.prompt = ffi.node("prompt")
+        self.send_button = ffi.node("send")
+        self.stop_button = ffi.node("stop")
+        self.notice = ffi.node("chat-notice")
+        self._views: dict[str, MessageView] = {}
+        self._conversation: Conversation | None = None
+        self._editing: str | None = None
+        self._list_effect: Any = None
+        s = self.scope
+        s.effect(self._show_conversation)
+        s.effect(self._show_busy)
+        s.effect(self._show_notice)
+        s.add(ffi.listen(ffi.node("composer"), "submit", self._on_submit))
+        s.add(ffi.listen(self.prompt, "keydown", self._on_prompt_key))
+        s.add(ffi.listen(self.stop_button, "click", lambda _e: _spawn(chat.stop())))
+        s.add(ffi.listen("document", "keydown", self._on_document_key))
+        s.add(ffi.listen(self.log, "click", self._on_log_click))
+        s.add(ffi.listen(self.log, "keydown", self._on_log_key))
+        s.add(self._dispose_views)
+        ffi.set_prop(self.prompt, "disabled", False)
+        ffi.set_prop(self.send_button, "disabled", False)
+
+    # ------------------------------------------------------------------ showing
+
+    def _show_conversation(self) -> None:
+        conv = self.chat.current.get()
+        if conv is not self._conversation:
+            self._dispose_views()
+            self._conversation = conv
+            if self._list_effect is not None:
+                self._list_effect.dispose()
+            self._list_effect = effect(self._sync_messages) if conv is not None else None
+            if conv is None:
+                ffi.set_prop(self.empty, "hidden", False)
+
+    def _sync_messages(self) -> None:
+        conv = self._conversation
+        assert conv is not None
+        messages = conv.messages.get()
+        keep = {m.id for m in messages}
+        for message_id in [i for i in self._views if i not in keep]:
+            self._views.pop(message_id).dispose()
+        for message in messages:  # messages are only appended or cut at the end: append new ones
+            if message.id not in self._views:
+                view = MessageView(message, self.chat, self.log)
+                self._views[message.id] = view
+                ffi.append(self.log, view.root)
+        ffi.set_prop(self.empty, "hidden", bool(messages))
+        ffi.scroll_to_end(self.log)
+
+    def _dispose_views(self) -> None:
+        for view in self._views.values():
+            view.dispose()
+        self._views = {}
+        if self._list_effect is not None:
+            self._list_effect.dispose()
+            self._list_effect = None
+
+    def _show_busy(self) -> None:
+        busy = self.chat.streaming.get() is not None
+        ffi.set_prop(self.stop_button, "hidden", not busy)
+        ffi.set_prop(self.send_button, "hidden", busy)
+        ffi.set_node_attr(ffi.node("chat"), "aria-busy", "true" if busy else None)
+
+    def _show_notice(self) -> None:
+        text = self.chat.notice.get() or self.connector.status.get()
+        ffi.set_node_text(self.notice, text)
+        ffi.set_prop(self.notice, "hidden", not text)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_submit(self, _facts: dict[str, Any]) -> bool:
+        self._send()
+        return True
+
+    def _on_prompt_key(self, facts: dict[str, Any]) -> bool:
+        if facts["key"] == "Enter" and not (facts["shift"] or facts["composing"]):
+            self._send()
+            return True
+        return False
+
+    def _on_document_key(self, facts: dict[str, Any]) -> bool:
+        if facts["key"] == "Escape" and self.chat.streaming.peek() is not None:
+            _spawn(self.chat.stop())
+            return True
+        return False
+
+    def _send(self) -> None:
+        text = str(ffi.get_prop(self.prompt, "value") or "")
+        if not text.strip() or self.chat.streaming.peek() is not None:
+            return
+        ffi.set_prop(self.prompt, "value", "")
+        _spawn(self.chat.send(text))
+
+    def _on_log_click(self, facts: dict[str, Any]) -> bool:
+        action, message_id = facts.get("action"), facts.get("id")
+        if not action or not message_id or message_id not in self._views:
+            return False
+        message = self._views[message_id].message
+        if action == "copy":
+            _spawn(ffi.copy_text(message.text.peek()))
+        elif action == "retry" and self.chat.streaming.peek() is None:
+            _spawn(self.chat.retry(message_id))
+        elif action == "edit" and self.chat.streaming.peek() is None:
+            self._start_edit(self._views[message_id])
+        elif action == "save-edit":
+            self._finish_edit(message_id, save=True)
+        elif action == "cancel-edit":
+            self._finish_edit(message_id, save=False)
+        else:
+            return False
+        return True
+
+    def _on_log_key(self, facts: dict[str, Any]) -> bool:
+        if facts.get("action") != "edit-text" or not facts.get("id"):
+            return False
+        if facts["key"] == "Enter" and not (facts["shift"] or facts["composing"]):
+            self._finish_edit(facts["id"], save=True)
+            return True
+        if facts["key"] == "Escape":
+            self._finish_edit(facts["id"], save=False)
+            return True
+        return False
+
+    def _start_edit(self, view: MessageView) -> None:
+        if self._editing is not None:
+            self._finish_edit(self._editing, save=False)
+        self._editing = view.message.id
+        box = ffi.element("textarea", attrs={"class": "edit", "data-action": "edit-text", "rows": "3",
+                                             "aria-label": "Edit your message"})
+        ffi.set_prop(box, "value", view.message.text.peek())
+        form = ffi.element("div", attrs={"class": "edit-form"})
+        ffi.append(form, box, _button("Send", "save-edit", "Send the edited message"),
+                   _button("Cancel", "cancel-edit", "Keep the message as it was"))
+        view._edit = (form, box)  # type: ignore[attr-defined]
+        ffi.replace_children(view.body, form)
+        ffi.focus(box)
+
+    def _finish_edit(self, message_id: str, *, save: bool) -> None:
+        view = self._views.get(message_id)
+        self._editing = None
+        if view is None or not hasattr(view, "_edit"):
+            return
+        _form, box = view._edit  # type: ignore[attr-defined]
+        del view._edit  # type: ignore[attr-defined]
+        text = str(ffi.get_prop(box, "value") or "")
+        view._show_text()
+        if save and text.strip() and self.chat.streaming.peek() is None:
+            _spawn(self.chat.edit(message_id, text))
+
+    def dispose(self) -> None:
+        self.scope.dispose()
+
+
+class ConversationList:
+    """#conversations: one item per conversation (open, rename, delete), most recent first."""
+
+    def __init__(self, chat: Chat) -> None:
+        self.chat = chat
+        self.scope = Scope()
+        self.list = ffi.node("conversation-list")
+        self._items: dict[str, tuple[ffi.Node, ffi.Node, Scope]] = {}
+        self._renaming: str | None = None
+        self.scope.effect(self._sync)
+        self.scope.effect(self._mark_current)
+        self.scope.add(ffi.listen(self.list, "click", self._on_click))
+        self.scope.add(ffi.listen(self.list, "keydown", self._on_key))
+        self.scope.add(ffi.listen(ffi.node("new-chat"), "click", self._on_new))
+        self.scope.add(self._clear)
+
+    def _sync(self) -> None:
+        convs = self.chat.conversations.get()
+        keep = {c.id for c in convs}
+        for conv_id in [i for i in self._items if i not in keep]:
+            root, _title, scope = self._items.pop(conv_id)
+            scope.dispose()
+            ffi.remove(root)
+        for conv in convs:  # append in order: moves existing items, creates new ones
+            if conv.id not in self._items:
+                self._items[conv.id] = self._item(conv)
+            ffi.append(self.list, self._items[conv.id][0])
+
+    def _item(self, conv: Conversation) -> tuple[ffi.Node, ffi.Node, Scope]:
+        scope = Scope()
+        root = ffi.element("li", attrs={"data-id": conv.id, "class": "conv"})
+        title = ffi.element("button", attrs={"type": "button", "class": "open", "data-action": "open"})
+        scope.effect(lambda: ffi.set_node_text(title, conv.title.get()))
+        scope.effect(lambda: ffi.set_node_attr(root, "aria-label", conv.title.get()))
+        ffi.append(root, title, _button("Rename", "rename", "Rename this conversation"),
+                   _button("Delete", "delete", "Delete this conversation"))
+        return root, title, scope
+
+    def _mark_current(self) -> None:
+        current = self.chat.current.get()
+        self.chat.conversations.get()
+        for conv_id, (_root, title, _scope) in self._items.items():
+            ffi.set_node_attr(title, "aria-current", "true" if current is not None and current.id == conv_id else None)
+
+    def _on_new(self, _facts: dict[str, Any]) -> bool:
+        if self.chat.streaming.peek() is None:
+            self.chat.new_conversation()
+            ffi.focus(ffi.node("prompt"))
+        return True
+
+    def _on_click(self, facts: dict[str, Any]) -> bool:
+        action, conv_id = facts.get("action"), facts.get("id")
+        if not conv_id or conv_id not in self._items:
+            return False
+        if action == "open" and self._renaming != conv_id:
+            if self.chat.streaming.peek() is None:
+                self.chat.select(conv_id)
+        elif action == "rename":
+            self._start_rename(conv_id)
+        elif action == "delete":
+            title = self.chat.get(conv_id).title.peek()
+            if ffi.confirm(f"Delete the conversation “{title}”?"):
+                _spawn(self.chat.delete(conv_id))
+        else:
+            return False
+        return True
+
+    def _start_rename(self, conv_id: str) -> None:
+        root, title, _scope = self._items[conv_id]
+        self._renaming = conv_id
+        box = ffi.element("input", attrs={"class": "rename", "data-action": "rename-text",
+                                          "aria-label": "New name for the conversation"})
+        ffi.set_prop(box, "value", self.chat.get(conv_id).title.peek())
+        ffi.set_prop(title, "hidden", True)
+        ffi.insert_before(root, box, title)
+        ffi.focus(box)
+        self._rename_box = box
+
+    def _on_key(self, facts: dict[str, Any]) -> bool:
+        if facts.get("action") != "rename-text" or self._renaming is None:
+            return False
+        if facts["key"] in ("Enter", "Escape"):
+            conv_id = self._renaming
+            self._renaming = None
+            _root, title, _scope = self._items[conv_id]
+            ffi.remove(self._rename_box)
+            ffi.set_prop(title, "hidden", False)
+            text = facts.get("value") or ""
+            if facts["key"] == "Enter" and text.strip():
+                _spawn(self.chat.rename(conv_id, text))
+            ffi.focus(title)
+            return True
+        return False
+
+    def _clear(self) -> None:
+        for root, _title, scope in self._items.values():
+            scope.dispose()
+            ffi.remove(root)
+        self._items = {}
+
+    def dispose(self) -> None:
+        self.scope.dispose()
+
+
+class SettingsView:
+    """#settings-form: system prompt, temperature, max tokens, and an OpenAI-compatible endpoint."""
+
+    FIELDS = ("system_prompt", "temperature", "max_tokens", "base_url", "model", "api_key")
+
+    def __init__(self, chat: Chat, connector: Connector, store: Any) -> None:
+        self.chat = chat
+        self.connector = connector
+        self.store = store  # KvStore("settings")
+        self.scope = Scope()
+        self.error = ffi.node("settings-error")
+        self._fill()
+        self.scope.add(ffi.listen(ffi.node("settings-form"), "submit", self._on_submit))
+
+    def _field(self, name: str) -> ffi.Node:
+        return ffi.node(f"setting-{name.replace('_', '-')}")
+
+    def _fill(self) -> None:
+        s: Settings = self.chat.settings.peek()
+        cloud = self.connector.cloud.peek()
+        values = {"system_prompt": s.system_prompt, "temperature": f"{s.temperature:g}",
+                  "max_tokens": str(s.max_tokens), "base_url": cloud.base_url if cloud else "",
+                  "model": cloud.model if cloud else "", "api_key": cloud.api_key if cloud else ""}
+        for name, value in values.items():
+            ffi.set_prop(self._field(name), "value", value)
+
+    def _on_submit(self, _facts: dict[str, Any]) -> bool:
+        form = {name: str(ffi.get_prop(self._field(name), "value") or "") for name in self.FIELDS}
+        known = self.connector.cloud.peek()
+        if known is not None and known.base_url == form["base_url"].strip().rstrip("/"):
+            form["label"] = known.label  # the configured name of the same endpoint stays
+        try:
+            settings = Settings.parse(form)
+            cloud = CloudConfig.parse(form)
+        except Exception as exc:  # InvalidRequest / UsageError: say which field, change nothing
+            ffi.set_node_text(self.error, str(exc))
+            ffi.set_prop(self.error, "hidden", False)
+            return True
+        ffi.set_prop(self.error, "hidden", True)
+        self.chat.settings.set(settings)
+        self.connector.cloud.set(cloud)
+        _spawn(self.store.put("chat", {"settings": settings.to_record(),
+                                       "cloud": cloud.to_record() if cloud else None}))
+        ffi.set_node_text(ffi.node("settings-saved"), "Saved.")
+        return True
+
+    def dispose(self) -> None:
+        self.scope.dispose()
+
+
+THEMES = ("auto", "light", "dark")
+
+
+class ThemeToggle:
+    """#theme: auto (the system's preference) -> light -> dark; kept in the settings store."""
+
+    def __init__(self, store: Any, theme: str) -> None:
+        self.store = store
+        self.theme = Signal(theme if theme in THEMES else "auto")
+        self.scope = Scope()
+        button = ffi.node("theme")
+        self.scope.effect(lambda: self._apply(button, self.theme.get()))
+        self.scope.add(ffi.listen(button, "click", self._next))
+
+    def _apply(self, button: ffi.Node, theme: str) -> None:
+        ffi.set_root_attr("data-theme", None if theme == "auto" else theme)
+        # highlight.js ships one stylesheet per scheme: switch them with the page.
+        light, dark = {"auto": ("(prefers-color-scheme: light)", "(prefers-color-scheme: dark)"),
+                       "light": ("all", "not all"), "dark": ("not all", "all")}[theme]
+        ffi.set_attr("hl-light", "media", light)
+        ffi.set_attr("hl-dark", "media", dark)
+        ffi.set_node_text(button, f"Theme: {theme}")
+        ffi.set_node_attr(button, "aria-label", f"Colour theme: {theme}. Change it")
+
+    def _next(self, _facts: dict[str, Any]) -> bool:
+        theme = THEMES[(THEMES.index(self.theme.peek()) + 1) % len(THEMES)]
+        self.theme.set(theme)
+        _spawn(self.store.put("theme", theme))
+        return True
+
+
+class GpuNotice:
+    """#backend-notice: what answers here; without WebGPU, says so and points at the cloud endpoint."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.scope = Scope()
+        self.node = ffi.node("backend-notice")
+        self.scope.effect(lambda: self._show(connector))
+        self.scope.add(ffi.listen(self.node, "click", self._on_click))
+
+    def _show(self, connector: Connector) -> None:
+        gpu, cloud = connector.gpu.get(), connector.cloud.get()
+        connector.model.get()
+        if gpu is None:
+            return
+        what = connector.describe()
+        if gpu.available:
+            ffi.replace_children(self.node, ffi.text_node(what))
+            ffi.set_node_attr(self.node, "data-kind", "local")
+            return
+        lead = f"Models cannot run in this browser: {gpu.summary()}. "
+        parts = [ffi.text_node(lead + (what or "To chat, add an OpenAI-compatible endpoint. "))]
+        if not cloud:
+            parts.append(_button("Open settings", "open-settings", "Open the settings to add an endpoint"))
+        ffi.replace_children(self.node, *parts)
+        ffi.set_node_attr(self.node, "data-kind", "cloud" if cloud else "none")
+
+    def _on_click(self, facts: dict[str, Any]) -> bool:
+        if facts.get("action") != "open-settings":
+            return False
+        ffi.set_prop(ffi.node("settings"), "open", True)
+        ffi.focus(ffi.node("setting-base-url"))
+        return True
+
+
+class App:
+    """Everything mounted on the page; ``dispose()`` takes it all down (listeners and proxies too)."""
+
+    def __init__(self, chat: Chat, connector: Connector, settings_store: Any, theme: str) -> None:
+        self.chat = chat
+        self.connector = connector
+        self.views = [ThemeToggle(settings_store, theme), GpuNotice(connector), ConversationList(chat),
+                      ChatView(chat, connector), SettingsView(chat, connector, settings_store)]
+
+    def dispose(self) -> None:
+        for view in reversed(self.views):
+            view.dispose()

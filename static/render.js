@@ -1,0 +1,51 @@
+// Model output -> safe DOM, for app/ffi.py's render_markdown. Model output is untrusted input:
+// markdown is rendered by marked (raw HTML passes through it), then everything is sanitized by
+// DOMPurify before it reaches the page, then code blocks are highlighted by highlight.js (which
+// escapes what it reads). Loaded on first use, so start-up does not pay for these libraries.
+import { Marked } from "./vendor/marked/marked.esm.js";
+import DOMPurify from "./vendor/dompurify/purify.es.mjs";
+import hljs from "./vendor/highlight/highlight.min.js";
+
+const marked = new Marked({ gfm: true, breaks: false, async: false });
+
+// HTML only (no SVG or MathML), no styles (overlays, hidden text), no forms, nothing that loads
+// remote media on its own: an answer must not be able to phone home or dress up as the app.
+const PURIFY = {
+  USE_PROFILES: { html: true },
+  FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "option", "iframe", "frame",
+    "object", "embed", "video", "audio", "source", "track", "picture", "dialog", "template"],
+  FORBID_ATTR: ["style", "srcset", "background", "poster", "action", "formaction", "ping", "id", "name"],
+  ALLOW_DATA_ATTR: false,
+  RETURN_DOM_FRAGMENT: true,
+};
+
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A" && node.hasAttribute("href")) {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer nofollow");
+  }
+  // Images only when inline (data:image/...); a remote image would tell its server what was said.
+  if (node.tagName === "IMG") {
+    const src = node.getAttribute("src") || "";
+    if (!/^data:image\/(png|gif|jpeg|webp);/i.test(src)) node.removeAttribute("src");
+  }
+});
+
+hljs.configure({ ignoreUnescapedHTML: true });
+
+export function toFragment(text) {
+  const fragment = DOMPurify.sanitize(marked.parse(String(text)), PURIFY);
+  for (const img of fragment.querySelectorAll("img:not([src])")) {
+    img.replaceWith(document.createTextNode(img.getAttribute("alt") ? `[image: ${img.getAttribute("alt")}]` : "[image]"));
+  }
+  for (const code of fragment.querySelectorAll("pre > code")) {
+    const lang = /\blanguage-([\w+#-]+)/.exec(code.className);
+    if (lang && !hljs.getLanguage(lang[1])) code.className = "";  // unknown: plain, no console noise
+    hljs.highlightElement(code);
+  }
+  return fragment;
+}
+
+export function renderInto(element, text) {
+  element.replaceChildren(toFragment(text));
+}

@@ -1,0 +1,40 @@
+"""Shared by the chat UI tests: a site whose chat talks to the engine double, and page helpers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.browser.conftest import READY_TIMEOUT_MS, open_app
+from tests.browser.double import CHAT_MODEL, OVERLAY, app_config
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+
+
+def ui_site(serve, tmp_dir: Path, *, cloud: dict | None = None, model: str | None = CHAT_MODEL):
+    """A server whose static/chat-config.json selects the double's model (and ``cloud``): config
+    only; the page's code is the shipped code (plus the double's worker, as in test_adapter)."""
+    config_file = tmp_dir / "chat-config.json"
+    site = serve("/", overlay={**OVERLAY, "static/chat-config.json": config_file})
+    config_file.write_text(json.dumps({"model": model, "app_config": app_config(site.origin),
+                                       "policy": "prefer-local", "cloud": cloud}))
+    return site
+
+
+def open_chat(page, site, allowed=()):
+    """Open the app and wait until the chat is mounted and knows what answers."""
+    w = open_app(page, site, allowed)
+    page.wait_for_selector("#chat[data-state=ready]", timeout=READY_TIMEOUT_MS)
+    page.wait_for_selector("#backend-notice:not(:empty)", timeout=READY_TIMEOUT_MS)
+    return w
+
+
+def shot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def answers(page):
+    return page.locator("#messages .msg-assistant")

@@ -1,0 +1,257 @@
+"""Chat intents over the real client and web-llm backend, with the fake engine API and an in-memory
+key-value store: what users see in the message list and what is kept for the next visit."""
+
+import asyncio
+
+import pytest
+
+from app.backends.webllm import WebLLMBackend
+from app.client import Client
+from app.errors import InvalidRequest, UsageError
+from app.ui.chat import Chat, Settings, title_from
+from app.ui.store import Signal, effect
+from tests.unit.conftest import run
+from tests.unit.fakes import LLAMA, FakeEngineApi, within
+
+
+class MemoryKV:
+    """The ``conversations`` store, in memory; ``puts`` records each write as stored."""
+
+    def __init__(self, data=None):
+        self.data = dict(data or {})
+        self.puts = []
+
+    async def put(self, key, value):
+        await asyncio.sleep(0)
+        self.data[key] = value
+        self.puts.append(value)
+
+    async def delete(self, key):
+        self.data.pop(key, None)
+
+    async def items(self):
+        return dict(self.data)
+
+
+async def make_chat(kv=None, handler=None, settings=None, **chat):
+    api = FakeEngineApi(handler=handler)
+    backend = WebLLMBackend(engine_api=api)
+    await backend.load(LLAMA)
+    client = Client(backend)
+
+    async def connect():
+        return client
+
+    kv = kv or MemoryKV()
+    c = Chat(connect=connect, kv=kv, settings=Signal(settings or Settings()), **chat)
+    await c.load()
+    return api, kv, c
+
+
+def shown(conv):
+    return [(m.role, m.text.peek(), m.status.peek()) for m in conv.messages.peek()]
+
+
+def test_send_streams_the_reply_and_records_backend_and_rate():
+    async def scenario():
+        api, kv, chat = await make_chat()
+        texts = []
+        reply = None
+
+        async def go():
+            nonlocal reply
+            reply = await chat.send("hello world")
+
+        task = asyncio.ensure_future(go())
+        while chat.streaming.peek() is None:
+            await asyncio.sleep(0)
+        effect(lambda: texts.append(chat.streaming.peek().text.get()) if chat.streaming.peek() else None)
+        await task
+        return chat, reply, texts, kv, api
+
+    chat, reply, texts, kv, api = run(within(scenario()))
+    conv = chat.current.peek()
+    assert shown(conv) == [("user", "hello world", "done"), ("assistant", "Echo: hello world", "done")]
+    assert conv.title.peek() == "hello world"
+    # The text grew token by token (one signal change per streamed piece).
+    assert texts[-1] == "Echo: hello world" and len(texts) >= 3
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    meta = reply.meta.peek()
+    assert meta["backend"] == "webllm" and meta["model"] == LLAMA
+    assert meta["tokens"] == 3 and meta["tokens_per_s"] == 40.0  # web-llm's own decode rate
+    assert meta["finish_reason"] == "stop"
+    stored = kv.data[conv.id]
+    assert [m["content"] for m in stored["messages"]] == ["hello world", "Echo: hello world"]
+    assert chat.streaming.peek() is None
+
+
+def test_system_prompt_and_sampling_settings_are_sent():
+    async def scenario():
+        api, kv, chat = await make_chat(settings=Settings(system_prompt="Be brief.", temperature=0.2, max_tokens=2))
+        reply = await chat.send("one two three")
+        return api, reply
+
+    api, reply = run(within(scenario()))
+    request = next(c.args[1] for c in api.calls if c.name == "ChunkIterator")
+    assert request["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert request["temperature"] == 0.2 and request["max_tokens"] == 2
+    assert reply.text.peek() == "Echo: one " and reply.meta.peek()["finish_reason"] == "length"
+
+
+def test_stop_keeps_what_arrived_and_marks_it_stopped():
+    async def scenario():
+        api, kv, chat = await make_chat()
+        task = asyncio.ensure_future(chat.send("a b c d e f g h i j k l m n o p"))
+        while chat.streaming.peek() is None or len(chat.streaming.peek().text.peek()) < 8:
+            await asyncio.sleep(0)
+        await chat.stop()
+        reply = await task
+        return chat, reply, kv
+
+    chat, reply, kv = run(within(scenario()))
+    assert reply.status.peek() == "stopped"
+    assert reply.meta.peek()["finish_reason"] == "abort"
+    text = reply.text.peek()
+    assert text.startswith("Echo: a") and not text.endswith("p")
+    assert kv.data[chat.current.peek().id]["messages"][-1]["status"] == "stopped"
+
+
+def test_retry_replaces_the_answer_and_edit_resends_from_that_message():
+    async def scenario():
+        _, _, chat = await make_chat()
+        await chat.send("first")
+        second = await chat.send("second")
+        conv = chat.current.peek()
+        ids_before = [m.id for m in conv.messages.peek()]
+        again = await chat.retry(second.id)
+        after_retry = shown(conv)
+        user_first = conv.messages.peek()[0]
+        await chat.edit(user_first.id, "changed")
+        return ids_before, again, after_retry, shown(conv), conv
+
+    ids_before, again, after_retry, after_edit, conv = run(within(scenario()))
+    assert after_retry == [("user", "first", "done"), ("assistant", "Echo: first", "done"),
+                           ("user", "second", "done"), ("assistant", "Echo: second", "done")]
+    assert again.id not in ids_before  # a new message, the old one is gone
+    assert after_edit == [("user", "changed", "done"), ("assistant", "Echo: changed", "done")]
+
+
+def test_only_answers_retry_only_user_messages_edit_one_answer_at_a_time():
+    async def scenario():
+        api, _, chat = await make_chat()
+        await chat.send("x")
+        user_msg, answer = chat.current.peek().messages.peek()
+        errors = []
+        for call in (lambda: chat.retry(user_msg.id), lambda: chat.edit(answer.id, "y"),
+                     lambda: chat.send("   "), lambda: chat.edit(user_msg.id, "")):
+            try:
+                await call()
+            except UsageError as exc:
+                errors.append(type(exc).__name__)
+        api.paused = True
+        task = asyncio.ensure_future(chat.send("long"))
+        while chat.streaming.peek() is None:
+            await asyncio.sleep(0)
+        try:
+            await chat.send("another")
+        except UsageError as exc:
+            errors.append(str(exc))
+        await chat.stop()
+        api.streams[-1].gate.set()
+        await task
+        return errors
+
+    errors = run(within(scenario()))
+    assert errors[:4] == ["UsageError", "UsageError", "InvalidRequest", "InvalidRequest"]
+    assert "stop it first" in errors[4]
+
+
+def test_a_failure_ends_the_reply_with_the_error_and_a_notice():
+    async def scenario():
+        _, _, chat = await make_chat(handler=lambda request: "[[throw]]")
+
+        async def broken():
+            raise RuntimeError("no backend configured")
+
+        chat._connect = broken
+        reply = await chat.send("hi")
+        return chat, reply
+
+    chat, reply = run(within(scenario()))
+    assert reply.status.peek() == "error" and reply.meta.peek()["error"] == "RuntimeError"
+    assert "no backend configured" in chat.notice.peek()
+    assert chat.streaming.peek() is None
+    # A failed answer is not sent back to the model as history.
+    assert chat.current.peek().request_messages("") == [{"role": "user", "content": "hi"}]
+
+
+def test_streaming_writes_are_throttled_and_a_reload_keeps_the_partial_answer():
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            Clock.now += 0.1  # each reading is 100 ms later: a write every third token or so
+            return Clock.now
+
+    async def scenario():
+        api, kv, chat = await make_chat(clock=Clock(), save_every=0.25)
+        api.paused = False
+        task = asyncio.ensure_future(chat.send(" ".join(f"w{i}" for i in range(30))))
+        # Let some tokens arrive and be written, then "reload" before the answer ends.
+        while len(kv.puts) < 3:
+            await asyncio.sleep(0)
+        snapshot = {k: v for k, v in kv.data.items()}
+        partial = snapshot[chat.current.peek().id]["messages"][-1]
+        await task
+        _, _, reloaded = await make_chat(kv=MemoryKV(snapshot))
+        return kv, partial, reloaded
+
+    kv, partial, reloaded = run(within(scenario()))
+    assert 3 <= len(kv.puts) < 31  # not one write per token
+    assert partial["status"] == "streaming" and partial["content"].startswith("Echo: w0")
+    reply = reloaded.current.peek().messages.peek()[-1]
+    assert reply.status.peek() == "interrupted" and reply.text.peek() == partial["content"]
+
+
+def test_conversations_listed_renamed_deleted_and_reloaded_in_recent_order():
+    async def scenario():
+        _, kv, chat = await make_chat(wall=iter(range(1, 100)).__next__)
+        await chat.send("first chat")
+        first = chat.current.peek()
+        chat.new_conversation()
+        await chat.send("second chat")
+        second = chat.current.peek()
+        await chat.rename(first.id, "  Renamed   one ")
+        try:
+            await chat.rename(first.id, "   ")
+        except InvalidRequest as exc:
+            bad = exc.param
+        _, _, reloaded = await make_chat(kv=kv)
+        titles = [c.title.peek() for c in reloaded.conversations.peek()]
+        await chat.delete(second.id)
+        _, _, after_delete = await make_chat(kv=kv)
+        return titles, bad, chat, after_delete, first
+
+    titles, bad, chat, after_delete, first = run(within(scenario()))
+    assert titles == ["second chat", "Renamed one"]
+    assert bad == "title"
+    assert chat.current.peek() is first
+    assert [c.title.peek() for c in after_delete.conversations.peek()] == ["Renamed one"]
+    # An untouched new chat is reused, not piled up.
+    empty = chat.new_conversation()
+    assert chat.new_conversation() is empty
+
+
+@pytest.mark.parametrize("form, param", [({"temperature": "hot"}, "temperature"), ({"temperature": "3"}, "temperature"),
+                                         ({"max_tokens": "0"}, "max_tokens"), ({"max_tokens": "1.5"}, "max_tokens")])
+def test_bad_settings_are_rejected_naming_the_field(form, param):
+    with pytest.raises(InvalidRequest) as info:
+        Settings.parse(form)
+    assert info.value.param == param
+
+
+def test_settings_parse_and_titles():
+    assert Settings.parse({"system_prompt": " hi ", "temperature": "0.3", "max_tokens": "64"}) == \
+        Settings("hi", 0.3, 64)
+    assert title_from("  a\n b  ") == "a b"
+    assert len(title_from("x" * 100)) == 48 and title_from("x" * 100).endswith("…")
