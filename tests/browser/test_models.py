@@ -274,6 +274,10 @@ await manager.storage.touch('synth-a')   # a is the most recent
     # Down to what one model takes: the least recently used (a) goes, b stays.
     assert py(f"await manager.evict({MODEL_B.total_bytes})") == ["synth-a"]
     assert has_model_in_cache(page, server, MODEL_B, "cache") is True
+    # Clear all: every file web-llm stored goes, staged parts too.
+    assert py("await manager.storage.clear()") == MODEL_B.total_bytes
+    assert py("await manager.storage.files()") == []
+    assert has_model_in_cache(page, server, MODEL_B, "cache") is False
     watch.assert_clean()
 
 
