@@ -292,6 +292,7 @@ def test_user_model_is_listed_and_survives_a_reload(page, site, server):
     page.wait_for_selector("body[data-state=ready]")
     py = PagePython(page)
     info = py("""
+from app import ffi
 from app.models.catalog import Catalog
 catalog = await Catalog.load()
 m = catalog.get('my-own-model')
@@ -299,6 +300,13 @@ m = catalog.get('my-own-model')
 """)
     assert info == ["user", record["model"], False]
     assert py("len(catalog) > 100")  # web-llm's prebuilt list is there too
+    # What fits this GPU, judged from the real adapter (SwiftShader here: no shader-f16).
+    fits = py("""
+from app.runtime import WebGPUReport
+gpu = WebGPUReport.from_probe(await ffi.probe_webgpu())
+[catalog.fit(catalog.get(i), gpu).ok for i in ('Llama-3.2-1B-Instruct-q4f16_1-MLC', 'Llama-3.2-1B-Instruct-q4f32_1-MLC')]
+""")
+    assert fits == [False, True]
     watch.assert_clean()
 
 
