@@ -30,6 +30,7 @@ from app.errors import (
     BackendUnreachable,
     ContextWindowExceeded,
     EngineError,
+    FeatureUnsupported,
     ModelFetchFailed,
     ModelNotDownloaded,
     ModelNotFound,
@@ -45,8 +46,10 @@ from app.params import ChatRequest
 
 POLICIES = ("priority", "prefer-local", "offline-only", "cost", "latency")
 # Failures that say nothing about the request itself: another backend may well succeed.
+# FeatureUnsupported: this device cannot do it (shader-f16, no built-in model, a language or schema
+# feature the built-in model lacks); another backend may.
 FALLBACK_ERRORS = (BackendUnreachable, ServerError, RateLimited, ModelNotLoaded, ModelNotDownloaded,
-                   ModelNotFound, ModelFetchFailed, WebGPUUnavailable, ContextWindowExceeded)
+                   ModelNotFound, ModelFetchFailed, WebGPUUnavailable, ContextWindowExceeded, FeatureUnsupported)
 
 
 class CircuitBreaker:
@@ -141,6 +144,10 @@ class Router:
         for route in self.routes:
             name = route.backend.name
             caps = route.backend.capabilities(request.model)
+            unavailable = getattr(route.backend, "unavailable", None)
+            if unavailable:
+                skipped.append(f"{name}: {unavailable}")
+                continue
             if local_only and not caps.local:
                 why = "private request" if request.private else ("offline" if offline else "offline-only policy")
                 skipped.append(f"{name}: not on this device ({why})")
