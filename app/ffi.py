@@ -116,6 +116,28 @@ def is_online() -> bool:
 
 
 
+def watch_online(on_change: Callable[[bool], None]) -> Callable[[], None]:
+    """Call ``on_change(online)`` on the window's ``online``/``offline`` events; returns ``stop()``,
+    which removes the listeners and frees their proxies.
+
+        stop = ffi.watch_online(router.connectivity_changed)
+    """
+    if not IN_BROWSER:
+        raise _browser_only("watch_online")
+    listeners = {"online": create_proxy(lambda event: on_change(True)),
+                 "offline": create_proxy(lambda event: on_change(False))}
+    for name, proxy in listeners.items():
+        js.window.addEventListener(name, proxy)
+
+    def stop() -> None:
+        for name, proxy in listeners.items():
+            js.window.removeEventListener(name, proxy)
+            proxy.destroy()
+        listeners.clear()
+
+    return stop
+
+
 # --------------------------------------------------------------------------- DOM (by element id)
 #
 # The page's markup is static HTML; Python only sets text, attributes and visibility, and builds

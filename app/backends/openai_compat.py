@@ -155,6 +155,30 @@ class OpenAICompatBackend:
             await self._key_store().forget(self.base_url)
             self._key_synced = False
 
+    async def health(self, timeout: float = 3.0) -> None:
+        """A cheap probe for the router: ``GET {base_url}/models`` within ``timeout`` seconds. Raises
+        what a request would meet (BackendUnreachable, ServerError, AuthenticationFailed, ...); a 404
+        passes: the endpoint answers, it just lists no models."""
+        import asyncio
+
+        from app.errors import BackendUnreachable, ModelNotFound
+
+        await self._sync_key()
+        headers = dict(self._headers)
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        response = self._http.HttpStream(f"{self.base_url}/models", method="GET", headers=headers, body=None,
+                                         sse=False)
+        try:
+            await asyncio.wait_for(response.__anext__(), timeout)
+        except TimeoutError:
+            response.cancel()
+            raise BackendUnreachable(f"{self.name}: no answer to GET /models within {timeout:g}s") from None
+        except ModelNotFound:
+            pass
+        finally:
+            await response.aclose()
+
     # ------------------------------------------------------------------ requests
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:

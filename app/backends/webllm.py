@@ -168,6 +168,13 @@ class WebLLMBackend:
             raise FeatureUnsupported(f"{record['model_id']} needs {', '.join(sorted(missing))}, "
                                      "which this GPU/browser does not offer")
 
+    async def health(self) -> None:
+        """A cheap probe for the router: is there a WebGPU adapter? (WebGPUUnavailable if not.)"""
+        from app.runtime import WebGPUReport
+
+        self.gpu = WebGPUReport.from_probe(await self._api.probe_webgpu())
+        self.gpu.require()
+
     async def unload(self) -> None:
         if self._engine is None:
             return
