@@ -27,6 +27,8 @@ What the API does not have is done here, the same way for every answer:
   prompt when the browser has them (``usage.extra["estimated"]`` is False); otherwise it is estimated.
 - JSON output: ``response_format`` becomes ``responseConstraint`` (a JSON Schema).
 - Tools are emulated by the client (JSON answers), like for web-llm models without native tools.
+- Once ``availability()`` says "unavailable", ``backend.unavailable`` says why and a Router skips the
+  backend; ``router.check_health()`` asks the browser again.
 
 ``temperature`` is passed only together with ``top_k`` given to the backend: the explainer keeps
 ``temperature``/``topK`` for extension contexts (web pages ignore them) and older Chrome refused one
@@ -393,7 +395,8 @@ class ChromeAIStream:
     def _emit(self, text: str) -> None:
         if text:
             self._output.append(text)
-            self._pending.append(self._chunk(ChoiceDelta(content=text, role=None if self._output[1:] else "assistant")))
+            first = len(self._output) == 1
+            self._pending.append(self._chunk(ChoiceDelta(content=text, role="assistant" if first else None)))
 
     def _chunk(self, delta: ChoiceDelta, finish: str | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(id=self._id, created=self._created, model=MODEL,

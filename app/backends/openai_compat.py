@@ -21,6 +21,7 @@ and a backend made later for that origin without ``api_key`` uses it::
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,15 @@ from urllib.parse import urlsplit
 
 from app import ffi
 from app.backends.base import Capabilities
-from app.errors import Aborted, InvalidRequest, ServerError, UsageError, from_http_status
+from app.errors import (
+    Aborted,
+    BackendUnreachable,
+    InvalidRequest,
+    ModelNotFound,
+    ServerError,
+    UsageError,
+    from_http_status,
+)
 from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from app.params import ChatRequest
 
@@ -159,10 +168,6 @@ class OpenAICompatBackend:
         """A cheap probe for the router: ``GET {base_url}/models`` within ``timeout`` seconds. Raises
         what a request would meet (BackendUnreachable, ServerError, AuthenticationFailed, ...); a 404
         passes: the endpoint answers, it just lists no models."""
-        import asyncio
-
-        from app.errors import BackendUnreachable, ModelNotFound
-
         await self._sync_key()
         headers = dict(self._headers)
         if self._api_key:
