@@ -8,6 +8,7 @@
     |   +-- WebGPUUnavailable         no WebGPU adapter on this page (.reason)
     |   +-- FeatureUnsupported        the model needs a GPU feature this browser lacks
     |   |   +-- ShaderF16Unsupported  ... namely shader-f16
+    |   |   +-- BuiltInModelUnavailable  the browser has no built-in model it can run here (Prompt API)
     |   +-- ModelNotFound             the model id is in no catalog the engine knows
     |   +-- ModelNotLoaded            the request names a model that is not loaded
     |   +-- ModelNotDownloaded        the model's files are not in the browser's cache (offline use)
@@ -80,6 +81,15 @@ class FeatureUnsupported(EngineError):
 
 class ShaderF16Unsupported(FeatureUnsupported):
     """The model's weights are f16 and this GPU/browser has no ``shader-f16``: pick a q*f32 model."""
+
+
+class BuiltInModelUnavailable(FeatureUnsupported):
+    """The browser's built-in model (Chrome's ``LanguageModel``) cannot run here: the API is missing,
+    or ``availability()`` said ``"unavailable"`` for these options. ``availability`` says which."""
+
+    def __init__(self, message: str, *, availability: str = "unavailable", original: str | None = None) -> None:
+        super().__init__(message, original=original)
+        self.availability = availability
 
 
 class ModelNotFound(EngineError):
@@ -323,3 +333,34 @@ def from_http_status(status: int, body: str, *, retry_after: str | None = None) 
     if status >= 500:
         return ServerError(message, status=status, original=original)
     return EngineError(message, original=original)
+
+
+# The Prompt API (Chrome's ``LanguageModel``) fails with DOMException names, documented in its
+# explainer; the same names mean other things elsewhere (QuotaExceededError is about storage for
+# web-llm but about the context window here), so they get their own table.
+_PROMPT_API_NAMES: dict[str, type[EngineError]] = {
+    "NotSupportedError": FeatureUnsupported,  # options, languages or schema features it cannot do
+    "QuotaExceededError": ContextWindowExceeded,  # the input does not fit what is left of the window
+    "AbortError": Aborted,
+    "InvalidStateError": Aborted,  # the session was destroyed (or the document went away)
+    "NetworkError": ModelFetchFailed,  # the model download failed
+    "NotAllowedError": ModelNotDownloaded,  # a download needs a user gesture (or a policy forbids it)
+    "TypeError": EngineRejected,
+    "RangeError": EngineRejected,
+}
+
+
+def from_prompt_api(name: str, message: str) -> EngineError:
+    """The typed error for a Prompt API rejection, from its DOMException ``name``::
+
+        from_prompt_api("QuotaExceededError", "The input is too large.")   # ContextWindowExceeded
+    """
+    original = f"{name}: {message}"
+    if name == "SyntaxError":  # the model could not produce output matching responseConstraint
+        error = OutputParseError(f"the built-in model could not satisfy the JSON schema: {message}", text=None)
+        error.original = original
+        return error
+    if name == "NotAllowedError":
+        message = (f"{message} (Chrome downloads its built-in model only after a user gesture: "
+                   "call load() from a click)")
+    return _PROMPT_API_NAMES.get(name, EngineError)(message, original=original)

@@ -116,6 +116,28 @@ def is_online() -> bool:
 
 
 
+def watch_online(on_change: Callable[[bool], None]) -> Callable[[], None]:
+    """Call ``on_change(online)`` on the window's ``online``/``offline`` events; returns ``stop()``,
+    which removes the listeners and frees their proxies.
+
+        stop = ffi.watch_online(router.connectivity_changed)
+    """
+    if not IN_BROWSER:
+        raise _browser_only("watch_online")
+    listeners = {"online": create_proxy(lambda event: on_change(True)),
+                 "offline": create_proxy(lambda event: on_change(False))}
+    for name, proxy in listeners.items():
+        js.window.addEventListener(name, proxy)
+
+    def stop() -> None:
+        for name, proxy in listeners.items():
+            js.window.removeEventListener(name, proxy)
+            proxy.destroy()
+        listeners.clear()
+
+    return stop
+
+
 # --------------------------------------------------------------------------- DOM (by element id)
 #
 # The page's markup is static HTML; Python only sets text, attributes and visibility, and builds
@@ -604,6 +626,151 @@ class FileDownload:
         self._cancelled = True
         if self._handle is not None:
             self._handle.cancel()
+
+
+# --------------------------------------------------------------------------- Chrome's built-in model
+#
+# The Prompt API (``LanguageModel``, see app/backends/chrome_ai.py). A session stays a JS object inside
+# :class:`PromptSession`; prompts go in as plain data, answers come back as strings. DOMException
+# names become app.errors types here, once (app.errors.from_prompt_api).
+
+# One entry point for the awaited calls and the stream, so every failure reaches Python as a plain Error
+# keeping its DOMException name: Pyodide 314 never settles a promise rejected with a non-Error, nor
+# one rejected with a QuotaExceededError instance (the DOMException subclass the API uses for overflow).
+_PROMPT_API_SOURCE = """
+const plain = (e) => {
+  const error = new Error(String(e && e.message !== undefined ? e.message : e));
+  error.name = (e && e.name) || 'Error';
+  return error;
+};
+return (async () => {
+  try {
+    switch (op) {
+      case 'availability': return await LanguageModel.availability(arg);
+      case 'create': {
+        const options = Object.assign({}, arg, {signal: controller.signal});
+        if (progress) options.monitor = (m) => m.addEventListener('downloadprogress', (e) => progress(e.loaded));
+        return await LanguageModel.create(options);
+      }
+      case 'prompt': return await session.prompt(arg, Object.assign({}, options, {signal: controller.signal}));
+      case 'stream': {
+        const stream = session.promptStreaming(arg, Object.assign({}, options, {signal: controller.signal}));
+        return (async function* () {
+          try { for await (const piece of stream) yield piece; } catch (e) { throw plain(e); }
+        })();
+      }
+      case 'measure': {
+        const measure = session.measureContextUsage || session.measureInputUsage;  // the older name
+        return measure ? await measure.call(session, arg, options) : null;
+      }
+    }
+    throw new TypeError('unknown Prompt API operation ' + op);
+  } catch (e) {
+    throw plain(e);
+  }
+})();
+"""
+_PROMPT_API_PARAMS = "op,session,arg,options,controller,progress"
+
+
+def _prompt_api_error(exc: BaseException) -> Exception:
+    from app.errors import from_prompt_api
+
+    error = getattr(exc, "js_error", None) or exc
+    return from_prompt_api(str(getattr(error, "name", "") or "Error"), str(getattr(error, "message", exc)))
+
+
+async def _prompt_api(op: str, session: Any = None, arg: Any = None, options: dict[str, Any] | None = None,
+                      controller: Any = None, progress: Any = None) -> Any:
+    if not IN_BROWSER:
+        raise _browser_only("Chrome's built-in model")
+    call = _js_function("prompt_api", _PROMPT_API_PARAMS, _PROMPT_API_SOURCE)
+    try:
+        return await call(op, session, to_js(arg), to_js(options or {}), controller or js.AbortController.new(),
+                          progress)
+    except _JsException as exc:
+        raise _prompt_api_error(exc) from None
+
+
+def prompt_api_present() -> bool:
+    """``'LanguageModel' in self``: does this browser have the Prompt API at all?"""
+    if not IN_BROWSER:
+        raise _browser_only("Chrome's built-in model")
+    return bool(_js_function("prompt_api_present", "", "return 'LanguageModel' in self")())
+
+
+async def prompt_api_availability(options: dict[str, Any]) -> str:
+    """``LanguageModel.availability(options)``: unavailable, downloadable, downloading or available."""
+    return str(await _prompt_api("availability", arg=options))
+
+
+class PromptSession:
+    """One ``LanguageModel`` session. Opaque outside this module; ``destroy()`` frees the model."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.destroyed = False
+
+    def usage(self) -> dict[str, float | None]:
+        """``{"used": contextUsage, "window": contextWindow}`` (older Chrome: inputUsage/inputQuota);
+        None for what this browser does not say (an infinite window included)."""
+        text = _js_function("prompt_api_usage", "s", """
+const used = s.contextUsage ?? s.inputUsage, window = s.contextWindow ?? s.inputQuota;
+return JSON.stringify({used: Number.isFinite(used) ? used : null, window: Number.isFinite(window) ? window : null});
+""")(self._session)
+        return json.loads(text)
+
+    async def measure(self, prompt: Any, options: dict[str, Any] | None = None) -> float | None:
+        """``measureContextUsage(prompt)``: tokens the prompt would take; None where it does not exist."""
+        used = await _prompt_api("measure", self._session, prompt, options)
+        return None if used is None or used is jsnull else float(used)
+
+    async def prompt(self, prompt: Any, options: dict[str, Any] | None = None) -> str:
+        """``session.prompt(prompt, options)``: the whole answer. ``destroy()`` rejects it with Aborted."""
+        return str(await _prompt_api("prompt", self._session, prompt, options))
+
+    def destroy(self) -> None:
+        if not self.destroyed:
+            self.destroyed = True
+            self._session.destroy()
+
+
+async def prompt_api_create(options: dict[str, Any],
+                            on_progress: Callable[[float], None] | None = None) -> PromptSession:
+    """``LanguageModel.create(options)`` with a ``monitor`` reporting download progress (0..1) to
+    ``on_progress``. Cancelling the awaiting task aborts the creation (and its download)."""
+    import asyncio
+
+    if not IN_BROWSER:
+        raise _browser_only("Chrome's built-in model")
+    controller = js.AbortController.new()
+    proxy = create_proxy(lambda loaded: on_progress(float(loaded))) if on_progress is not None else None
+    try:
+        return PromptSession(await _prompt_api("create", arg=options, controller=controller, progress=proxy))
+    except asyncio.CancelledError:
+        controller.abort()
+        raise
+    finally:
+        if proxy is not None:
+            proxy.destroy()
+
+
+class PromptStream(_TextReader):
+    """``session.promptStreaming(prompt, options)``: the answer's text pieces (deltas) as they come.
+    ``cancel()`` aborts the prompt; the stream then fails with Aborted."""
+
+    def __init__(self, session: PromptSession, prompt: Any, options: dict[str, Any] | None = None) -> None:
+        if not IN_BROWSER:
+            raise _browser_only("Chrome's built-in model")
+        self._controller = js.AbortController.new()
+
+        async def start() -> Any:
+            return await _prompt_api("stream", session._session, prompt, options, self._controller)
+
+        super().__init__(start, _prompt_api_error)
+
+    def cancel(self) -> None:
+        self._controller.abort()
 
 
 # --------------------------------------------------------------------------- wheels on demand

@@ -8,18 +8,22 @@
 
 Policies: ``priority`` (declared order), ``prefer-local`` (an on-device backend with its model
 loaded first), ``offline-only`` (on-device backends only; also what happens automatically while the
-browser is offline), ``cost`` (price per 1k tokens, on-device = 0) and ``latency`` (rolling time to
-first token). Backends never measured are ranked by their declared priors, never as the best.
+browser is offline), ``cost`` (price per 1k tokens, on-device = 0) and ``latency`` (the expected time
+to answer: rolling time to first token plus ``max_tokens`` at the rolling tokens/s). Backends never
+measured are ranked by their declared priors, never as the best.
 
 Fallback happens only where it is safe and useful: on failures that say nothing about the request
 (network, 5xx, 429, the local model not available, the prompt too long for that model), and for a
 stream only before its first chunk: a half-delivered answer is never replayed elsewhere. A circuit
 breaker per backend skips a backend after repeated failures and tries it again after a cooldown;
-a 429 cools the backend down for its ``retry_after``.
+a 429 cools the backend down for its ``retry_after``. ``await router.check_health()`` probes every
+backend cheaply and feeds the same breakers; ``ffi.watch_online(router.connectivity_changed)`` lets
+the router react to the browser's online/offline events.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -28,8 +32,10 @@ from typing import Any
 from app.backends.base import Backend, Capabilities
 from app.errors import (
     BackendUnreachable,
+    AppError,
     ContextWindowExceeded,
     EngineError,
+    FeatureUnsupported,
     ModelFetchFailed,
     ModelNotDownloaded,
     ModelNotFound,
@@ -44,9 +50,12 @@ from app.ir import ChatCompletion, ChatCompletionChunk
 from app.params import ChatRequest
 
 POLICIES = ("priority", "prefer-local", "offline-only", "cost", "latency")
+EXPECTED_TOKENS = 256  # answer length the latency policy assumes when a request gives no max_tokens
 # Failures that say nothing about the request itself: another backend may well succeed.
+# FeatureUnsupported: this device cannot do it (shader-f16, no built-in model, a language or schema
+# feature the built-in model lacks); another backend may.
 FALLBACK_ERRORS = (BackendUnreachable, ServerError, RateLimited, ModelNotLoaded, ModelNotDownloaded,
-                   ModelNotFound, ModelFetchFailed, WebGPUUnavailable, ContextWindowExceeded)
+                   ModelNotFound, ModelFetchFailed, WebGPUUnavailable, ContextWindowExceeded, FeatureUnsupported)
 
 
 class CircuitBreaker:
@@ -59,6 +68,7 @@ class CircuitBreaker:
         self._clock = clock
         self.failures = 0
         self._open_until: float | None = None
+        self._rate_limited = False
 
     @property
     def state(self) -> str:
@@ -72,6 +82,12 @@ class CircuitBreaker:
     def success(self) -> None:
         self.failures = 0
         self._open_until = None
+        self._rate_limited = False
+
+    def trial_now(self) -> None:
+        """Half-open an open circuit at once (not one a 429 opened: the endpoint said how long)."""
+        if self.state == "open" and not self._rate_limited:
+            self._open_until = self._clock()
 
     def failure(self) -> None:
         self.failures += 1
@@ -80,6 +96,7 @@ class CircuitBreaker:
 
     def rate_limited(self, retry_after: float | None) -> None:
         self.failures += 1
+        self._rate_limited = True
         self._open_until = self._clock() + (retry_after if retry_after is not None else self.cooldown)
 
 
@@ -91,12 +108,29 @@ class Route:
     priority: int = 0
     cost_per_1k: float | None = None  # currency per 1k tokens; None = 0 on-device, unknown (last) otherwise
     prior_ttft_s: float | None = None  # declared time to first token until measured
+    prior_tokens_per_s: float | None = None  # declared generation speed until measured
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     ttft_s: float | None = None  # measured, exponentially weighted
+    tokens_per_s: float | None = None  # measured on streams after their first chunk, exponentially weighted
     requests: int = 0
 
     def observe_ttft(self, seconds: float, weight: float = 0.3) -> None:
         self.ttft_s = seconds if self.ttft_s is None else (1 - weight) * self.ttft_s + weight * seconds
+
+    def observe_throughput(self, tokens: int, seconds: float, weight: float = 0.3) -> None:
+        if tokens <= 0 or seconds <= 0:
+            return
+        rate = tokens / seconds
+        self.tokens_per_s = rate if self.tokens_per_s is None else (1 - weight) * self.tokens_per_s + weight * rate
+
+    def expected_seconds(self, tokens: int) -> float:
+        """Time to answer ``tokens`` tokens: first token, then the rest at its speed. Unknown first-token
+        time: infinite (never the fastest untried); unknown speed adds nothing."""
+        ttft = self.ttft_s if self.ttft_s is not None else self.prior_ttft_s
+        if ttft is None:
+            return float("inf")
+        speed = self.tokens_per_s if self.tokens_per_s is not None else self.prior_tokens_per_s
+        return ttft + (tokens / speed if speed else 0.0)
 
 
 def _prompt_tokens(request: ChatRequest) -> int:
@@ -120,6 +154,7 @@ class Router:
         self.policy = policy
         self._online = online
         self._clock = clock
+        self.online_events = 0  # online/offline events seen (connectivity_changed)
         for route in routes:
             route.breaker._clock = clock
 
@@ -141,6 +176,10 @@ class Router:
         for route in self.routes:
             name = route.backend.name
             caps = route.backend.capabilities(request.model)
+            unavailable = getattr(route.backend, "unavailable", None)
+            if unavailable:
+                skipped.append(f"{name}: {unavailable}")
+                continue
             if local_only and not caps.local:
                 why = "private request" if request.private else ("offline" if offline else "offline-only policy")
                 skipped.append(f"{name}: not on this device ({why})")
@@ -165,8 +204,7 @@ class Router:
             cost = route.cost_per_1k if route.cost_per_1k is not None else (0.0 if caps.local else float("inf"))
             return (cost, route.priority)
         if self.policy == "latency":
-            ttft = route.ttft_s if route.ttft_s is not None else route.prior_ttft_s
-            return (ttft if ttft is not None else float("inf"), route.priority)
+            return (route.expected_seconds(request.params.get("max_tokens") or EXPECTED_TOKENS), route.priority)
         return (route.priority,)
 
     def _reason(self, route: Route, request: ChatRequest, index: int) -> str:
@@ -182,6 +220,49 @@ class Router:
             route.breaker.rate_limited(error.retry_after)
         elif isinstance(error, (BackendUnreachable, ServerError)):
             route.breaker.failure()
+
+    # ------------------------------------------------------------------ health
+
+    async def check_health(self) -> dict[str, str]:
+        """Probe every backend at once with its cheap ``health()`` (an endpoint's model list with a short
+        timeout, WebGPU for web-llm, availability for Chrome's model) and feed the circuit breakers:
+        a healthy probe closes a circuit, a failed one counts like a failed request.
+
+            await router.check_health()   # {"webllm": "ok", "openai": "BackendUnreachable: ..."}
+        """
+        async def probe(route: Route) -> str:
+            check = getattr(route.backend, "health", None)
+            if check is None:
+                return "unchecked"
+            try:
+                await check()
+            except RateLimited as error:
+                route.breaker.rate_limited(error.retry_after)
+                return f"RateLimited: {error}"
+            except EngineError as error:
+                route.breaker.failure()
+                return f"{type(error).__name__}: {error}"
+            except AppError as error:  # misconfigured (no saved key, ...): say so, the circuit is not at fault
+                return f"{type(error).__name__}: {error}"
+            route.breaker.success()
+            return "ok"
+
+        results = await asyncio.gather(*(probe(route) for route in self.routes))
+        return {route.backend.name: result for route, result in zip(self.routes, results)}
+
+    def connectivity_changed(self, online: bool) -> None:
+        """The browser's online/offline event: ``ffi.watch_online(router.connectivity_changed)``.
+
+        Back online, the circuits of off-device backends that failures opened are half-opened at once:
+        those failures were most likely the outage, so the next request tries them again instead of
+        waiting out the cooldown. (While offline, requests stay local whatever the circuits say.)
+        """
+        self.online_events += 1
+        if not online:
+            return
+        for route in self.routes:
+            if not route.backend.capabilities(None).local:
+                route.breaker.trial_now()
 
     # ------------------------------------------------------------------ requests
 
@@ -212,13 +293,18 @@ def _no_backend_message(tried: list[str], skipped: list[str]) -> str:
 
 
 class RouterStream:
-    """Tries routes in order until one yields its first chunk; from then on it is that stream."""
+    """Tries routes in order until one yields its first chunk; from then on it is that stream. A stream
+    that runs to its end tells its route how many tokens per second came after the first chunk."""
 
     def __init__(self, router: Router, request: ChatRequest) -> None:
         self._router = router
         self._request = request
         self._inner: Any = None
         self._first: ChatCompletionChunk | None = None
+        self._serving: Route | None = None
+        self._first_at = 0.0
+        self._pieces = 0  # chunks with content after the first: tokens, when no usage says
+        self._usage_tokens: int | None = None
         self.served_by = ""
         self.route = ""
 
@@ -244,8 +330,9 @@ class RouterStream:
                 continue
             route.breaker.success()
             route.requests += 1
-            route.observe_ttft(self._router._clock() - started)
-            self._inner, self._first = inner, first
+            self._first_at = self._router._clock()
+            route.observe_ttft(self._first_at - started)
+            self._inner, self._first, self._serving = inner, first, route
             self.served_by, self.route = route.backend.name, reason
             return
         raise NoBackendAvailable(_no_backend_message(tried, skipped), attempts=tuple(tried + skipped))
@@ -257,8 +344,29 @@ class RouterStream:
         await self.start()
         if self._first is not None:
             first, self._first = self._first, None
+            self._count(first)
             return first
-        return await self._inner.__anext__()
+        try:
+            chunk = await self._inner.__anext__()
+        except StopAsyncIteration:
+            self._observe_end()
+            raise
+        self._count(chunk)
+        self._pieces += any(c.delta.content for c in chunk.choices)
+        return chunk
+
+    def _count(self, chunk: ChatCompletionChunk) -> None:
+        if chunk.usage is not None:
+            self._usage_tokens = chunk.usage.completion_tokens
+        if any(c.finish_reason == "abort" for c in chunk.choices):
+            self._serving = None  # stopped early: its pace says nothing
+
+    def _observe_end(self) -> None:
+        if self._serving is not None:
+            # The first chunk is about one token, and its time is the time to first token.
+            tokens = self._usage_tokens - 1 if self._usage_tokens is not None else self._pieces
+            self._serving.observe_throughput(tokens, self._router._clock() - self._first_at)
+            self._serving = None
 
     async def stop(self) -> None:
         if self._inner is not None:

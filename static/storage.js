@@ -353,7 +353,7 @@ export function startDownload(spec, onProgress) {
     try {
       await writeEntry(backend, scope, url, body, storetype, contentType);
     } catch (e) {
-      if (e.name === "QuotaExceededError") throw e;
+      if (e.name === "QuotaExceededError") throw failure(e.name, e.message);  // a plain Error: see ffi.py
       await stage();  // keep what arrived, for the resume
       if (controller.signal.aborted) throw failure("AbortError", `download of ${url} cancelled`);
       throw failure("NetworkError", `the connection dropped while fetching ${url}: ${e.message}`, {received: got});

@@ -53,6 +53,10 @@ class ChunkStream(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
+    """Optional, read with ``getattr`` by the router: ``unavailable`` (str | None), why the backend
+    cannot serve anything now (it is then skipped); ``loaded`` (None while a local model is not ready);
+    ``async health()``, a cheap probe that raises the typed error a request would meet."""
+
     name: str
 
     def capabilities(self, model: str | None) -> Capabilities: ...

@@ -10,19 +10,35 @@ typed errors as the local backend (``AuthenticationFailed``, ``RateLimited`` wit
 ``ContextWindowExceeded``, ``ServerError``, ``BackendUnreachable``).
 
 The API key lives in this object's memory only; it is sent in the ``Authorization`` header to
-``base_url`` and nowhere else, and it never appears in ``repr``, errors or logs.
+``base_url`` and nowhere else, and it never appears in ``repr``, errors or logs. With
+``remember_key=True`` (the user's opt-in) it is also saved for ``base_url``'s origin (``app.keys``),
+and a backend made later for that origin without ``api_key`` uses it::
+
+    OpenAICompatBackend(preset="openai", api_key=key, model="gpt-4o-mini", remember_key=True)  # saved on first use
+    OpenAICompatBackend(preset="openai", model="gpt-4o-mini", remember_key=True)  # after a reload: the saved key
+    await backend.forget_key()
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from app import ffi
 from app.backends.base import Capabilities
-from app.errors import Aborted, InvalidRequest, ServerError, UsageError, from_http_status
+from app.errors import (
+    Aborted,
+    BackendUnreachable,
+    InvalidRequest,
+    ModelNotFound,
+    ServerError,
+    UsageError,
+    from_http_status,
+)
 from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from app.params import ChatRequest
 
@@ -78,16 +94,20 @@ class OpenAICompatBackend:
     def __init__(self, *, preset: str | None = None, base_url: str | None = None, api_key: str | None = None,
                  model: str | None = None, headers: dict[str, str] | None = None, name: str | None = None,
                  context_window: int | None = None, structured_output: str | None = None,
-                 on_device: bool | None = None, http: Any = ffi) -> None:
+                 on_device: bool | None = None, remember_key: bool = False, keys: Any = None,
+                 http: Any = ffi) -> None:
         if preset is not None and preset not in PRESETS:
             raise UsageError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
         chosen = PRESETS.get(preset or "")
         if base_url is None and chosen is None:
             raise UsageError("give a preset or a base_url")
         self.base_url = _check_base_url(base_url or chosen.base_url)  # type: ignore[union-attr]
-        if chosen is not None and chosen.needs_key and not api_key:
+        if chosen is not None and chosen.needs_key and not api_key and not remember_key:
             raise UsageError(f"{chosen.label} needs an API key")
         self._api_key = api_key
+        self.remember_key = remember_key
+        self._keys = keys
+        self._key_synced = not remember_key  # saved / restored once, before the first request
         self._headers = {**(chosen.headers if chosen else {}), **(headers or {})}
         self.model = model
         self.name = name or preset or urlsplit(self.base_url).netloc
@@ -113,6 +133,56 @@ class OpenAICompatBackend:
     def capabilities(self, model: str | None) -> Capabilities:
         return Capabilities(tools="native", json_schema=True, max_context=self.context_window,
                             local=self.on_device)
+
+    # ------------------------------------------------------------------ the API key
+
+    def _key_store(self) -> Any:
+        if self._keys is None:
+            from app.keys import KeyStore
+
+            self._keys = KeyStore()
+        return self._keys
+
+    async def _sync_key(self) -> None:
+        """With ``remember_key``: save the key given, or restore the one saved for this origin."""
+        if self._key_synced:
+            return
+        if self._api_key:
+            await self._key_store().save(self.base_url, self._api_key)
+        else:
+            self._api_key = await self._key_store().load(self.base_url)
+            if self._api_key is None:  # asked to use a saved key: without one, say so rather than send
+                from app.keys import origin_of
+
+                raise UsageError(f"no API key is saved for {origin_of(self.base_url)}; give api_key")
+        self._key_synced = True
+
+    async def forget_key(self) -> None:
+        """Drop the key from memory and, if it was saved, from storage."""
+        self._api_key = None
+        if self.remember_key:
+            await self._key_store().forget(self.base_url)
+            self._key_synced = False
+
+    async def health(self, timeout: float = 3.0) -> None:
+        """A cheap probe for the router: ``GET {base_url}/models`` within ``timeout`` seconds. Raises
+        what a request would meet (BackendUnreachable, ServerError, AuthenticationFailed, ...); a 404
+        passes: the endpoint answers, it just lists no models."""
+        await self._sync_key()
+        headers = dict(self._headers)
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        response = self._http.HttpStream(f"{self.base_url}/models", method="GET", headers=headers, body=None,
+                                         sse=False)
+        try:
+            await asyncio.wait_for(response.__anext__(), timeout)
+        except TimeoutError:
+            response.cancel()
+            raise BackendUnreachable(f"{self.name}: no answer to GET /models within {timeout:g}s") from None
+        except ModelNotFound:
+            pass
+        finally:
+            await response.aclose()
 
     # ------------------------------------------------------------------ requests
 
@@ -142,6 +212,7 @@ class OpenAICompatBackend:
 
     async def complete(self, request: ChatRequest) -> ChatCompletion:
         body = self._body(replace(request, stream=False, include_usage=False))
+        await self._sync_key()
         response = self._request(body, sse=False)
         try:
             text = await response.__anext__()
@@ -150,7 +221,13 @@ class OpenAICompatBackend:
         return ChatCompletion.from_dict(_json(text), backend=self.name)
 
     def stream(self, request: ChatRequest) -> OpenAICompatStream:
-        return OpenAICompatStream(self._request(self._body(request), sse=True))
+        body = self._body(request)
+
+        async def send() -> Any:
+            await self._sync_key()
+            return self._request(body, sse=True)
+
+        return OpenAICompatStream(send)
 
 
 def _json(text: str) -> Any:
@@ -164,14 +241,17 @@ class OpenAICompatStream:
     """One streamed answer. ``stop()``/``aclose()`` abort the fetch; the stream then ends with a final
     chunk whose finish_reason is "abort", like web-llm's."""
 
-    def __init__(self, response: Any) -> None:
-        self._response = response
+    def __init__(self, send: Callable[[], Awaitable[Any]]) -> None:
+        self._send = send
+        self._response: Any = None
         self._stopped = False
         self._ended = False
         self._last: ChatCompletionChunk | None = None
 
     async def start(self) -> None:
-        """Nothing to wait for: the request goes out with the first read."""
+        """Prepare the request (the saved key, when remembered); it goes out with the first read."""
+        if self._response is None and not self._stopped:
+            self._response = await self._send()
 
     def __aiter__(self) -> OpenAICompatStream:
         return self
@@ -179,8 +259,10 @@ class OpenAICompatStream:
     async def __anext__(self) -> ChatCompletionChunk:
         if self._ended:
             raise StopAsyncIteration
+        await self.start()
         if self._stopped:  # what was already received after stop() is dropped, as web-llm stops at once
-            await self._response.aclose()
+            if self._response is not None:
+                await self._response.aclose()
             return self._abort_chunk()
         try:
             data = await self._response.__anext__()
@@ -210,9 +292,11 @@ class OpenAICompatStream:
     async def stop(self) -> None:
         if not self._ended and not self._stopped:
             self._stopped = True
-            self._response.cancel()
+            if self._response is not None:
+                self._response.cancel()
 
     async def aclose(self) -> None:
         await self.stop()
         self._ended = True
-        await self._response.aclose()
+        if self._response is not None:
+            await self._response.aclose()

@@ -169,6 +169,13 @@ class WebLLMBackend:
         self.models = {m["model_id"]: m for m in config.get("model_list", [])}
         await self._api.engine_set_app_config(self._engine, config)
 
+    async def health(self) -> None:
+        """A cheap probe for the router: is there a WebGPU adapter? (WebGPUUnavailable if not.)"""
+        from app.runtime import WebGPUReport
+
+        self.gpu = WebGPUReport.from_probe(await self._api.probe_webgpu())
+        self.gpu.require()
+
     async def unload(self) -> None:
         if self._engine is None:
             return

@@ -94,3 +94,52 @@ gone = Client(OpenAICompatBackend(base_url="{DEAD}/v1", model="x"))
 await gone.chat.completions.create(messages=USER("hi"))
 """)
     assert info.value.type == "BackendUnreachable"
+
+
+def test_a_key_survives_a_reload_only_when_the_user_opted_in(page, site, llama_server):
+    logs: list[str] = []
+    page.on("console", lambda m: logs.append(m.text))
+    watch = open_app(page, site, allowed=(llama_server,))
+    base = llama_server + "/v1"
+    restore = f"""
+from app.client import Client
+from app.backends.openai_compat import OpenAICompatBackend
+from app.middleware import Logging, Telemetry, build_stack
+from app.errors import UsageError
+events = []
+def ask(backend):
+    stack = build_stack(backend, [lambda b: Telemetry(b, emit=events.append), Logging])  # Logging prints
+    return Client(stack).chat.completions.create(messages=[{{"role": "user", "content": "hi"}}], max_tokens=2)
+restored = OpenAICompatBackend(preset="llamacpp", base_url={base!r}, model="smollm2", remember_key=True)
+try:
+    outcome = (await ask(restored)).backend
+except UsageError as e:
+    outcome = str(e)
+"""
+
+    def reload() -> PagePython:
+        page.reload()
+        page.wait_for_selector("body[data-state=ready]")
+        return PagePython(page)
+
+    py = PagePython(page)
+    py(restore)
+    assert py("outcome") == f"no API key is saved for {llama_server}; give api_key"
+    py(f"await ask(OpenAICompatBackend(base_url={base!r}, api_key={API_KEY!r}, model='smollm2'))")  # memory only
+    py = reload()
+    py(restore)
+    assert py("outcome") == f"no API key is saved for {llama_server}; give api_key"
+    py(f"await ask(OpenAICompatBackend(base_url={base!r}, api_key={API_KEY!r}, model='smollm2', remember_key=True))")
+    py = reload()
+    py(restore)
+    assert py("outcome") == "llamacpp"  # the saved key, sent to its own origin
+    shown = py("import json; [json.dumps(events), repr(restored), str(restored.__dict__.keys())]")
+    assert all(API_KEY not in text for text in shown)
+    assert py("from app import ffi; list(await ffi.kv_items('settings'))") == [f"api-key {llama_server}"]
+    py("await restored.forget_key()")
+    py = reload()
+    py(restore)
+    assert py("outcome") == f"no API key is saved for {llama_server}; give api_key"
+    assert watch.foreign == []
+    assert any("chat " in line for line in logs)  # Logging did write to the console
+    assert not any(API_KEY in line for line in logs), "the API key reached the console"

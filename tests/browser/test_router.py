@@ -118,3 +118,61 @@ def test_private_request_without_local_model_is_refused_and_never_sent(page, dou
     assert info.value.type == "NoBackendAvailable"
     assert "private request" in info.value.message
     assert llama.requests_seen() == before
+
+
+def wait_until(py, expression: str, expected, timeout_s: float = 10.0):
+    """Poll a Python expression in the page until it equals ``expected`` (an event's effect)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while (value := py(expression)) != expected:
+        assert time.monotonic() < deadline, f"{expression} stayed {value!r}, expected {expected!r}"
+    return value
+
+
+def test_health_checks_open_and_close_the_circuit_without_a_user_request(page, double_site, tmp_path):
+    server = LlamaServer(tmp_path).start()
+    try:
+        open_app(page, double_site, allowed=(server.origin,))
+        py = PagePython(page)
+        setup(py, double_site.origin, server.origin, load_local=True)
+        py("router.routes[0].priority = 5")  # cloud first
+        assert py("await router.check_health()") == {"webllm": "ok", "llamacpp": "ok"}
+        server.stop()
+        got = py("[await router.check_health(), await router.check_health()][-1]")
+        assert got["webllm"] == "ok" and got["llamacpp"].startswith("BackendUnreachable: ")
+        assert py("router.routes[1].breaker.state") == "open"  # threshold 2, two failed probes
+        seen = server.requests_seen()
+        assert py('(await client.chat.completions.create(messages=USER("hi"), max_tokens=4)).backend') == "webllm"
+        server.start()  # same port; the router's clock has not moved, so no cooldown has passed
+        assert py("(await router.check_health())['llamacpp']") == "ok"
+        assert py("router.routes[1].breaker.state") == "closed"
+        assert py('(await client.chat.completions.create(messages=USER("hi"), max_tokens=4)).backend') == "llamacpp"
+        assert server.requests_seen() == seen + 1  # the probes were GET /models, not chat requests
+    finally:
+        server.stop()
+
+
+def test_online_event_retries_the_cloud_at_once(page, double_site, llama):
+    open_app(page, double_site, allowed=(llama.origin,))
+    py = PagePython(page)
+    setup(py, double_site.origin, llama.origin, load_local=True)
+    py("""
+from app.errors import BackendUnreachable
+router.routes[0].priority = 5  # cloud first
+stop_watching = ffi.watch_online(router.connectivity_changed)
+for _ in range(2):  # the cloud failed twice while the network was going down: its circuit opened
+    router._failed(router.routes[1], BackendUnreachable("Failed to fetch"))
+""")
+    assert py("router.routes[1].breaker.state") == "open"
+    page.context.set_offline(True)
+    try:
+        wait_until(py, "router.online_events", 1)
+        r = py('r = await client.chat.completions.create(messages=USER("x"), max_tokens=4); [r.backend, r.route]')
+        assert r == ["webllm", "policy priority, offline"]
+    finally:
+        page.context.set_offline(False)
+    wait_until(py, "router.online_events", 2)
+    assert py("router.routes[1].breaker.state") == "half-open"  # no cooldown waited (the clock is frozen)
+    assert py('(await client.chat.completions.create(messages=USER("y"), max_tokens=4)).backend') == "llamacpp"
+    py("stop_watching()")

@@ -202,3 +202,119 @@ def test_bad_configuration():
         Router([])
     with pytest.raises(UsageError):
         Router([Route(Fake("a"))], policy="fastest")
+
+
+class Paced(Fake):
+    """A streaming backend whose first chunk takes ``ttft`` and each later chunk ``1 / rate`` seconds
+    of the injected clock."""
+
+    def __init__(self, name, clock, *, ttft, rate, **kw):
+        super().__init__(name, chunks=tuple("t" for _ in range(11)), **kw)
+        self.clock, self.ttft, self.rate = clock, ttft, rate
+
+    def stream(self, request):
+        inner, paced = super().stream(request), self
+
+        class S:
+            first = True
+
+            async def start(self):
+                await inner.start()
+
+            async def __anext__(self):
+                chunk = await inner.__anext__()  # the end comes at once
+                paced.clock.now += paced.ttft if S.first else 1 / paced.rate
+                S.first = False
+                return chunk
+
+            async def stop(self):
+                pass
+
+            async def aclose(self):
+                pass
+
+        return S()
+
+
+def drain_stream(router, **kw):
+    async def go():
+        s = await Client(router).chat.completions.create(messages=USER, stream=True, **kw)
+        return s.backend, [c async for c in s]
+
+    return run(go())
+
+
+def test_latency_counts_time_to_first_token_and_tokens_per_second():
+    clock = Clock()
+    quick_start = Paced("quick-start", clock, ttft=0.1, rate=10)  # answers at once, then slowly
+    fast_gen = Paced("fast-gen", clock, ttft=0.5, rate=100)  # takes a moment, then fast
+    quick, fast = Route(quick_start), Route(fast_gen, priority=1)
+    for route in (quick, fast):  # each serves one stream to its end, alone
+        drain_stream(Router([route], policy="latency", clock=clock))
+    router = Router([quick, fast], policy="latency", clock=clock)
+    assert quick.ttft_s == pytest.approx(0.1) and fast.ttft_s == pytest.approx(0.5)
+    assert quick.tokens_per_s == pytest.approx(10) and fast.tokens_per_s == pytest.approx(100)
+    assert drain_stream(router, max_tokens=2)[0] == "quick-start"  # 0.1 + 0.2 s beats 0.5 + 0.02 s
+    assert drain_stream(router, max_tokens=200)[0] == "fast-gen"  # 0.5 + 2 s beats 0.1 + 20 s
+    assert drain_stream(router)[0] == "fast-gen"  # no max_tokens: a typical answer length is assumed
+
+
+def test_a_stream_stopped_early_says_nothing_about_speed():
+    clock = Clock()
+    backend = Paced("p", clock, ttft=0.1, rate=10)
+    backend.chunks = ("a", "b", "c")
+    router = Router([Route(backend)], policy="latency", clock=clock)
+
+    async def stop_early():
+        s = await Client(router).chat.completions.create(messages=USER, stream=True)
+        await s.aclose()
+
+    run(stop_early())
+    assert router.routes[0].tokens_per_s is None and router.routes[0].ttft_s == pytest.approx(0.1)
+
+
+class Probed(Fake):
+    def __init__(self, name, *, error=None, **kw):
+        super().__init__(name, **kw)
+        self.error = error
+        self.probes = 0
+
+    async def health(self):
+        self.probes += 1
+        if self.error is not None:
+            raise self.error
+
+
+def test_health_checks_feed_the_breakers():
+    clock = Clock()
+    down = Probed("down", error=BackendUnreachable("no answer"))
+    limited = Probed("limited", error=RateLimited("429", retry_after=60))
+    router = Router([Route(down, breaker=CircuitBreaker(threshold=2, cooldown=10)), Route(limited),
+                     Route(Probed("up"), priority=1), Route(Fake("plain"), priority=2)], clock=clock)
+    first = run(router.check_health())
+    assert first == {"down": "BackendUnreachable: no answer", "limited": "RateLimited: 429", "up": "ok",
+                     "plain": "unchecked"}
+    run(router.check_health())
+    assert [r.breaker.state for r in router.routes] == ["open", "open", "closed", "closed"]
+    assert ask(router).backend == "up" and down.calls == 0  # no user request paid for finding out
+    down.error = None
+    clock.now = 10
+    assert run(router.check_health())["down"] == "ok"  # a healthy probe closes the circuit
+    assert router.routes[0].breaker.state == "closed" and ask(router).backend == "down"
+
+
+def test_back_online_retries_cloud_circuits_at_once_but_not_rate_limited_ones():
+    clock = Clock()
+    cloud, limited, local = Fake("cloud"), Fake("limited"), Fake("local", local=True)
+    router = Router([Route(cloud, breaker=CircuitBreaker(threshold=1, cooldown=300)), Route(limited),
+                     Route(local, priority=1)], clock=clock)
+    router.routes[0].breaker.failure()
+    router.routes[1].breaker.rate_limited(120)
+    local_breaker = router.routes[2].breaker
+    local_breaker.threshold = 1
+    local_breaker.failure()
+    router.connectivity_changed(False)
+    assert [r.breaker.state for r in router.routes] == ["open", "open", "open"]
+    router.connectivity_changed(True)
+    assert [r.breaker.state for r in router.routes] == ["half-open", "open", "open"]
+    assert ask(router).backend == "cloud" and router.online_events == 2

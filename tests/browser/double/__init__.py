@@ -2,6 +2,9 @@
 
 ``serve("/", overlay=OVERLAY)`` serves it in place of ``static/webllm-worker.js``;
 ``app_config(site.origin)`` is the appConfig naming its models (models.json).
+
+``CHROME_AI`` is a double of Chrome's built-in model (``LanguageModel``, see chrome_ai.js), for
+``page.add_init_script(path=CHROME_AI)`` before the page opens.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ OVERLAY = {
     "static/webllm-worker.js": HERE / "worker.js",
     "static/engine-double.js": HERE / "engine_double.js",
 }
+
+CHROME_AI = HERE / "chrome_ai.js"
 
 CHAT_MODEL = "Double-Chat-q4f32_1-MLC"
 TINY_CONTEXT_MODEL = "Double-Tiny-Context-q4f32_1-MLC"  # context_window_size 32

@@ -107,3 +107,43 @@ def test_rate_limit_carries_retry_after():
     assert from_http_status(429, "{}").retry_after is None
     assert from_http_status(429, "{}", retry_after="Wed, 21 Oct 2015 07:28:00 GMT").retry_after == 0.0
     assert isinstance(from_http_status(429, "{}"), RateLimited)
+
+
+class SlowOrMissingModels:
+    """An http API whose GET /models never answers (``hang``) or answers 404."""
+
+    def __init__(self, *, hang: bool):
+        outer = self
+        self.cancelled = False
+        self.sent = []
+
+        class HttpStream:
+            def __init__(self, url, *, method, headers, body, sse):
+                outer.sent.append((method, url, headers))
+
+            async def __anext__(self):
+                if hang:
+                    import asyncio
+
+                    await asyncio.Event().wait()
+                raise from_http_status(404, '{"error": {"message": "no such route"}}')
+
+            def cancel(self):
+                outer.cancelled = True
+
+            async def aclose(self):
+                pass
+
+        self.HttpStream = HttpStream
+
+
+def test_health_probes_the_model_list_with_a_short_timeout():
+    from app.errors import BackendUnreachable
+
+    silent = SlowOrMissingModels(hang=True)
+    backend = OpenAICompatBackend(preset="openai", api_key=KEY, http=silent)
+    with pytest.raises(BackendUnreachable, match="within 0.05s"):
+        run(backend.health(timeout=0.05))
+    assert silent.cancelled  # the fetch is aborted, not left running
+    assert silent.sent == [("GET", "https://api.openai.com/v1/models", {"Authorization": f"Bearer {KEY}"})]
+    run(OpenAICompatBackend(base_url="http://127.0.0.1:9/v1", http=SlowOrMissingModels(hang=False)).health())
