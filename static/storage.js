@@ -337,7 +337,7 @@ export function startDownload(spec, onProgress) {
         c.enqueue(value);
       },
       cancel(reason) { return reader.cancel(reason); },
-    });
+    }, {highWaterMark: 16});  // read ahead of the store: the network never waits on one chunk's write
     // Staging runs on a timer, not per chunk, so a stalled stream is staged too. Parts get their
     // index when taken, so they stay in order however the writes interleave.
     let staging = Promise.resolve();
