@@ -272,6 +272,7 @@ class WebLLMStream:
             return
         await self._backend._turn.acquire()
         self._holding = True
+        self._loop = asyncio.get_running_loop()
         self._chunks = self._backend._api.ChunkIterator(self._backend._engine, self._request.to_openai())
 
     def __aiter__(self) -> WebLLMStream:
@@ -321,6 +322,13 @@ class WebLLMStream:
             pass
         finally:
             await self._finish()  # whatever happened, the engine's turn is released
+
+    def __del__(self) -> None:
+        # Dropped mid-answer without aclose() (a `break` out of `async for` with no `async with`):
+        # the engine's turn would stay taken and every later request would wait forever. Close it on
+        # its loop instead (the task keeps this object alive until then).
+        if self._holding and not self._finished and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.create_task, self.aclose())
 
     async def _finish(self) -> None:
         self._finished = True
