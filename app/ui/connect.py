@@ -92,6 +92,9 @@ class Connector:
         self.status: Signal[str] = Signal("")  # "Loading model …: 40%" and the like
         self.model: Signal[str | None] = Signal(config.model)
         self._make_local = make_local
+        # How a model gets loaded: the model picker's (app.ui.models.ModelsState.load) once mounted,
+        # so the picker shows a load the chat started; else the local backend's own load.
+        self.loader: Callable[..., Any] | None = None
         self._make_cloud = make_cloud
         self._local: Any = None
         self._client: Any = None
@@ -131,6 +134,10 @@ class Connector:
             await self._load(model, fallback=cloud is not None)
         return self._client
 
+    def local_backend(self) -> Any:
+        """The web-llm backend the chat uses (created on first ask); the model manager shares it."""
+        return self._local_backend()
+
     def _local_backend(self) -> Any:
         if self._local is None:
             if self._make_local is not None:
@@ -156,7 +163,7 @@ class Connector:
 
         self.status.set(f"Loading {model}")
         try:
-            await self._local.load(model, on_progress=progress)
+            await (self.loader or self._local.load)(model, on_progress=progress)
         except Exception as exc:
             if not fallback:
                 self.status.set("")

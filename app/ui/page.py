@@ -18,6 +18,7 @@ from app.ui.store import Signal
 from app.ui.view import App
 
 current: App | None = None  # the mounted app (tests and the host API reach it here)
+models: Any = None  # the model picker's state (app.ui.models.ModelsState) once mounted
 
 
 async def read_config(url: str = CONFIG_URL) -> PageConfig:
@@ -34,6 +35,9 @@ async def mount(gpu: Awaitable[Any]) -> App:
     config = await read_config()
     settings_store = KvStore("settings")
     saved = await settings_store.get("chat") or {}
+    chosen = await settings_store.get("model")
+    if chosen:  # the model last chosen in the picker
+        config = replace(config, model=str(chosen))
     theme = await settings_store.get("theme") or "auto"
     if saved.get("cloud"):  # a saved endpoint (without its key) replaces the configured one
         config = replace(config, cloud=CloudConfig.parse(saved["cloud"]))
@@ -44,4 +48,37 @@ async def mount(gpu: Awaitable[Any]) -> App:
     current = App(chat, connector, settings_store, str(theme))
     ffi.set_attr("chat", "data-state", "ready")
     connector.gpu.set(await gpu)
+    try:
+        await mount_models(connector, config, settings_store)
+    except Exception as exc:  # the chat works without the picker (e.g. the web-llm module failed)
+        ffi.set_attr("models", "data-state", "failed")
+        ffi.set_text("model-current", f"The model list could not load: {exc}")
+        raise
     return current
+
+
+async def mount_models(connector: Connector, config: PageConfig, settings_store: KvStore) -> Any:
+    """The model picker and storage panel over the model manager, sharing the chat's backend. The
+    catalog is web-llm's prebuilt list, the config's ``app_config.model_list``, and the user's models."""
+    global models
+    from app.models.catalog import Catalog
+    from app.models.manager import ModelManager
+    from app.ui.models import ModelsState
+    from app.ui.models_view import ModelsView
+    from app.ui.store import watch
+
+    catalog = await Catalog.load(extra=(config.app_config or {}).get("model_list", []))
+    manager = ModelManager(catalog, connector.local_backend())
+    state = ModelsState(catalog, manager, connector)
+    connector.loader = state.load
+    state.view = ModelsView(state)  # type: ignore[attr-defined]
+    state.keep = watch(connector.model, lambda new, _old: _spawn_put(settings_store, "model", new))  # type: ignore[attr-defined]
+    models = state
+    await state.refresh()
+    return state
+
+
+def _spawn_put(store: KvStore, key: str, value: Any) -> None:
+    from app.ui.view import _spawn
+
+    _spawn(store.put(key, value))
