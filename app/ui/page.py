@@ -41,13 +41,31 @@ async def mount(gpu: Awaitable[Any]) -> App:
     theme = await settings_store.get("theme") or "auto"
     if saved.get("cloud"):  # a saved endpoint (without its key) replaces the configured one
         config = replace(config, cloud=CloudConfig.parse(saved["cloud"]))
+    query = _query()
+    embed = bool(query.get("embed"))
+    if embed:  # options of static/widget.js: they apply to this page only and are not saved
+        from app.router import POLICIES
+        from app.ui.embed import check_option
+        from app.ui.view import THEMES
+
+        ffi.set_root_attr("data-embed", "true")
+        if query.get("model"):
+            config = replace(config, model=query["model"])
+        if query.get("policy"):
+            config = replace(config, policy=check_option("policy", query["policy"], tuple(POLICIES)))
+        if query.get("theme"):
+            theme = check_option("theme", query["theme"], THEMES)
     connector = Connector(config)
     chat = Chat(connect=connector.client, kv=KvStore("conversations"),
                 settings=Signal(Settings.from_record(saved.get("settings"))))
     await chat.load()
     current = App(chat, connector, settings_store, str(theme))
+    if embed:
+        mount_host_bridge(chat, query)
     ffi.set_attr("chat", "data-state", "ready")
     connector.gpu.set(await gpu)
+    if bridge is not None:  # the host may send now
+        bridge.emit("ready", model=connector.model.peek())
     try:
         await mount_models(connector, config, settings_store)
     except Exception as exc:  # the chat works without the picker (e.g. the web-llm module failed)
@@ -76,6 +94,33 @@ async def mount_models(connector: Connector, config: PageConfig, settings_store:
     models = state
     await state.refresh()
     return state
+
+
+def _query() -> dict[str, str]:
+    try:
+        return ffi.page_query()
+    except Exception:
+        return {}
+
+
+bridge: Any = None  # the host API (app.ui.embed.HostBridge) when embedded by static/widget.js
+
+
+def mount_host_bridge(chat: Chat, query: dict[str, str]) -> None:
+    """Open the host API when the page is framed by the origin its ``host`` parameter names."""
+    global bridge
+    from app.ui.embed import HOST_TAG, HostBridge, host_origin
+    from app.ui.view import _spawn
+
+    origin = host_origin(query.get("host"))
+    if origin is None or not ffi.parent_origin_matches(origin):
+        print(f"embed: not framed by the host origin {query.get('host')!r}; the host API stays closed")
+        return
+    box: list[HostBridge] = []
+    post, close = ffi.host_channel(origin, HOST_TAG, lambda message: box[0].handle(message))
+    bridge = HostBridge(chat, post, _spawn)
+    bridge.scope.add(close)
+    box.append(bridge)
 
 
 def _spawn_put(store: KvStore, key: str, value: Any) -> None:
