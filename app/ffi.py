@@ -860,3 +860,22 @@ return (event) => {
             proxy.destroy()
 
     return post, close
+
+
+# --------------------------------------------------------------------------- offline (sw.js)
+
+
+def register_service_worker(url: str, *, even_automated: bool = False) -> bool:
+    """Register the app-shell service worker at ``url`` (relative to the document), only on http(s)
+    and, unless ``even_automated``, not in a browser driven by automation (``navigator.webdriver``).
+    Returns whether registration was started; its outcome is logged by the browser."""
+    if not IN_BROWSER:
+        raise _browser_only("service workers")
+    return bool(_js_function("register_sw", "", """
+return (url, evenAutomated) => {
+  if (!/^https?:$/.test(location.protocol) || !('serviceWorker' in navigator)) return false;
+  if (navigator.webdriver && !evenAutomated) return false;
+  navigator.serviceWorker.register(new URL(url, document.baseURI).href)
+    .catch((e) => console.warn('service worker not registered:', e.message));
+  return true;
+};""")()(url, even_automated))

@@ -65,6 +65,10 @@ class PageConfig:
     app_config: dict[str, Any] | None = None
     policy: str = "prefer-local"
     cloud: CloudConfig | None = None
+    # The app-shell service worker (sw.js: the app starts offline after one visit). True: registered,
+    # except in automated browsers (navigator.webdriver: tests count and overlay requests); "always":
+    # registered there too; False: never.
+    offline: bool | str = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PageConfig:
@@ -78,7 +82,11 @@ class PageConfig:
         app_config = d.get("app_config")
         if app_config is not None and not isinstance(app_config, dict):
             raise UsageError("app_config must be an object with a model_list")
-        return cls(model=d.get("model", DEFAULT_MODEL) or None, app_config=app_config, policy=policy, cloud=cloud)
+        offline = d.get("offline", False)
+        if offline not in (True, False, "always"):
+            raise UsageError(f"offline must be true, false or \"always\", got {offline!r}")
+        return cls(model=d.get("model", DEFAULT_MODEL) or None, app_config=app_config, policy=policy, cloud=cloud,
+                   offline=offline)
 
 
 class Connector:

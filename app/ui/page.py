@@ -66,6 +66,8 @@ async def mount(gpu: Awaitable[Any]) -> App:
     connector.gpu.set(await gpu)
     if bridge is not None:  # the host may send now
         bridge.emit("ready", model=connector.model.peek())
+    if config.offline:
+        ffi.register_service_worker("sw.js", even_automated=config.offline == "always")
     try:
         await mount_models(connector, config, settings_store)
     except Exception as exc:  # the chat works without the picker (e.g. the web-llm module failed)
