@@ -126,7 +126,7 @@ def _el(element_id: str) -> Any:
     if not IN_BROWSER:
         raise _browser_only("the DOM")
     el = js.document.getElementById(element_id)
-    if el is None:
+    if el is None or el is jsnull:  # Pyodide 314 gives jsnull for JS null
         raise LookupError(f"no element with id {element_id!r} on the page")
     return el
 
