@@ -60,6 +60,21 @@ async def mount(gpu: Awaitable[Any]) -> App:
                 settings=Signal(Settings.from_record(saved.get("settings"))))
     await chat.load()
     current = App(chat, connector, settings_store, str(theme))
+    # The picker needs web-llm's module (6 MB) for its catalog: it loads when the panel is opened,
+    # so a page that only chats pays nothing for it.
+    panel = ffi.node("models-open")
+    opened: list[bool] = []
+
+    def on_toggle(_facts: dict[str, Any]) -> bool:
+        if not opened and ffi.get_prop(panel, "open"):
+            opened.append(True)
+            from app.ui.view import _spawn
+
+            _spawn(_mount_models_safely(connector, config, settings_store))
+        return False
+
+    current.models_listener = ffi.listen(panel, "toggle", on_toggle)  # type: ignore[attr-defined]
+    on_toggle({})  # already open (e.g. restored by the browser)
     if embed:
         mount_host_bridge(chat, query)
     ffi.set_attr("chat", "data-state", "ready")
@@ -68,13 +83,16 @@ async def mount(gpu: Awaitable[Any]) -> App:
         bridge.emit("ready", model=connector.model.peek())
     if config.offline:
         ffi.register_service_worker("sw.js", even_automated=config.offline == "always")
+    return current
+
+
+async def _mount_models_safely(connector: Connector, config: PageConfig, settings_store: KvStore) -> None:
     try:
         await mount_models(connector, config, settings_store)
     except Exception as exc:  # the chat works without the picker (e.g. the web-llm module failed)
         ffi.set_attr("models", "data-state", "failed")
         ffi.set_text("model-current", f"The model list could not load: {exc}")
         raise
-    return current
 
 
 async def mount_models(connector: Connector, config: PageConfig, settings_store: KvStore) -> Any:

@@ -47,6 +47,12 @@ def picker_site(serve, models, tmp_path_factory):
     return site
 
 
+def open_models(page):
+    """Open the Models panel (its catalog loads then) and wait until it is ready."""
+    page.click("#models summary")
+    page.wait_for_selector("#models[data-state=ready]")
+
+
 def row(page, model_id):
     return page.locator(f"#model-list li[data-id='{model_id}']")
 
@@ -63,7 +69,8 @@ def usage(page) -> int:
 
 def test_pick_download_cancel_resume_use_and_chat(page, picker_site, server):
     w = open_chat(page, picker_site, allowed=(server.origin,))
-    page.wait_for_selector("#models[data-state=ready]")
+    assert not any("web-llm" in u for u in w.requests)  # the catalog loads with the panel, not before
+    open_models(page)
     # The whole catalog is listed (web-llm's prebuilt models and the configured ones), searchable.
     assert "models" in page.inner_text("#model-count")
     total = int(page.inner_text("#model-count").split()[0])
@@ -131,7 +138,7 @@ def test_pick_download_cancel_resume_use_and_chat(page, picker_site, server):
 
 def test_delete_from_the_storage_panel_updates_the_quota_bar(page, picker_site, server):
     w = open_chat(page, picker_site, allowed=(server.origin,))
-    page.wait_for_selector("#models[data-state=ready]")
+    open_models(page)
     for model in (MODEL_B, MODEL_A):
         pick(page, model.name)
         page.click("#model-download")
@@ -156,7 +163,7 @@ def test_delete_from_the_storage_panel_updates_the_quota_bar(page, picker_site, 
 
 def test_a_partial_download_offers_resume_after_a_reload(page, picker_site, server):
     w = open_chat(page, picker_site, allowed=(server.origin,))
-    page.wait_for_selector("#models[data-state=ready]")
+    open_models(page)
     shard = MODEL_B.shard_path(1)
     server.hold_after[shard] = 100_000
     pick(page, MODEL_B.name)
@@ -170,7 +177,8 @@ while (await ffi.staging_list()).get({server.url(shard)!r}, 0) < 100_000:
 """)
     page.reload()
     server.release()
-    page.wait_for_selector("#models[data-state=ready]")
+    page.wait_for_selector("#chat[data-state=ready]")
+    open_models(page)
     page.wait_for_selector(f"#storage-list li[data-id='{MODEL_B.name}']")
     page.fill("#model-search", MODEL_B.name)
     assert row(page, MODEL_B.name).locator(".badge-state").inner_text() == "partial"
