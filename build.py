@@ -238,6 +238,7 @@ def build(web_llm: str | None = None, force: bool = False) -> Path:
         "wheels": {w.name.split("-")[0]: w.name.split("-")[1] for w in wheels},
     }
     (vendor / "VERSIONS.json").write_text(json.dumps(versions, indent=2) + "\n")
+    service_worker(tmp)
 
     shutil.rmtree(DIST, ignore_errors=True)
     tmp.rename(DIST)
@@ -245,6 +246,20 @@ def build(web_llm: str | None = None, force: bool = False) -> Path:
     print(f"build: dist/ ready (web-llm {versions['@mlc-ai/web-llm']}, "
           f"pyodide {versions['pyodide']}, pyscript {versions['@pyscript/core']})", flush=True)
     return DIST
+
+
+def service_worker(site: Path) -> None:
+    """static/sw.js -> sw.js at the site's root (scope: the whole app), with the app shell's files
+    and a version (their digest) filled in: a new build is a new worker with a new cache."""
+    template = (site / "static" / "sw.js").read_text()
+    (site / "static" / "sw.js").unlink()
+    files = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode() + b"\0" + (site / name).read_bytes())
+    shell = json.dumps({"version": digest.hexdigest()[:16], "files": files})
+    start, end = template.index("/*SHELL*/"), template.index("/*END*/") + len("/*END*/")
+    (site / "sw.js").write_text(template[:start] + shell + template[end:])
 
 
 # Rendering model output (loaded by static/render.js on first use): npm package -> (folder in

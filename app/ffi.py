@@ -148,7 +148,7 @@ def _el(element_id: str) -> Any:
     if not IN_BROWSER:
         raise _browser_only("the DOM")
     el = js.document.getElementById(element_id)
-    if el is None:
+    if el is None or el is jsnull:  # Pyodide 314 gives jsnull for JS null
         raise LookupError(f"no element with id {element_id!r} on the page")
     return el
 
@@ -968,3 +968,81 @@ async def copy_text(text: str) -> None:
     if not IN_BROWSER:
         raise _browser_only("the clipboard")
     await js.navigator.clipboard.writeText(text)
+
+
+# --------------------------------------------------------------------------- embedding (static/widget.js)
+
+
+def page_query() -> dict[str, str]:
+    """The page URL's query parameters (first value of each)."""
+    if not IN_BROWSER:
+        raise _browser_only("the page URL")
+    return json.loads(_js_function("page_query", "", """
+return () => JSON.stringify(Object.fromEntries(new URLSearchParams(location.search)));""")()())
+
+
+def parent_origin_matches(origin: str) -> bool:
+    """Whether this page is framed by a page of ``origin`` (``location.ancestorOrigins`` where the
+    browser has it; elsewhere the referrer's origin)."""
+    if not IN_BROWSER:
+        raise _browser_only("the page URL")
+    return bool(_js_function("parent_origin_matches", "", """
+return (origin) => {
+  if (window.parent === window) return false;
+  const a = location.ancestorOrigins;
+  if (a && a.length) return a[0] === origin;
+  try { return new URL(document.referrer).origin === origin; } catch (e) { return false; }
+};""")()(origin))
+
+
+def host_channel(origin: str, tag: str, handler: Callable[[dict[str, Any]], None]) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]:
+    """Talk to the embedding page: ``handler(message)`` gets messages from ``window.parent`` whose
+    ``event.origin`` is ``origin`` and whose ``source`` field is ``tag`` (everything else is
+    ignored); returns ``(post, close)``: ``post(message)`` sends plain data to the parent, only to
+    ``origin``; ``close()`` removes the listener and destroys its proxy."""
+    if not IN_BROWSER:
+        raise _browser_only("postMessage")
+    proxy = create_proxy(lambda text: handler(json.loads(text)))
+    wrapper = _js_function("host_channel", "origin, tag, handler", """
+return (event) => {
+  if (event.origin !== origin || event.source !== window.parent) return;
+  const d = event.data;
+  if (!d || typeof d !== 'object' || d.source !== tag) return;
+  let text;
+  try { text = JSON.stringify(d); } catch (e) { return; }
+  handler(text);
+};""")(origin, tag, proxy)
+    js.window.addEventListener("message", wrapper)
+    send = _js_function("host_post", "", "return (text, origin) => window.parent.postMessage(JSON.parse(text), origin);")()
+    done = [False]
+
+    def post(message: dict[str, Any]) -> None:
+        if not done[0]:
+            send(json.dumps(message), origin)
+
+    def close() -> None:
+        if not done[0]:
+            done[0] = True
+            js.window.removeEventListener("message", wrapper)
+            proxy.destroy()
+
+    return post, close
+
+
+# --------------------------------------------------------------------------- offline (sw.js)
+
+
+def register_service_worker(url: str, *, even_automated: bool = False) -> bool:
+    """Register the app-shell service worker at ``url`` (relative to the document), only on http(s)
+    and, unless ``even_automated``, not in a browser driven by automation (``navigator.webdriver``).
+    Returns whether registration was started; its outcome is logged by the browser."""
+    if not IN_BROWSER:
+        raise _browser_only("service workers")
+    return bool(_js_function("register_sw", "", """
+return (url, evenAutomated) => {
+  if (!/^https?:$/.test(location.protocol) || !('serviceWorker' in navigator)) return false;
+  if (navigator.webdriver && !evenAutomated) return false;
+  navigator.serviceWorker.register(new URL(url, document.baseURI).href)
+    .catch((e) => console.warn('service worker not registered:', e.message));
+  return true;
+};""")()(url, even_automated))

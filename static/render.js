@@ -33,6 +33,27 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
 
 hljs.configure({ ignoreUnescapedHTML: true });
 
+// highlight.js ships one stylesheet per colour scheme. They are added here, on first use, rather
+// than in index.html's <head>, so start-up does not wait for them; the theme toggle (app/ui/view.py
+// ThemeToggle) switches their media queries, and these are its current choice.
+export const HL_MEDIA = {
+  auto: ["(prefers-color-scheme: light)", "(prefers-color-scheme: dark)"],
+  light: ["all", "not all"],
+  dark: ["not all", "all"],
+};
+{
+  const [light, dark] = HL_MEDIA[document.documentElement.dataset.theme || "auto"] || HL_MEDIA.auto;
+  for (const [id, file, media] of [["hl-light", "github.min.css", light], ["hl-dark", "github-dark.min.css", dark]]) {
+    if (document.getElementById(id)) continue;
+    const link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.id = id;
+    link.media = media;
+    link.href = new URL(`./vendor/highlight/${file}`, import.meta.url).href;
+    document.head.appendChild(link);
+  }
+}
+
 export function toFragment(text) {
   const fragment = DOMPurify.sanitize(marked.parse(String(text)), PURIFY);
   for (const img of fragment.querySelectorAll("img:not([src])")) {

@@ -65,6 +65,10 @@ class PageConfig:
     app_config: dict[str, Any] | None = None
     policy: str = "prefer-local"
     cloud: CloudConfig | None = None
+    # The app-shell service worker (sw.js: the app starts offline after one visit). True: registered,
+    # except in automated browsers (navigator.webdriver: tests count and overlay requests); "always":
+    # registered there too; False: never.
+    offline: bool | str = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PageConfig:
@@ -78,7 +82,11 @@ class PageConfig:
         app_config = d.get("app_config")
         if app_config is not None and not isinstance(app_config, dict):
             raise UsageError("app_config must be an object with a model_list")
-        return cls(model=d.get("model", DEFAULT_MODEL) or None, app_config=app_config, policy=policy, cloud=cloud)
+        offline = d.get("offline", False)
+        if offline not in (True, False, "always"):
+            raise UsageError(f"offline must be true, false or \"always\", got {offline!r}")
+        return cls(model=d.get("model", DEFAULT_MODEL) or None, app_config=app_config, policy=policy, cloud=cloud,
+                   offline=offline)
 
 
 class Connector:
@@ -92,6 +100,9 @@ class Connector:
         self.status: Signal[str] = Signal("")  # "Loading model …: 40%" and the like
         self.model: Signal[str | None] = Signal(config.model)
         self._make_local = make_local
+        # How a model gets loaded: the model picker's (app.ui.models.ModelsState.load) once mounted,
+        # so the picker shows a load the chat started; else the local backend's own load.
+        self.loader: Callable[..., Any] | None = None
         self._make_cloud = make_cloud
         self._local: Any = None
         self._client: Any = None
@@ -131,6 +142,10 @@ class Connector:
             await self._load(model, fallback=cloud is not None)
         return self._client
 
+    def local_backend(self) -> Any:
+        """The web-llm backend the chat uses (created on first ask); the model manager shares it."""
+        return self._local_backend()
+
     def _local_backend(self) -> Any:
         if self._local is None:
             if self._make_local is not None:
@@ -156,7 +171,7 @@ class Connector:
 
         self.status.set(f"Loading {model}")
         try:
-            await self._local.load(model, on_progress=progress)
+            await (self.loader or self._local.load)(model, on_progress=progress)
         except Exception as exc:
             if not fallback:
                 self.status.set("")

@@ -471,8 +471,11 @@ class ThemeToggle:
         # highlight.js ships one stylesheet per scheme: switch them with the page.
         light, dark = {"auto": ("(prefers-color-scheme: light)", "(prefers-color-scheme: dark)"),
                        "light": ("all", "not all"), "dark": ("not all", "all")}[theme]
-        ffi.set_attr("hl-light", "media", light)
-        ffi.set_attr("hl-dark", "media", dark)
+        try:  # static/render.js adds these on first use, with the theme current then
+            ffi.set_attr("hl-light", "media", light)
+            ffi.set_attr("hl-dark", "media", dark)
+        except LookupError:
+            pass
         ffi.set_node_text(button, f"Theme: {theme}")
         ffi.set_node_attr(button, "aria-label", f"Colour theme: {theme}. Change it")
 

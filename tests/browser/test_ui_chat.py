@@ -199,6 +199,7 @@ def test_narrow_screen_dark_theme_chat(page, chat_site):
     page.set_viewport_size({"width": 360, "height": 740})
     page.emulate_media(color_scheme="dark")
     w = open_chat(page, chat_site)
+    assert page.locator("#hl-dark").count() == 0  # highlight.js's styles load with the renderer, not at start-up
     page.locator("#new-chat").click()
     page.fill("#prompt", "Show **markdown** and `code`:\n\n```python\nprint('hi')\n```")
     page.locator("#send").click()
@@ -206,6 +207,10 @@ def test_narrow_screen_dark_theme_chat(page, chat_site):
     done.wait_for()
     assert done.locator("strong").inner_text() == "markdown"
     assert done.locator("pre code.hljs").count() == 1
+    # The dark highlight.js stylesheet applies: the code block is coloured for a dark page.
+    page.wait_for_function("getComputedStyle(document.querySelector('#messages pre code.hljs')).color !== ''"
+                           " && document.getElementById('hl-dark').sheet !== null")
+    assert page.evaluate("matchMedia(document.getElementById('hl-dark').media).matches") is True
     # Nothing wider than the screen: no sideways scrolling at 360 px.
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     assert page.locator("#send").is_visible() and page.locator("#prompt").is_visible()

@@ -1,0 +1,94 @@
+"""static/widget.js on another site: the example host page (examples/host.html), served from another
+port, embeds the chat, sends a prompt through the host API and receives the answer events. The
+chat answers through web-llm's real worker with the engine double (tests/browser/double)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.browser.conftest import READY_TIMEOUT_MS, watch
+from tests.browser.ui_helpers import ui_site
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "host.html"
+RECORD = """
+() => {
+  window.__events = [];
+  for (const t of ['ready', 'start', 'delta', 'done', 'error', 'open', 'close'])
+    WebGPUChat.on(t, (e) => window.__events.push({...e, type: t}));
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def sites(serve, tmp_path_factory):
+    app = ui_site(serve, tmp_path_factory.mktemp("widget-app"))
+    root = tmp_path_factory.mktemp("widget-host")
+    html = EXAMPLE.read_text()
+    assert "http://127.0.0.1:8000/static/widget.js" in html
+    (root / "host.html").write_text(html.replace("http://127.0.0.1:8000/", app.url))
+    (root / "forged.html").write_text(
+        f'<!doctype html><iframe id="f" src="{app.url}?embed=1&host=http://127.0.0.1:9"></iframe>')
+    host = serve("/", root=root)
+    assert host.origin != app.origin
+    return app, host
+
+
+def test_host_page_sends_a_prompt_and_receives_the_answer_events(page, sites):
+    app, host = sites
+    w = watch(page, host.origin, allowed=(app.origin,))
+    page.goto(host.url + "host.html")
+    page.wait_for_function("window.WebGPUChat !== undefined")
+    page.evaluate(RECORD)
+    assert page.is_hidden("[data-webgpu-chat]")  # closed until opened
+    ready = page.evaluate("WebGPUChat.ready.then((e) => e.model)", )
+    assert ready == "Double-Chat-q4f32_1-MLC"
+    page.fill("#question", "Hi there [[tokens=12]] [[delay=10]]")
+    page.click("#ask button")
+    page.wait_for_function("window.__events.some((e) => e.type === 'done' || e.type === 'error')",
+                           timeout=READY_TIMEOUT_MS)
+    events = page.evaluate("window.__events")
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["ready", "open", "start"] and kinds[-1] == "done", kinds
+    assert kinds.count("delta") >= 3  # streamed, not delivered at once
+    deltas = "".join(e["text"] for e in events if e["type"] == "delta")
+    done = events[-1]
+    assert done["status"] == "done" and deltas == done["text"] and done["text"]
+    assert done["meta"]["backend"] == "webllm"
+    assert page.is_visible("[data-webgpu-chat]")
+    # The same answer is on screen inside the iframe.
+    frame = page.frame_locator("[data-webgpu-chat] iframe")
+    assert frame.locator("#messages .msg-assistant .body").inner_text().strip() == done["text"].strip()
+    assert frame.locator("#sidebar").is_hidden()  # embedded: conversation and composer only
+
+    page.evaluate("WebGPUChat.close()")
+    assert page.is_hidden("[data-webgpu-chat]")
+    assert page.evaluate("window.__events.at(-1).type") == "close"
+    # A message that does not come from the chat's iframe is not an answer event.
+    page.evaluate("window.postMessage({source: 'webgpu-chat', type: 'done', text: 'forged'}, '*')")
+    page.evaluate("WebGPUChat.open()")
+    assert "forged" not in str(page.evaluate("window.__events"))
+    # Bad input to the host API is refused before anything is sent.
+    assert "TypeError" in page.evaluate("(() => { try { WebGPUChat.send(''); } catch (e) { return e.name; } })()")
+    w.assert_clean()
+
+
+def test_the_chat_opens_no_channel_for_an_origin_that_does_not_frame_it(page, sites):
+    app, host = sites
+    w = watch(page, host.origin, allowed=(app.origin,))
+    messages = []
+    page.expose_function("__got", lambda m: messages.append(m))
+    page.add_init_script("window.addEventListener('message', (e) => window.__got && window.__got(e.data))")
+    with page.expect_console_message(lambda m: "the host API stays closed" in m.text, timeout=READY_TIMEOUT_MS):
+        page.goto(host.url + "forged.html")
+    frame = page.frame_locator("#f")
+    frame.locator("#chat[data-state=ready]").wait_for(timeout=READY_TIMEOUT_MS)
+    frame.locator("#backend-notice:not(:empty)").wait_for(timeout=READY_TIMEOUT_MS)
+    # The iframe claims a host it is not framed by: no ready event reaches anyone, and a send
+    # from the real parent is ignored.
+    page.evaluate("document.getElementById('f').contentWindow.postMessage("
+                  "{source: 'webgpu-chat-host', type: 'send', text: 'hello'}, '*')")
+    assert frame.locator("#messages .msg").count() == 0
+    assert not [m for m in messages if isinstance(m, dict) and m.get("source") == "webgpu-chat"]
+    w.assert_clean()

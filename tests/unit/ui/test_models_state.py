@@ -1,0 +1,124 @@
+"""The model picker's state and words under CPython: a real ModelManager over the fake storage ffi."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.models.catalog import Catalog
+from app.models.download import DownloadProgress
+from app.models.manager import ModelManager, ModelStatus
+from app.runtime import WebGPUReport
+from app.ui.connect import Connector, PageConfig
+from app.ui.models import ModelsState, format_ago, format_duration, progress_line, state_badge, static_badges
+from tests.unit.conftest import run
+from tests.unit.models.fake_store import FakeStoreApi
+from tests.unit.models.test_models_unit import A, B, FakeBackend, record, served
+
+GPU = WebGPUReport.from_probe({"api": True, "adapter": True, "features": [], "limits": {
+    "maxBufferSize": 1 << 30, "maxStorageBufferBindingSize": 1 << 30}})
+
+
+def setup(quota: int = 10**12):
+    api = FakeStoreApi(served(A, B), quota=quota)
+    big = {"model_id": "big-q4f16_1", "model": "https://models.test/other/big",
+           "model_lib": "https://models.test/libs/big.wasm", "vram_required_MB": 9000}
+    catalog = Catalog([], [record(A), record(B), big], store=api)
+    manager = ModelManager(catalog, FakeBackend(), api=api)
+    connector = Connector(PageConfig(model=None))
+    connector.gpu.set(GPU)
+    return api, ModelsState(catalog, manager, connector)
+
+
+def test_search_sort_and_badges_follow_the_signals():
+    _api, state = setup()
+    assert [m.id for m in state.visible.get()] == ["big-q4f16_1", "synth-a", "synth-b"]
+    state.sort.set("vram")
+    assert state.visible.get()[-1].id == "big-q4f16_1"
+    state.query.set("SYNTH b")
+    assert [m.id for m in state.visible.get()] == ["synth-b"]
+    big = state.catalog.get("big-q4f16_1")
+    kinds = {k: t for k, t, _title in static_badges(big, state.fit(big), None)}
+    assert kinds == {"vram": "8.8 GiB VRAM", "context": "4k context", "fit-no": "needs shader-f16"}
+    a = state.catalog.get("synth-a")
+    assert ("fit-ok", "fits this GPU") in [(k, t) for k, t, _ in static_badges(a, state.fit(a), 2048)]
+
+
+def test_select_sizes_once_download_reports_progress_cancel_leaves_partial_and_resume_completes():
+    api, state = setup()
+
+    async def go():
+        await state.select("synth-a")
+        assert state.sizes.peek()["synth-a"] == A.total_bytes and api.heads  # sized on selection
+        heads = sum(api.heads.values())
+        await state.select("synth-a")
+        assert sum(api.heads.values()) == heads  # not twice
+        seen = []
+        from app.ui.store import effect
+
+        eff = effect(lambda: seen.append(state_badge(state.status("synth-a").get())))
+        shard = f"https://models.test{A.shard_path(2)}"
+        api.gate[shard] = asyncio.Event()
+        task = asyncio.ensure_future(state.download("synth-a"))
+        while state.status("synth-a").peek().bytes_stored < A.total_bytes - len(A.files[A.shard_path(2)]):
+            await asyncio.sleep(0)
+        assert state.status("synth-a").peek().state == "downloading"
+        assert progress_line(state.status("synth-a").peek()).startswith("Downloading · ")
+        state.cancel("synth-a")
+        api.gate[shard].set()
+        assert await task is False
+        assert state.status("synth-a").peek().state == "partial"
+        assert await state.download("synth-a") is True
+        assert state.status("synth-a").peek().state == "downloaded"
+        eff.dispose()
+        assert any(s.startswith("downloading ") for s in seen) and seen[-1] == "downloaded"
+        assert [m[0] for m in state.storage.peek().models] == ["synth-a"]
+        assert state.storage.peek().model_bytes == A.total_bytes
+
+    run(go())
+
+
+def test_use_loads_and_sets_the_chat_model_delete_and_evict_update_storage():
+    _api, state = setup()
+
+    async def go():
+        await state.download("synth-a")
+        await state.download("synth-b")
+        assert await state.use("synth-b") is True
+        assert state.connector.model.peek() == "synth-b"
+        assert state.status("synth-b").peek().state == "loaded"
+        # The loaded model is never evicted: the least recently used other one goes.
+        assert await state.evict_lru() == ["synth-a"]
+        assert [m[0] for m in state.storage.peek().models] == ["synth-b"]
+        assert await state.delete("synth-b") == B.total_bytes
+        assert state.storage.peek().models == ()
+        assert state.status("synth-b").peek().state == "not-downloaded"
+
+    run(go())
+
+
+def test_a_download_that_does_not_fit_offers_what_to_delete():
+    _api, state = setup(quota=A.total_bytes + 1000)
+
+    async def go():
+        await state.download("synth-b")
+        assert await state.download("synth-a") is False
+        short = state.shortfall.peek()
+        assert short is not None and short.evictable == ("synth-b",)
+        assert "synth-a needs" in state.notice.peek()
+        await state.delete("synth-b")
+        assert state.shortfall.peek() is None
+        assert await state.download("synth-a") is True
+
+    run(go())
+
+
+def test_words():
+    assert format_duration(0.2) == "<1 s" and format_duration(75) == "1 min 15 s" and format_duration(7300) == "2 h 1 min"
+    assert format_ago(None, 10) == "never used" and format_ago(100, 130) == "used just now"
+    assert format_ago(0, 7200) == "used 2 h ago"
+    p = DownloadProgress("m", "downloading", 512 * 1024, 2 * 1024 * 1024, 3, 10, rate=1024 * 1024, eta=1.5)
+    assert progress_line(ModelStatus("m", "downloading", progress=p)) == \
+        "Downloading · 25% · 512 KiB of 2 MiB · 1 MiB/s · 2 s left · 3/10 files"
+    assert progress_line(ModelStatus("m", "loading", load_progress=0.4, load_text="shards")) == "Loading · 40% · shards"
+    assert state_badge(ModelStatus("m", "loading", load_progress=0.4)) == "loading 40%"
+    assert state_badge(ModelStatus("m", "not-downloaded")) == ""
