@@ -107,6 +107,7 @@ class Connector:
         self._local: Any = None
         self._client: Any = None
         self._built_for: tuple[Any, ...] | None = None
+        self._stop_watching: Any = None  # removes the online/offline listeners of the current router
 
     def describe(self) -> str:
         """What answers, in words, for the page's notice."""
@@ -136,7 +137,11 @@ class Connector:
                 why = "this browser has no WebGPU" if gpu is not None and not gpu.available else "no model is chosen"
                 raise NoBackendAvailable(f"Cannot chat yet: {why} and no cloud endpoint is configured. "
                                          "Add an OpenAI-compatible endpoint under Settings.")
-            self._client = Client(Router(routes, policy=self.config.policy, online=_online))
+            router = Router(routes, policy=self.config.policy, online=_online)
+            if self._stop_watching is not None:
+                self._stop_watching()
+            self._stop_watching = _watch_online(router.connectivity_changed)
+            self._client = Client(router)
             self._built_for = key
         if self._local is not None and model and self._local.loaded != model:
             await self._load(model, fallback=cloud is not None)
@@ -180,6 +185,17 @@ class Connector:
             self.status.set(f"{model} could not load ({type(exc).__name__}); using the cloud endpoint")
             return
         self.status.set("")
+
+
+def _watch_online(on_change: Any) -> Any:
+    """The browser's online/offline events -> the router (nothing to watch under CPython)."""
+    from app import ffi
+    from app.errors import BrowserOnly
+
+    try:
+        return ffi.watch_online(on_change)
+    except BrowserOnly:
+        return None
 
 
 def _online() -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import QUIET_FLAGS, READY_TIMEOUT_MS
+from tests.browser.conftest import QUIET_FLAGS, READY_TIMEOUT_MS, PagePython
 from tests.browser.double import CHAT_MODEL
 from tests.browser.ui_helpers import answers, open_chat, shot, ui_site
 
@@ -187,6 +187,12 @@ def test_settings_reject_bad_input_and_theme_toggles(page, chat_site):
     assert page.get_attribute("html", "data-theme") == "light"
     theme.click()
     assert page.get_attribute("html", "data-theme") == "dark"
+    PagePython(page)("""
+import asyncio
+from app import ffi
+while await ffi.kv_get("settings", "theme") != "dark":
+    await asyncio.sleep(0.02)   # poll until the toggle's write has landed, then reload
+""")
     page.reload()
     page.wait_for_selector("#chat[data-state=ready]", timeout=READY_TIMEOUT_MS)
     page.wait_for_selector("html[data-theme=dark]")
