@@ -264,6 +264,10 @@ def test_delete_removes_every_entry(page, site, server, backend):
 def test_lru_eviction_removes_least_recently_used_first(page, site, server):
     py, watch = start(page, site, server)
     py("""
+import itertools
+from app.storage import Storage
+# A clock that always moves on: two touches within one millisecond must still be ordered.
+manager.storage = Storage(catalog, clock=itertools.count(1).__next__)
 await manager.download('synth-a'); await manager.download('synth-b')
 await manager.storage.touch('synth-b')
 await manager.storage.touch('synth-a')   # a is the most recent
