@@ -195,6 +195,15 @@ class PagePython:
         return result["ok"]
 
 
+@pytest.fixture
+def server(models):
+    """The test module's synthetic model server (its ``models`` fixture: a
+    :class:`tests.browser.model_server.ModelServer`), with counts and faults reset for each test."""
+    models.reset()
+    yield models
+    models.release()
+
+
 # --------------------------------------------------------------------------- a real OpenAI-compatible server
 
 API_KEY = "sk-test-9f2c4e7d-never-log-me"

@@ -21,13 +21,6 @@ def models():
     server.close()
 
 
-@pytest.fixture
-def server(models):
-    models.reset()
-    yield models
-    models.release()
-
-
 def start(page, site, server, backend="cache"):
     watch = open_app(page, site, allowed=(server.origin,))
     py = PagePython(page)

@@ -29,13 +29,6 @@ def models():
     server.close()
 
 
-@pytest.fixture
-def server(models):
-    models.reset()
-    yield models
-    models.release()
-
-
 @pytest.fixture(scope="module")
 def picker_site(serve, models, tmp_path_factory):
     """The shipped site; its chat-config.json lists the double's models and the two synthetic ones."""
