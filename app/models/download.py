@@ -273,10 +273,7 @@ class Download:
             text = self.plan.texts.get(artifact.url)
             if text is not None:
                 await self._api.store_put_text(self.backend, artifact.scope, artifact.url, text, artifact.storetype)
-                self.committed.append(artifact)
-                self._counts.by_url[artifact.url] = artifact.size or 0
-                self._counts.done_files.add(artifact.url)
-                self._emit("downloading")
+                self._committed(artifact, artifact.size or 0)
                 continue
             spec = {"url": artifact.url, "backend": self.backend, "scope": artifact.scope,
                     "storetype": artifact.storetype, "expected": artifact.size if artifact.exact else -1}
@@ -291,12 +288,15 @@ class Download:
                 return
             finally:
                 self._files.pop(artifact.url, None)
-            self.committed.append(artifact)
-            self._counts.by_url[artifact.url] = size
-            self._counts.done_files.add(artifact.url)
-            self._emit("downloading")
+            self._committed(artifact, size)
         if self._cancelled:
             raise Aborted(f"download of {self.plan.model_id} cancelled")
+
+    def _committed(self, artifact: Artifact, size: int) -> None:
+        self.committed.append(artifact)
+        self._counts.by_url[artifact.url] = size
+        self._counts.done_files.add(artifact.url)
+        self._emit("downloading")
 
     async def discard(self) -> None:
         """Remove what this download wrote (whole files and staged parts): used when the browser

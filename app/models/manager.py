@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from app import ffi
@@ -119,11 +119,9 @@ class ModelManager:
             status = ModelStatus(model_id, "partial" if have else "not-downloaded", have,
                                  files_stored=len(usage.files) if usage else 0)
         if self.backend.loaded == model_id:
-            return ModelStatus(model_id, "loaded", status.bytes_stored, status.bytes_total,
-                               status.files_stored, status.files_total)
+            return replace(status, state="loaded")
         if model_id in self._errors:
-            return ModelStatus(model_id, "failed", status.bytes_stored, status.bytes_total,
-                               status.files_stored, status.files_total, error=self._errors[model_id])
+            return replace(status, state="failed", error=self._errors[model_id])
         return status
 
     # ------------------------------------------------------------------ download
