@@ -374,8 +374,10 @@ class Retry(_Wrapper):
 
     def __init__(self, inner: Backend, attempts: int = 3, base_delay: float = 0.5, max_delay: float = 8.0,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random,
+                 on_retry: Callable[[str, int, Exception, float], None] | None = None) -> None:
         super().__init__(inner)
+        self._on_retry = on_retry
         self.attempts = max(1, attempts)
         self.base_delay = base_delay
         self.max_delay = max_delay
@@ -389,6 +391,13 @@ class Retry(_Wrapper):
         # Full jitter spreads clients that failed together, so they do not all retry at once.
         return self._rand() * min(self.max_delay, self.base_delay * 2 ** attempt)
 
+    async def wait(self, attempt: int, error: Exception) -> None:
+        """Say that a retry comes (``on_retry(backend, attempt, error, delay)``), then wait for it."""
+        delay = self.delay(attempt, error)
+        if self._on_retry is not None:
+            self._on_retry(self.name, attempt, error, delay)
+        await self._sleep(delay)
+
     async def complete(self, request: ChatRequest) -> ChatCompletion:
         for attempt in range(self.attempts):
             try:
@@ -396,7 +405,7 @@ class Retry(_Wrapper):
             except RETRYABLE as error:
                 if attempt + 1 >= self.attempts:
                     raise
-                await self._sleep(self.delay(attempt, error))
+                await self.wait(attempt, error)
         raise AssertionError("unreachable")
 
     def stream(self, request: ChatRequest) -> ChunkStream:
@@ -422,7 +431,7 @@ class _RetryStream(_FirstChunkStream):
                     await self._inner.aclose()
                 if attempt + 1 >= self._retry.attempts or self._closed:
                     raise
-                await self._retry._sleep(self._retry.delay(attempt, error))
+                await self._retry.wait(attempt, error)
                 if self._closed:
                     raise
                 self._inner = self._retry.inner.stream(self._request)

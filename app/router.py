@@ -47,6 +47,7 @@ from app.errors import (
     WebGPUUnavailable,
 )
 from app.ir import ChatCompletion, ChatCompletionChunk
+from app.middleware import redact
 from app.params import ChatRequest
 
 POLICIES = ("priority", "prefer-local", "offline-only", "cost", "latency")
@@ -275,7 +276,7 @@ class Router:
                 completion = await route.backend.complete(request)
             except FALLBACK_ERRORS as error:
                 self._failed(route, error)
-                tried.append(f"{route.backend.name}: {type(error).__name__}")
+                tried.append(_attempt(route, error))
                 continue
             route.breaker.success()
             route.requests += 1
@@ -285,6 +286,13 @@ class Router:
 
     def stream(self, request: ChatRequest) -> RouterStream:
         return RouterStream(self, request)
+
+
+def _attempt(route: Route, error: Exception) -> str:
+    """``"openai: BackendUnreachable (timed out after 30s …)"``: what a route's failure says, short and
+    without secrets (an endpoint's error page can be long and quote a key)."""
+    text = redact(" ".join(str(error).split()))
+    return f"{route.backend.name}: {type(error).__name__}" + (f" ({text[:160]})" if text else "")
 
 
 def _no_backend_message(tried: list[str], skipped: list[str]) -> str:
@@ -326,7 +334,7 @@ class RouterStream:
                 if inner is not None:
                     await inner.aclose()
                 self._router._failed(route, error)
-                tried.append(f"{route.backend.name}: {type(error).__name__}")
+                tried.append(_attempt(route, error))
                 continue
             route.breaker.success()
             route.requests += 1

@@ -11,7 +11,7 @@
 // Pages (navigations) and static/chat-config.json are network-first (fresh when online, the cached
 // copy offline); the rest of the shell is cache-first (versioned with this file).
 // Registered by app/ui/page.py only on http(s), when static/chat-config.json has "offline" set
-// (see app/ui/connect.py PageConfig.offline).
+// (see app/config.py PageConfig.offline).
 "use strict";
 const SHELL = /*SHELL*/ { version: "dev", files: [] } /*END*/;
 const PREFIX = "py-chat-shell-";

@@ -19,31 +19,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from app import ffi
 from app.errors import Aborted, AppError, InsufficientStorage, ModelNotLoaded, QuotaExceeded
 from app.models.catalog import Catalog
 from app.models.download import Download, DownloadPlan, DownloadProgress, holds, make_plan, stored_sizes
+from app.models.status import STATES, ModelState, ModelStatus  # noqa: F401 (STATES, ModelState: public here too)
 from app.storage import Storage
 
 SIZES_STORE = "sizes"
-STATES = ("not-downloaded", "partial", "downloaded", "downloading", "loading", "loaded", "failed")
-
-
-@dataclass(frozen=True, slots=True)
-class ModelStatus:
-    model_id: str
-    state: str
-    bytes_stored: int = 0
-    bytes_total: int | None = None  # None until the model's files have been sized
-    files_stored: int = 0
-    files_total: int | None = None
-    progress: DownloadProgress | None = None  # while downloading
-    load_progress: float | None = None  # 0..1 while loading
-    load_text: str = ""
-    error: AppError | None = None
 
 
 class ModelManager:
@@ -123,6 +109,15 @@ class ModelManager:
         if model_id in self._errors:
             return replace(status, state="failed", error=self._errors[model_id])
         return status
+
+    def known_plan(self, model_id: str) -> DownloadPlan | None:
+        """The model's files and sizes if already asked (:meth:`plan`), without the network."""
+        return self._plans.get(model_id)
+
+    async def persist(self) -> bool:
+        """Ask the browser to keep the models' storage (``navigator.storage.persist()``)."""
+        self.persisted = await self.storage.persist()
+        return self.persisted
 
     # ------------------------------------------------------------------ download
 

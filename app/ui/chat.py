@@ -18,9 +18,9 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+from app.config import Settings
 from app.errors import InvalidRequest, UsageError
 from app.ui.store import Signal, batch
 
@@ -37,43 +37,6 @@ def title_from(text: str) -> str:
     """A conversation title from its first message: first line, at most ``TITLE_CHARS`` characters."""
     line = " ".join(text.strip().split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What every request of the chat is sent with."""
-
-    system_prompt: str = ""
-    temperature: float = 0.7
-    max_tokens: int = 1024
-
-    @classmethod
-    def parse(cls, form: dict[str, str]) -> Settings:
-        """Settings from form text; bad input raises :class:`InvalidRequest` naming the field."""
-        try:
-            temperature = float(form.get("temperature", "0.7") or "0.7")
-        except ValueError:
-            raise InvalidRequest("temperature must be a number between 0 and 2", param="temperature") from None
-        if not 0 <= temperature <= 2:
-            raise InvalidRequest("temperature must be between 0 and 2", param="temperature")
-        text = (form.get("max_tokens", "1024") or "1024").strip()
-        if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
-            raise InvalidRequest("max tokens must be a whole number of at least 1", param="max_tokens")
-        return cls(system_prompt=form.get("system_prompt", "").strip(), temperature=temperature,
-                   max_tokens=int(text))
-
-    def to_record(self) -> dict[str, Any]:
-        return {"system_prompt": self.system_prompt, "temperature": self.temperature, "max_tokens": self.max_tokens}
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any] | None) -> Settings:
-        if not record:
-            return cls()
-        return cls(system_prompt=str(record.get("system_prompt", "")),
-                   temperature=float(record.get("temperature", 0.7)), max_tokens=int(record.get("max_tokens", 1024)))
-
-    def params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
 
 
 class Message:

@@ -1,11 +1,11 @@
 """The model picker's state and intents, over :class:`app.models.manager.ModelManager` (plain Python).
 
-    state = ModelsState(catalog, manager, connector)
+    state = ModelsState(session, await session.models())   # the session's manager; nothing built here
     state.query.set("llama"); state.sort.set("vram")      # state.visible recomputes
     await state.select("synth-a")     # remembers the choice, sizes the model once (network), refreshes
     await state.download("synth-a")  # progress lands in state.status("synth-a"), one Signal per model
     state.cancel("synth-a")           # what arrived stays staged: the status turns "partial" (Resume)
-    await state.use("synth-a")        # loads it (progress in the same Signal) and the chat uses it
+    await state.use("synth-a")        # the session loads it (progress in the same Signal); the chat uses it
 
 Each model's status is its own Signal, so a progress event re-renders that model's row and the
 progress block only. Sizes are asked of the network only for a model the user selects (or that is
@@ -15,12 +15,11 @@ stored), never for the whole catalog. Errors land in ``notice``; :class:`Insuffi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from app.errors import Aborted, AppError, InsufficientStorage
-from app.models.manager import ModelStatus
+from app.models.status import ModelStatus
 from app.ui.store import Computed, Signal, batch
 
 SORTS = ("name", "vram", "context")
@@ -51,22 +50,33 @@ class StorageView:
 
 
 class ModelsState:
-    """See the module docstring. ``connector`` is an :class:`app.ui.connect.Connector`."""
+    """See the module docstring. ``session`` is the page's :class:`app.session.Session`, ``manager`` its
+    model manager."""
 
-    def __init__(self, catalog: Any, manager: Any, connector: Any) -> None:
-        self.catalog = catalog
+    def __init__(self, session: Any, manager: Any) -> None:
+        self.session = session
         self.manager = manager
-        self.connector = connector
+        self.catalog = manager.catalog
         self.query: Signal[str] = Signal("")
         self.sort: Signal[str] = Signal("name")
         self.revision: Signal[int] = Signal(0)  # bumped when the catalog itself changes
-        self.selected: Signal[str | None] = Signal(connector.model.peek())
+        self.selected: Signal[str | None] = Signal(session.model.peek())
         self.sizes: Signal[dict[str, int]] = Signal({})
         self.storage: Signal[StorageView | None] = Signal(None)
         self.notice: Signal[str] = Signal("")
         self.shortfall: Signal[InsufficientStorage | None] = Signal(None)
         self.visible = Computed(self._search)
         self._statuses: dict[str, Signal[ModelStatus]] = {}
+        # A load started anywhere (the chat's first send, this panel) reports through the session.
+        self.stop_listening = session.on_event(self._on_event)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if event.get("event") != "app.model.load":
+            return
+        model_id = str(event.get("gen_ai.request.model"))
+        sig = self.status(model_id)
+        sig.set(ModelStatus(model_id, "loading", sig.peek().bytes_stored, sig.peek().bytes_total,
+                            load_progress=float(event.get("progress") or 0.0), load_text=str(event.get("text") or "")))
 
     def _search(self) -> list[Any]:
         self.revision.get()
@@ -83,10 +93,10 @@ class ModelsState:
 
     def fit(self, info: Any) -> Any:
         """catalog.fit against the page's GPU report (None until probed)."""
-        gpu = self.connector.gpu.get()
+        gpu = self.session.gpu.get()
         if gpu is None:
             return None
-        plan = self.manager._plans.get(info.id)
+        plan = self.manager.known_plan(info.id)
         return self.catalog.fit(info, gpu, largest_tensor=plan.largest_tensor if plan else None)
 
     async def refresh(self, *ids: str) -> None:
@@ -161,33 +171,20 @@ class ModelsState:
     def cancel(self, model_id: str) -> bool:
         return self.manager.cancel(model_id)
 
-    async def load(self, model_id: str, on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:
-        """Load the model (progress in its status Signal); the Connector calls this too."""
-        sig = self.status(model_id)
-
-        def progress(raw: dict[str, Any]) -> None:
-            sig.set(ModelStatus(model_id, "loading", sig.peek().bytes_stored, sig.peek().bytes_total,
-                                load_progress=float(raw.get("progress") or 0.0), load_text=str(raw.get("text") or "")))
-            if on_progress is not None:
-                on_progress(raw)
-
-        sig.set(ModelStatus(model_id, "loading", sig.peek().bytes_stored, sig.peek().bytes_total, load_progress=0.0))
-        try:
-            await self.manager.load(model_id, on_progress=progress)
-        finally:
-            await self.refresh(model_id, *self._statuses)
-
     async def use(self, model_id: str) -> bool:
-        """Chat with this model: it becomes the chat's model and is loaded now. True once loaded."""
+        """Chat with this model: the session makes it the chat's model and loads it. True once loaded."""
         self.catalog.get(model_id)
         self.notice.set("")
-        self.connector.model.set(model_id)
+        sig = self.status(model_id)
+        sig.set(ModelStatus(model_id, "loading", sig.peek().bytes_stored, sig.peek().bytes_total, load_progress=0.0))
         try:
-            await self.load(model_id)
+            await self.session.use_model(model_id)
             return True
         except AppError as exc:
             self.notice.set(f"{model_id} could not load: {exc}")
             return False
+        finally:
+            await self.refresh(model_id, *self._statuses)
 
     async def delete(self, model_id: str) -> int:
         self.notice.set("")
@@ -215,8 +212,7 @@ class ModelsState:
         return gone
 
     async def persist(self) -> bool:
-        granted = await self.manager.storage.persist()
-        self.manager.persisted = granted
+        granted = await self.manager.persist()
         if not granted:
             self.notice.set("The browser did not grant persistent storage; it may remove models under pressure.")
         await self.refresh()

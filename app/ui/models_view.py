@@ -16,7 +16,7 @@ from app.runtime import format_bytes
 from app.ui.models import (BUSY, ModelsState, format_ago, progress_fraction, progress_line, state_badge,
                            static_badges)
 from app.ui.store import Scope
-from app.ui.view import _spawn
+from app.ui.view import spawn
 
 MAX_ROWS = 60  # rows shown at once; the search reaches the rest
 
@@ -104,7 +104,7 @@ class ModelsView:
     # ------------------------------------------------------------------ current and selected
 
     def _show_current(self) -> None:
-        model = self.state.connector.model.get()
+        model = self.state.session.model.get()
         if not model:
             ffi.set_node_text(ffi.node("model-current"), "No model chosen for the chat.")
             return
@@ -132,7 +132,7 @@ class ModelsView:
         if model_id is None:
             return
         s = self.state.status(model_id).get()
-        chat_model = self.state.connector.model.get()
+        chat_model = self.state.session.model.get()
         share = progress_fraction(s)
         busy = s.state in BUSY
         ffi.set_prop(self.progress, "hidden", not busy)
@@ -216,25 +216,31 @@ class ModelsView:
     # ------------------------------------------------------------------ events
 
     def _on_click(self, facts: dict[str, Any]) -> bool:
-        action, model_id, state = facts.get("action"), facts.get("id"), self.state
-        if action == "select" and model_id:
-            _spawn(state.select(model_id))
-        elif action == "download" and model_id:
-            _spawn(state.download(model_id))
-        elif action == "cancel" and model_id:
-            state.cancel(model_id)
-        elif action == "use" and model_id:
-            _spawn(state.use(model_id))
-        elif action in ("delete", "free") and model_id:
-            if ffi.confirm(f"Delete the stored files of {model_id}?"):
-                _spawn(state.delete(model_id))
-        elif action == "evict-lru":
-            _spawn(state.evict_lru())
-        elif action == "persist":
-            _spawn(state.persist())
+        action, model_id = facts.get("action"), facts.get("id")
+        if action in self._per_model and model_id:
+            self._per_model[action](model_id)
+        elif action in self._panel:
+            self._panel[action]()
         else:
             return False
         return True
+
+    @property
+    def _per_model(self) -> dict[str, Any]:
+        """``data-action`` of a model's controls -> its intent."""
+        state = self.state
+        return {"select": lambda i: spawn(state.select(i)), "download": lambda i: spawn(state.download(i)),
+                "cancel": state.cancel, "use": lambda i: spawn(state.use(i)),
+                "delete": self._delete, "free": self._delete}
+
+    @property
+    def _panel(self) -> dict[str, Any]:
+        """``data-action`` of the storage panel's controls -> its intent."""
+        return {"evict-lru": lambda: spawn(self.state.evict_lru()), "persist": lambda: spawn(self.state.persist())}
+
+    def _delete(self, model_id: str) -> None:
+        if ffi.confirm(f"Delete the stored files of {model_id}?"):
+            spawn(self.state.delete(model_id))
 
     def dispose(self) -> None:
         self.scope.dispose()

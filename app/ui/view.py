@@ -17,8 +17,9 @@ import asyncio
 from typing import Any
 
 from app import ffi
-from app.ui.chat import Chat, Conversation, Message, Settings
-from app.ui.connect import CloudConfig, Connector
+from app.config import CloudConfig, Settings
+from app.session import Session, activity_line
+from app.ui.chat import Chat, Conversation, Message
 from app.ui.store import Scope, Signal, effect
 
 STICK_PX = 120  # keep following the stream while the reader is this close to the end
@@ -29,7 +30,8 @@ STATUS_NOTE = {"stopped": "stopped", "interrupted": "interrupted (the page was c
 _tasks: set[asyncio.Task] = set()
 
 
-def _spawn(coro: Any) -> None:
+def spawn(coro: Any) -> None:
+    """Run an intent in the background; a crash is printed, never lost."""
     task = asyncio.ensure_future(coro)
     _tasks.add(task)
     task.add_done_callback(_done)
@@ -106,7 +108,7 @@ class MessageView:
             self._text = None
             self._rendered += 1
             ffi.set_node_attr(self.body, "class", "body markdown")
-            _spawn(self._render(text, self._rendered))
+            spawn(self._render(text, self._rendered))
         else:
             self._text = ffi.text_node(text)
             ffi.set_node_attr(self.body, "class", "body plain")
@@ -138,9 +140,9 @@ def _button(label: str, action: str, title: str) -> ffi.Node:
 class ChatView:
     """The conversation on screen (#messages), the composer (#composer) and the notice (#chat-notice)."""
 
-    def __init__(self, chat: Chat, connector: Connector) -> None:
+    def __init__(self, chat: Chat, session: Session) -> None:
         self.chat = chat
-        self.connector = connector
+        self.session = session
         self.scope = Scope()
         self.log = ffi.node("messages")
         self.empty = ffi.node("empty-state")
@@ -158,7 +160,7 @@ class ChatView:
         s.effect(self._show_notice)
         s.add(ffi.listen(ffi.node("composer"), "submit", self._on_submit))
         s.add(ffi.listen(self.prompt, "keydown", self._on_prompt_key))
-        s.add(ffi.listen(self.stop_button, "click", lambda _e: _spawn(chat.stop())))
+        s.add(ffi.listen(self.stop_button, "click", lambda _e: spawn(chat.stop())))
         s.add(ffi.listen("document", "keydown", self._on_document_key))
         s.add(ffi.listen(self.log, "click", self._on_log_click))
         s.add(ffi.listen(self.log, "keydown", self._on_log_key))
@@ -209,7 +211,7 @@ class ChatView:
         ffi.set_node_attr(ffi.node("chat"), "aria-busy", "true" if busy else None)
 
     def _show_notice(self) -> None:
-        text = self.chat.notice.get() or self.connector.status.get()
+        text = self.chat.notice.get() or self.session.status.get()
         ffi.set_node_text(self.notice, text)
         ffi.set_prop(self.notice, "hidden", not text)
 
@@ -227,7 +229,7 @@ class ChatView:
 
     def _on_document_key(self, facts: dict[str, Any]) -> bool:
         if facts["key"] == "Escape" and self.chat.streaming.peek() is not None:
-            _spawn(self.chat.stop())
+            spawn(self.chat.stop())
             return True
         return False
 
@@ -236,25 +238,36 @@ class ChatView:
         if not text.strip() or self.chat.streaming.peek() is not None:
             return
         ffi.set_prop(self.prompt, "value", "")
-        _spawn(self.chat.send(text))
+        spawn(self.chat.send(text))
 
     def _on_log_click(self, facts: dict[str, Any]) -> bool:
         action, message_id = facts.get("action"), facts.get("id")
-        if not action or not message_id or message_id not in self._views:
+        handler = self._message_actions.get(action or "")
+        if handler is None or not message_id or message_id not in self._views:
             return False
-        message = self._views[message_id].message
-        if action == "copy":
-            _spawn(ffi.copy_text(message.text.peek()))
-        elif action == "retry" and self.chat.streaming.peek() is None:
-            _spawn(self.chat.retry(message_id))
-        elif action == "edit" and self.chat.streaming.peek() is None:
-            self._start_edit(self._views[message_id])
-        elif action == "save-edit":
-            self._finish_edit(message_id, save=True)
-        elif action == "cancel-edit":
-            self._finish_edit(message_id, save=False)
-        else:
+        return handler(self._views[message_id])
+
+    @property
+    def _message_actions(self) -> dict[str, Any]:
+        """``data-action`` of a message's buttons -> its handler (False: not handled now)."""
+        return {"copy": self._copy, "retry": self._retry, "edit": self._edit,
+                "save-edit": lambda view: self._finish_edit(view.message.id, save=True),
+                "cancel-edit": lambda view: self._finish_edit(view.message.id, save=False)}
+
+    def _copy(self, view: MessageView) -> bool:
+        spawn(ffi.copy_text(view.message.text.peek()))
+        return True
+
+    def _retry(self, view: MessageView) -> bool:
+        if self.chat.streaming.peek() is not None:
             return False
+        spawn(self.chat.retry(view.message.id))
+        return True
+
+    def _edit(self, view: MessageView) -> bool:
+        if self.chat.streaming.peek() is not None:
+            return False
+        self._start_edit(view)
         return True
 
     def _on_log_key(self, facts: dict[str, Any]) -> bool:
@@ -282,17 +295,19 @@ class ChatView:
         ffi.replace_children(view.body, form)
         ffi.focus(box)
 
-    def _finish_edit(self, message_id: str, *, save: bool) -> None:
+    def _finish_edit(self, message_id: str, *, save: bool) -> bool:
+        """Leave edit mode (saving sends the edited message); True: the event was handled."""
         view = self._views.get(message_id)
         self._editing = None
         if view is None or not hasattr(view, "_edit"):
-            return
+            return True
         _form, box = view._edit  # type: ignore[attr-defined]
         del view._edit  # type: ignore[attr-defined]
         text = str(ffi.get_prop(box, "value") or "")
         view._show_text()
         if save and text.strip() and self.chat.streaming.peek() is None:
-            _spawn(self.chat.edit(message_id, text))
+            spawn(self.chat.edit(message_id, text))
+        return True
 
     def dispose(self) -> None:
         self.scope.dispose()
@@ -350,20 +365,25 @@ class ConversationList:
 
     def _on_click(self, facts: dict[str, Any]) -> bool:
         action, conv_id = facts.get("action"), facts.get("id")
-        if not conv_id or conv_id not in self._items:
+        handler = self._actions.get(action or "")
+        if handler is None or not conv_id or conv_id not in self._items:
             return False
-        if action == "open" and self._renaming != conv_id:
-            if self.chat.streaming.peek() is None:
-                self.chat.select(conv_id)
-        elif action == "rename":
-            self._start_rename(conv_id)
-        elif action == "delete":
-            title = self.chat.get(conv_id).title.peek()
-            if ffi.confirm(f"Delete the conversation “{title}”?"):
-                _spawn(self.chat.delete(conv_id))
-        else:
-            return False
+        handler(conv_id)
         return True
+
+    @property
+    def _actions(self) -> dict[str, Any]:
+        """``data-action`` of a conversation's controls -> what it does."""
+        return {"open": self._open, "rename": self._start_rename, "delete": self._delete}
+
+    def _open(self, conv_id: str) -> None:
+        if self._renaming != conv_id and self.chat.streaming.peek() is None:
+            self.chat.select(conv_id)
+
+    def _delete(self, conv_id: str) -> None:
+        title = self.chat.get(conv_id).title.peek()
+        if ffi.confirm(f"Delete the conversation “{title}”?"):
+            spawn(self.chat.delete(conv_id))
 
     def _start_rename(self, conv_id: str) -> None:
         root, title, _scope = self._items[conv_id]
@@ -387,7 +407,7 @@ class ConversationList:
             ffi.set_prop(title, "hidden", False)
             text = facts.get("value") or ""
             if facts["key"] == "Enter" and text.strip():
-                _spawn(self.chat.rename(conv_id, text))
+                spawn(self.chat.rename(conv_id, text))
             ffi.focus(title)
             return True
         return False
@@ -407,10 +427,8 @@ class SettingsView:
 
     FIELDS = ("system_prompt", "temperature", "max_tokens", "base_url", "model", "api_key")
 
-    def __init__(self, chat: Chat, connector: Connector, store: Any) -> None:
-        self.chat = chat
-        self.connector = connector
-        self.store = store  # KvStore("settings")
+    def __init__(self, session: Session) -> None:
+        self.session = session
         self.scope = Scope()
         self.error = ffi.node("settings-error")
         self._fill()
@@ -420,8 +438,8 @@ class SettingsView:
         return ffi.node(f"setting-{name.replace('_', '-')}")
 
     def _fill(self) -> None:
-        s: Settings = self.chat.settings.peek()
-        cloud = self.connector.cloud.peek()
+        s: Settings = self.session.settings.peek()
+        cloud = self.session.cloud.peek()
         values = {"system_prompt": s.system_prompt, "temperature": f"{s.temperature:g}",
                   "max_tokens": str(s.max_tokens), "base_url": cloud.base_url if cloud else "",
                   "model": cloud.model if cloud else "", "api_key": cloud.api_key if cloud else ""}
@@ -430,7 +448,7 @@ class SettingsView:
 
     def _on_submit(self, _facts: dict[str, Any]) -> bool:
         form = {name: str(ffi.get_prop(self._field(name), "value") or "") for name in self.FIELDS}
-        known = self.connector.cloud.peek()
+        known = self.session.cloud.peek()
         if known is not None and known.base_url == form["base_url"].strip().rstrip("/"):
             form["label"] = known.label  # the configured name of the same endpoint stays
         try:
@@ -441,10 +459,7 @@ class SettingsView:
             ffi.set_prop(self.error, "hidden", False)
             return True
         ffi.set_prop(self.error, "hidden", True)
-        self.chat.settings.set(settings)
-        self.connector.cloud.set(cloud)
-        _spawn(self.store.put("chat", {"settings": settings.to_record(),
-                                       "cloud": cloud.to_record() if cloud else None}))
+        spawn(self.session.save_settings(settings, cloud))
         ffi.set_node_text(ffi.node("settings-saved"), "Saved.")
         return True
 
@@ -482,25 +497,25 @@ class ThemeToggle:
     def _next(self, _facts: dict[str, Any]) -> bool:
         theme = THEMES[(THEMES.index(self.theme.peek()) + 1) % len(THEMES)]
         self.theme.set(theme)
-        _spawn(self.store.put("theme", theme))
+        spawn(self.store.put("theme", theme))
         return True
 
 
 class GpuNotice:
     """#backend-notice: what answers here; without WebGPU, says so and points at the cloud endpoint."""
 
-    def __init__(self, connector: Connector) -> None:
+    def __init__(self, session: Session) -> None:
         self.scope = Scope()
         self.node = ffi.node("backend-notice")
-        self.scope.effect(lambda: self._show(connector))
+        self.scope.effect(lambda: self._show(session))
         self.scope.add(ffi.listen(self.node, "click", self._on_click))
 
-    def _show(self, connector: Connector) -> None:
-        gpu, cloud = connector.gpu.get(), connector.cloud.get()
-        connector.model.get()
+    def _show(self, session: Session) -> None:
+        gpu, cloud, builtin = session.gpu.get(), session.cloud.get(), session.builtin.get()
+        session.model.get()
         if gpu is None:
             return
-        what = connector.describe()
+        what = session.describe()
         if gpu.available:
             ffi.replace_children(self.node, ffi.text_node(what))
             ffi.set_node_attr(self.node, "data-kind", "local")
@@ -510,7 +525,8 @@ class GpuNotice:
         if not cloud:
             parts.append(_button("Open settings", "open-settings", "Open the settings to add an endpoint"))
         ffi.replace_children(self.node, *parts)
-        ffi.set_node_attr(self.node, "data-kind", "cloud" if cloud else "none")
+        kind = "cloud" if cloud else "builtin" if builtin not in (None, "unavailable") else "none"
+        ffi.set_node_attr(self.node, "data-kind", kind)
 
     def _on_click(self, facts: dict[str, Any]) -> bool:
         if facts.get("action") != "open-settings":
@@ -520,15 +536,41 @@ class GpuNotice:
         return True
 
 
+class ActivityView:
+    """#activity-list: the session's recent telemetry events (requests, retries, health, models),
+    newest first; each line says what happened in words, ``data-event`` names the event."""
+
+    SHOWN = 50
+
+    def __init__(self, session: Session) -> None:
+        self.scope = Scope()
+        self.list = ffi.node("activity-list")
+        self._count = 0
+        self.scope.effect(lambda: self._show(session.activity.get()))
+
+    def _show(self, events: tuple[dict[str, Any], ...]) -> None:
+        items = []
+        for event in reversed(events[-self.SHOWN:]):
+            items.append(ffi.element("li", activity_line(event), attrs={"data-event": str(event.get("event", ""))}))
+        ffi.replace_children(self.list, *items)
+        ffi.set_node_text(ffi.node("activity-count"), f"({len(events)})" if events else "")
+
+    def dispose(self) -> None:
+        self.scope.dispose()
+
+
 class App:
     """Everything mounted on the page; ``dispose()`` takes it all down (listeners and proxies too)."""
 
-    def __init__(self, chat: Chat, connector: Connector, settings_store: Any, theme: str) -> None:
+    def __init__(self, chat: Chat, session: Session, settings_store: Any, theme: str) -> None:
         self.chat = chat
-        self.connector = connector
-        self.views = [ThemeToggle(settings_store, theme), GpuNotice(connector), ConversationList(chat),
-                      ChatView(chat, connector), SettingsView(chat, connector, settings_store)]
+        self.session = session
+        self.scope = Scope()  # what the page module adds (the models panel's listener)
+        self.views = [ThemeToggle(settings_store, theme), GpuNotice(session), ConversationList(chat),
+                      ChatView(chat, session), SettingsView(session), ActivityView(session)]
 
     def dispose(self) -> None:
+        self.scope.dispose()
         for view in reversed(self.views):
             view.dispose()
+        self.session.close()

@@ -6,9 +6,10 @@ import asyncio
 
 from app.models.catalog import Catalog
 from app.models.download import DownloadProgress
+from app.config import PageConfig
 from app.models.manager import ModelManager, ModelStatus
 from app.runtime import WebGPUReport
-from app.ui.connect import Connector, PageConfig
+from app.session import Parts, Session
 from app.ui.models import ModelsState, format_ago, format_duration, progress_line, state_badge, static_badges
 from tests.unit.conftest import run
 from tests.unit.models.fake_store import FakeStoreApi
@@ -23,10 +24,16 @@ def setup(quota: int = 10**12):
     big = {"model_id": "big-q4f16_1", "model": "https://models.test/other/big",
            "model_lib": "https://models.test/libs/big.wasm", "vram_required_MB": 9000}
     catalog = Catalog([], [record(A), record(B), big], store=api)
-    manager = ModelManager(catalog, FakeBackend(), api=api)
-    connector = Connector(PageConfig(model=None))
-    connector.gpu.set(GPU)
-    return api, ModelsState(catalog, manager, connector)
+    backend = FakeBackend()
+
+    async def make_catalog(extra):
+        return catalog
+
+    parts = Parts(webllm=lambda app_config, layout: backend, catalog=make_catalog,
+                  manager=lambda catalog, backend, layout, emit: ModelManager(catalog, backend, api=api, emit=emit))
+    session = Session(PageConfig(model=None), parts=parts)
+    session.gpu.set(GPU)
+    return api, ModelsState(session, run(session.models()))
 
 
 def test_search_sort_and_badges_follow_the_signals():
@@ -84,7 +91,7 @@ def test_use_loads_and_sets_the_chat_model_delete_and_evict_update_storage():
         await state.download("synth-a")
         await state.download("synth-b")
         assert await state.use("synth-b") is True
-        assert state.connector.model.peek() == "synth-b"
+        assert state.session.model.peek() == "synth-b"
         assert state.status("synth-b").peek().state == "loaded"
         # The loaded model is never evicted: the least recently used other one goes.
         assert await state.evict_lru() == ["synth-a"]

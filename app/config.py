@@ -1,0 +1,153 @@
+"""What a deployment says about the page (``static/chat-config.json``) and what a user sets (an endpoint).
+
+    config = PageConfig.from_dict(await ffi.fetch_json("static/chat-config.json"))
+    cloud = CloudConfig.parse({"base_url": "https://api.example/v1", "model": "gpt-4o-mini"})
+
+Plain data, validated when read: a bad file or form field raises :class:`~app.errors.UsageError`
+naming it, before anything is built from it. :class:`app.session.Session` is what builds from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from app.errors import InvalidRequest, UsageError
+
+CONFIG_URL = "static/chat-config.json"
+DEFAULT_MODEL = "Qwen2.5-0.5B-Instruct-q4f32_1-MLC"
+# The router's policies (app.router.POLICIES; repeated here so reading a config imports no router).
+POLICIES = ("priority", "prefer-local", "offline-only", "cost", "latency")
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    """An OpenAI-compatible endpoint: where, which model, and (in memory only) the key."""
+
+    base_url: str
+    model: str
+    api_key: str = ""
+    label: str = ""
+
+    @classmethod
+    def parse(cls, form: dict[str, str]) -> CloudConfig | None:
+        """From the settings form; None when base URL is left empty. Bad input -> UsageError."""
+        base_url = (form.get("base_url") or "").strip()
+        if not base_url:
+            return None
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise UsageError(f"the endpoint must be an http(s) URL, got {base_url!r}")
+        model = (form.get("model") or "").strip()
+        if not model:
+            raise UsageError("the endpoint needs a model id (e.g. gpt-4o-mini)")
+        return cls(base_url=base_url.rstrip("/"), model=model, api_key=(form.get("api_key") or "").strip(),
+                   label=(form.get("label") or "").strip() or parts.netloc)
+
+    def to_record(self) -> dict[str, str]:
+        """What is kept across reloads: everything but the key."""
+        return {"base_url": self.base_url, "model": self.model, "label": self.label}
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """How every chat request is bounded (app.middleware Retry and Timeout).
+
+    ``first_token_s``: a stream must yield its first token within this (a hung endpoint, a lost
+    worker); ``request_s``: a whole non-streamed answer; ``attempts``: tries of an endpoint on
+    failures another try may cure (5xx, 429, unreachable, timed out). A local model gets
+    ``local_first_token_s``: its prefill on a slow GPU may take much longer than a server's.
+    """
+
+    first_token_s: float = 60.0
+    local_first_token_s: float = 300.0
+    request_s: float = 300.0
+    attempts: int = 2
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> RequestLimits:
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise UsageError(f"limits: unknown field(s) {', '.join(sorted(unknown))}")
+        for name, value in d.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise UsageError(f"limits.{name} must be a positive number, got {value!r}")
+        if "attempts" in d and (not float(d["attempts"]).is_integer() or d["attempts"] > 10):
+            raise UsageError(f"limits.attempts must be a whole number from 1 to 10, got {d['attempts']!r}")
+        return cls(**{k: (int(v) if k == "attempts" else float(v)) for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class PageConfig:
+    """``static/chat-config.json``: the web-llm model to chat with, its appConfig (None: web-llm's
+    prebuilt list), the routing policy, an optional endpoint, whether Chrome's built-in model may
+    answer, the request limits and the offline service worker."""
+
+    model: str | None = DEFAULT_MODEL
+    app_config: dict[str, Any] | None = None
+    policy: str = "prefer-local"
+    cloud: CloudConfig | None = None
+    # The app-shell service worker (sw.js: the app starts offline after one visit). True: registered,
+    # except in automated browsers (navigator.webdriver: tests count and overlay requests); "always":
+    # registered there too; False: never.
+    offline: bool | str = False
+    builtin: bool = True  # Chrome's built-in model (Prompt API) is a route when the browser has one
+    limits: RequestLimits = field(default_factory=RequestLimits)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> PageConfig:
+        d = d or {}
+        policy = d.get("policy", "prefer-local")
+        if policy not in POLICIES:
+            raise UsageError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        cloud = CloudConfig.parse({k: str(v) for k, v in d["cloud"].items()}) if d.get("cloud") else None
+        app_config = d.get("app_config")
+        if app_config is not None and not isinstance(app_config, dict):
+            raise UsageError("app_config must be an object with a model_list")
+        offline = d.get("offline", False)
+        if offline not in (True, False, "always"):
+            raise UsageError(f"offline must be true, false or \"always\", got {offline!r}")
+        builtin = d.get("builtin", True)
+        if not isinstance(builtin, bool):
+            raise UsageError(f"builtin must be true or false, got {builtin!r}")
+        return cls(model=d.get("model", DEFAULT_MODEL) or None, app_config=app_config, policy=policy, cloud=cloud,
+                   offline=offline, builtin=builtin, limits=RequestLimits.from_dict(d.get("limits")))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every request of the chat is sent with."""
+
+    system_prompt: str = ""
+    temperature: float = 0.7
+    max_tokens: int = 1024
+
+    @classmethod
+    def parse(cls, form: dict[str, str]) -> Settings:
+        """Settings from form text; bad input raises :class:`InvalidRequest` naming the field."""
+        try:
+            temperature = float(form.get("temperature", "0.7") or "0.7")
+        except ValueError:
+            raise InvalidRequest("temperature must be a number between 0 and 2", param="temperature") from None
+        if not 0 <= temperature <= 2:
+            raise InvalidRequest("temperature must be between 0 and 2", param="temperature")
+        text = (form.get("max_tokens", "1024") or "1024").strip()
+        if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+            raise InvalidRequest("max tokens must be a whole number of at least 1", param="max_tokens")
+        return cls(system_prompt=form.get("system_prompt", "").strip(), temperature=temperature,
+                   max_tokens=int(text))
+
+    def to_record(self) -> dict[str, Any]:
+        return {"system_prompt": self.system_prompt, "temperature": self.temperature, "max_tokens": self.max_tokens}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any] | None) -> Settings:
+        if not record:
+            return cls()
+        return cls(system_prompt=str(record.get("system_prompt", "")),
+                   temperature=float(record.get("temperature", 0.7)), max_tokens=int(record.get("max_tokens", 1024)))
+
+    def params(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
