@@ -158,7 +158,7 @@ class Session:
         self.builtin: Signal[str | None] = Signal(None)  # Chrome's model: its availability, None if absent
         self.activity: Signal[tuple[dict[str, Any], ...]] = Signal(())  # recent telemetry events
         self._listeners: list[Listener] = []
-        self._layout = self.parts.layout(webllm_version)
+        self._layout: Any = None  # web-llm's store layout for the vendored release, made when first needed
         self._local: Any = None
         self._chrome: Any = None
         self._cloud_backend: tuple[CloudConfig, Any] | None = None
@@ -183,10 +183,16 @@ class Session:
 
     # ------------------------------------------------------------------ backends
 
+    def layout(self) -> Any:
+        """What web-llm's store looks like in the vendored release (app.models.layout)."""
+        if self._layout is None:
+            self._layout = self.parts.layout(self.webllm_version)
+        return self._layout
+
     def local_backend(self) -> Any:
         """The web-llm backend (created on first ask, its worker on first load)."""
         if self._local is None:
-            self._local = self.parts.webllm(self.config.app_config, self._layout)
+            self._local = self.parts.webllm(self.config.app_config, self.layout())
         return self._local
 
     def _local_wanted(self) -> bool:
@@ -351,7 +357,7 @@ class Session:
 
     async def _make_manager(self) -> Any:
         catalog = await self.parts.catalog(list((self.config.app_config or {}).get("model_list", [])))
-        return self.parts.manager(catalog, self.local_backend(), self._layout, self.emit)
+        return self.parts.manager(catalog, self.local_backend(), self.layout(), self.emit)
 
     async def load_model(self, model_id: str) -> None:
         """Load ``model_id`` into web-llm through the manager (its progress: ``app.model.load``

@@ -1,6 +1,6 @@
 """Chat state and what users do with it: send, stop, retry, edit and resend, conversations.
 
-    chat = Chat(connect=get_client, kv=KvStore("conversations"), settings=Signal(Settings()))
+    chat = ChatState(connect=get_client, kv=KvStore("conversations"), settings=Signal(Settings()))
     await chat.load()                       # conversations kept in IndexedDB
     await chat.send("Hello")                # streams into chat.current.peek().messages
     await chat.stop()                       # from a key handler while send() runs
@@ -155,7 +155,7 @@ def _stats(stream: Any, first: float | None, last: float | None, pieces: int) ->
     return meta
 
 
-class Chat:
+class ChatState:
     """The conversations of this page and the intents on them. See the module docstring."""
 
     def __init__(self, *, connect: Callable[[], Awaitable[Any]], kv: KeyValue,

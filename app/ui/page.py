@@ -13,7 +13,7 @@ from typing import Any
 
 from app import ffi
 from app.session import Session, open_session
-from app.ui.chat import Chat, KvStore
+from app.ui.chat import ChatState, KvStore
 from app.ui.view import App, spawn
 
 current: App | None = None  # the mounted app (tests and the host API reach it here)
@@ -42,7 +42,7 @@ async def mount(gpu: Awaitable[Any]) -> App:
         if query.get("theme"):
             theme = check_option("theme", query["theme"], THEMES)
     session = await open_session(kv=settings_store, overrides=overrides or None)
-    chat = Chat(connect=session.client, kv=KvStore("conversations"), settings=session.settings)
+    chat = ChatState(connect=session.client, kv=KvStore("conversations"), settings=session.settings)
     await chat.load()
     current = App(chat, session, settings_store, str(theme))
     # The picker needs web-llm's module (6 MB) for its catalog: it loads when the panel is opened,
@@ -99,7 +99,7 @@ def _query() -> dict[str, str]:
         return {}
 
 
-def mount_host_bridge(chat: Chat, query: dict[str, str]) -> None:
+def mount_host_bridge(chat: ChatState, query: dict[str, str]) -> None:
     """Open the host API when the page is framed by the origin its ``host`` parameter names."""
     global bridge
     from app.ui.embed import HOST_TAG, HostBridge, host_origin

@@ -19,7 +19,7 @@ from typing import Any
 from app import ffi
 from app.config import CloudConfig, Settings
 from app.session import Session, activity_line
-from app.ui.chat import Chat, Conversation, Message
+from app.ui.chat import ChatState, Conversation, Message
 from app.ui.store import Scope, Signal, effect
 
 STICK_PX = 120  # keep following the stream while the reader is this close to the end
@@ -73,7 +73,7 @@ def meta_line(message: Message) -> str:
 class MessageView:
     """One message: role, body, a line of facts, and its actions (copy, retry or edit)."""
 
-    def __init__(self, message: Message, chat: Chat, log: ffi.Node) -> None:
+    def __init__(self, message: Message, chat: ChatState, log: ffi.Node) -> None:
         self.message = message
         self.scope = Scope()
         self._log = log
@@ -140,7 +140,7 @@ def _button(label: str, action: str, title: str) -> ffi.Node:
 class ChatView:
     """The conversation on screen (#messages), the composer (#composer) and the notice (#chat-notice)."""
 
-    def __init__(self, chat: Chat, session: Session) -> None:
+    def __init__(self, chat: ChatState, session: Session) -> None:
         self.chat = chat
         self.session = session
         self.scope = Scope()
@@ -316,7 +316,7 @@ class ChatView:
 class ConversationList:
     """#conversations: one item per conversation (open, rename, delete), most recent first."""
 
-    def __init__(self, chat: Chat) -> None:
+    def __init__(self, chat: ChatState) -> None:
         self.chat = chat
         self.scope = Scope()
         self.list = ffi.node("conversation-list")
@@ -562,7 +562,7 @@ class ActivityView:
 class App:
     """Everything mounted on the page; ``dispose()`` takes it all down (listeners and proxies too)."""
 
-    def __init__(self, chat: Chat, session: Session, settings_store: Any, theme: str) -> None:
+    def __init__(self, chat: ChatState, session: Session, settings_store: Any, theme: str) -> None:
         self.chat = chat
         self.session = session
         self.scope = Scope()  # what the page module adds (the models panel's listener)

@@ -8,7 +8,7 @@ import pytest
 from app.backends.webllm import WebLLMBackend
 from app.client import Client
 from app.errors import InvalidRequest, UsageError
-from app.ui.chat import Chat, Settings, title_from
+from app.ui.chat import ChatState, Settings, title_from
 from app.ui.store import Signal, effect
 from tests.unit.conftest import run
 from tests.unit.fakes import LLAMA, FakeEngineApi, within
@@ -43,7 +43,7 @@ async def make_chat(kv=None, handler=None, settings=None, **chat):
         return client
 
     kv = kv or MemoryKV()
-    c = Chat(connect=connect, kv=kv, settings=Signal(settings or Settings()), **chat)
+    c = ChatState(connect=connect, kv=kv, settings=Signal(settings or Settings()), **chat)
     await c.load()
     return api, kv, c
 
