@@ -24,6 +24,7 @@ the router react to the browser's online/offline events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -336,6 +337,11 @@ class RouterStream:
                 self._router._failed(route, error)
                 tried.append(_attempt(route, error))
                 continue
+            except BaseException:  # another error, or the caller gave up (Stop before the first token)
+                if inner is not None:
+                    with contextlib.suppress(Exception):  # its cleanup must not hide why we stopped
+                        await asyncio.shield(inner.aclose())
+                raise
             route.breaker.success()
             route.requests += 1
             self._first_at = self._router._clock()

@@ -172,6 +172,7 @@ class ChatState:
         self.streaming: Signal[Message | None] = Signal(None)  # the reply being written, if any
         self.notice: Signal[str] = Signal("")  # the last failure, in words
         self._stream: Any = None
+        self._opening: asyncio.Task | None = None  # loading the model and waiting for the first token
         self._stop_requested = False
         self._dirty: dict[str, Conversation] = {}
         self._writer: asyncio.Task | None = None
@@ -279,6 +280,10 @@ class ChatState:
         self._stop_requested = True
         if self._stream is not None:
             await self._stream.stop()
+        elif self._opening is not None and not self._opening.done():
+            # No answer has started yet (a model loading, a long prefill, an endpoint that does not
+            # answer): give up on it now; what it held (the engine's turn, the fetch) is released.
+            self._opening.cancel()
 
     def _check_idle(self) -> None:
         if self.streaming.peek() is not None:
@@ -304,12 +309,19 @@ class ChatState:
         first = last = None
         pieces = 0
         try:
-            client = await self._connect()
-            if self._stop_requested:
+            self._opening = asyncio.ensure_future(self._open(history))
+            try:
+                stream = await self._opening
+            except asyncio.CancelledError:
+                if not self._stop_requested or asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                    raise  # the page itself is going away, not a Stop
                 reply.status.set("stopped")
                 return reply
-            stream = await client.chat.completions.create(
-                messages=history, stream=True, stream_options={"include_usage": True}, **self.settings.peek().params())
+            finally:
+                self._opening = None
+            if stream is None:
+                reply.status.set("stopped")
+                return reply
             self._stream = stream
             async with stream:
                 if self._stop_requested:
@@ -341,6 +353,15 @@ class ChatState:
             self._save_soon(conv)
             await self.flush()
         return reply
+
+    async def _open(self, history: list[dict[str, Any]]) -> Any:
+        """The client (the chosen model loaded) and the answer's stream, once its first chunk came;
+        None when Stop came while the model loaded."""
+        client = await self._connect()
+        if self._stop_requested:
+            return None
+        return await client.chat.completions.create(
+            messages=history, stream=True, stream_options={"include_usage": True}, **self.settings.peek().params())
 
     def _to_front(self, conv: Conversation) -> None:
         convs = self.conversations.peek()

@@ -144,6 +144,22 @@ def test_a_hung_endpoint_is_cut_by_the_timeout_and_the_chat_says_why(page, serve
     w.assert_clean()
 
 
+def test_stop_before_the_first_token_ends_the_answer_at_once(page, serve, tmp_path_factory, hung):
+    site = site_with(serve, tmp_path_factory.mktemp("stop-early"), builtin=False,
+                     cloud={"base_url": hung.origin + "/v1", "model": "m", "label": "slow endpoint"},
+                     limits={"attempts": 1, "first_token_s": 120})
+    w = open_chat(page, site, allowed=(hung.origin,))
+    with page.expect_request(hung.origin + "/v1/chat/completions"):
+        send(page, "Take your time.")
+    page.locator("#stop").wait_for()  # the request is out and nothing has come back
+    page.press("#prompt", "Escape")
+    stopped = page.locator("#messages .msg-assistant[data-status=stopped]")
+    stopped.wait_for(timeout=5_000)  # far under the 120 s timeout: Stop itself ended it
+    assert page.locator("#send").is_visible() and not page.locator("#stop").is_visible()
+    assert page.inner_text("#chat-notice").strip() == ""
+    w.assert_clean()
+
+
 def test_without_webgpu_or_endpoint_chromes_built_in_model_answers(launch_chromium, serve, tmp_path_factory):
     site = site_with(serve, tmp_path_factory.mktemp("builtin"), model="Double-Chat-q4f32_1-MLC")
     page = launch_chromium(QUIET_FLAGS).new_page()  # no --enable-unsafe-webgpu: no WebGPU adapter

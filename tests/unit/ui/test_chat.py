@@ -116,6 +116,26 @@ def test_stop_keeps_what_arrived_and_marks_it_stopped():
     assert kv.data[chat.current.peek().id]["messages"][-1]["status"] == "stopped"
 
 
+def test_stop_before_the_first_token_ends_the_reply_and_frees_the_engine():
+    async def scenario():
+        api, kv, chat = await make_chat()
+        api.paused = True  # the engine takes the request and says nothing (a long prefill)
+        task = asyncio.ensure_future(chat.send("hello"))
+        while not api.streams or not api.streams[-1].waiting.is_set():
+            await asyncio.sleep(0)
+        await chat.stop()
+        reply = await task
+        api.paused = False
+        again = await chat.send("again")  # the engine's turn was released: the next send answers
+        return chat, reply, again, api
+
+    chat, reply, again, api = run(within(scenario()))
+    assert reply.status.peek() == "stopped" and reply.text.peek() == ""
+    assert chat.streaming.peek() is None
+    assert again.status.peek() == "done" and again.text.peek() == "Echo: again"
+    assert "engine_interrupt" in api.names()
+
+
 def test_retry_replaces_the_answer_and_edit_resends_from_that_message():
     async def scenario():
         _, _, chat = await make_chat()
