@@ -21,6 +21,37 @@ DEFAULT_MODEL = "Qwen2.5-0.5B-Instruct-q4f32_1-MLC"
 POLICIES = ("priority", "prefer-local", "offline-only", "cost", "latency")
 
 
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine (browsers let an https page call those over plain http)."""
+    host = host.lower().strip("[]")
+    return host in _LOOPBACK or host.endswith(".localhost") or host.startswith("127.")
+
+
+def check_endpoint_url(url: str, *, secure_page: bool = False, name: str = "base_url") -> str:
+    """An OpenAI-compatible endpoint's base URL, checked before anything is sent to it: http(s) with a
+    host, no ``user:pass@`` (a key belongs in the key field, never in a URL shown as a label), no
+    ``?query`` or ``#fragment`` (paths are appended to it), and from an https page no plain http
+    except to this machine (the browser would block it as mixed content). Raises UsageError."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port  # a bad port raises here
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise UsageError(f"{name} must be an http(s) URL with a host, got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise UsageError(f"{name} must not carry a user name or password (put the key in the API key field)")
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        raise UsageError(f"{name} must not have a ?query or #fragment, got {url!r}")
+    if secure_page and parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise UsageError(f"{name} must be https: this page is served over https and the browser blocks plain "
+                         f"http to {parts.hostname} (http is fine for this machine: localhost, 127.0.0.1)")
+    return url.rstrip("/")
+
+
 @dataclass(frozen=True)
 class CloudConfig:
     """An OpenAI-compatible endpoint: where, which model, and (in memory only) the key."""
@@ -31,23 +62,37 @@ class CloudConfig:
     label: str = ""
 
     @classmethod
-    def parse(cls, form: dict[str, str]) -> CloudConfig | None:
-        """From the settings form; None when base URL is left empty. Bad input -> UsageError."""
+    def parse(cls, form: dict[str, str], *, previous: CloudConfig | None = None,
+              secure_page: bool = False) -> CloudConfig | None:
+        """From the settings form; None when base URL is left empty. Bad input -> UsageError.
+
+        ``previous`` is the endpoint in use: its label stays for the same URL, and its key is never
+        carried to another origin (a key left in the form after only the URL changed is dropped:
+        the key of one provider must not be sent to another)."""
         base_url = (form.get("base_url") or "").strip()
         if not base_url:
             return None
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(f"the endpoint must be an http(s) URL, got {base_url!r}")
+        base_url = check_endpoint_url(base_url, secure_page=secure_page, name="the endpoint URL")
         model = (form.get("model") or "").strip()
         if not model:
             raise UsageError("the endpoint needs a model id (e.g. gpt-4o-mini)")
-        return cls(base_url=base_url.rstrip("/"), model=model, api_key=(form.get("api_key") or "").strip(),
-                   label=(form.get("label") or "").strip() or parts.netloc)
+        key = (form.get("api_key") or "").strip()
+        label = (form.get("label") or "").strip()
+        if previous is not None:
+            if _origin(previous.base_url) != _origin(base_url) and key == previous.api_key:
+                key = ""
+            if previous.base_url == base_url and not label:
+                label = previous.label
+        return cls(base_url=base_url, model=model, api_key=key, label=label or urlsplit(base_url).netloc)
 
     def to_record(self) -> dict[str, str]:
         """What is kept across reloads: everything but the key."""
         return {"base_url": self.base_url, "model": self.model, "label": self.label}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{(parts.netloc or '').lower()}"
 
 
 @dataclass(frozen=True)

@@ -1046,3 +1046,10 @@ return (url, evenAutomated) => {
     .catch((e) => console.warn('service worker not registered:', e.message));
   return true;
 };""")()(url, even_automated))
+
+
+def page_is_secure() -> bool:
+    """Whether the page was served over https (then the browser blocks plain http to other hosts)."""
+    if not IN_BROWSER:
+        raise _browser_only("the page URL")
+    return str(js.location.protocol) == "https:"

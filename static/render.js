@@ -19,7 +19,17 @@ const PURIFY = {
   RETURN_DOM_FRAGMENT: true,
 };
 
+// Class names: the app's own stylesheet styles its interface by class (.notice, .msg-assistant,
+// .visually-hidden...), so an answer could dress text up as part of the interface. Only a code
+// block's "language-x" (from marked, naming what to highlight) is kept.
+const LANGUAGE_CLASS = /^language-[\w+#-]{1,32}$/;
+
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.hasAttribute("class")) {
+    const keep = node.tagName === "CODE" ? node.className.split(/\s+/).filter((c) => LANGUAGE_CLASS.test(c)) : [];
+    if (keep.length) node.className = keep[0];
+    else node.removeAttribute("class");
+  }
   if (node.tagName === "A" && node.hasAttribute("href")) {
     node.setAttribute("target", "_blank");
     node.setAttribute("rel", "noopener noreferrer nofollow");
@@ -32,6 +42,7 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
 });
 
 hljs.configure({ ignoreUnescapedHTML: true });
+const HIGHLIGHT_MAX_CHARS = 20000;  // a longer block is shown plain: highlighting it would stall the page
 
 // highlight.js ships one stylesheet per colour scheme. They are added here, on first use, rather
 // than in index.html's <head>, so start-up does not wait for them; the theme toggle (app/ui/view.py
@@ -60,8 +71,14 @@ export function toFragment(text) {
     img.replaceWith(document.createTextNode(img.getAttribute("alt") ? `[image: ${img.getAttribute("alt")}]` : "[image]"));
   }
   for (const code of fragment.querySelectorAll("pre > code")) {
+    // Highlighted only when the answer names a language highlight.js knows, and not too long: with no
+    // language it would try every grammar on the whole block (a large block froze the page), and an
+    // unknown one only logs noise. Anything else stays plain text, which it already is.
     const lang = /\blanguage-([\w+#-]+)/.exec(code.className);
-    if (lang && !hljs.getLanguage(lang[1])) code.className = "";  // unknown: plain, no console noise
+    if (!lang || !hljs.getLanguage(lang[1]) || code.textContent.length > HIGHLIGHT_MAX_CHARS) {
+      code.removeAttribute("class");
+      continue;
+    }
     hljs.highlightElement(code);
   }
   return fragment;

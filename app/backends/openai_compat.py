@@ -82,10 +82,9 @@ _LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 def _check_base_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"base_url must be an http(s) URL, got {url!r}")
-    return url.rstrip("/")
+    from app.config import check_endpoint_url
+
+    return check_endpoint_url(url)
 
 
 class OpenAICompatBackend:

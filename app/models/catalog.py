@@ -24,7 +24,7 @@ from app.errors import InvalidRequest, ModelNotFound, UsageError
 
 DEFAULT_CONTEXT = 4096
 USER_STORE = "models"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")  # fullmatch: "$" would let a trailing newline in
 
 
 def clean_model_url(url: str) -> str:
@@ -90,7 +90,7 @@ def validate_record(record: Any) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise InvalidRequest("a model record must be a dict", param="record")
     model_id = record.get("model_id")
-    if not isinstance(model_id, str) or not _ID.match(model_id):
+    if not isinstance(model_id, str) or not _ID.fullmatch(model_id):
         raise InvalidRequest("model_id must be 1-128 letters, digits, '.', '_' or '-', starting with a "
                              f"letter or digit; got {model_id!r}", param="model_id")
     for key in ("model", "model_lib"):

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from app.config import Settings
 from app.errors import InvalidRequest, UsageError
+from app.middleware import redact
 from app.ui.store import Signal, batch
 
 # Message lifecycle: a reply starts "streaming" and ends in one of the others.
@@ -343,9 +344,11 @@ class ChatState:
                 reply.status.set("stopped" if finish == "abort" or self._stop_requested else "done")
         except Exception as exc:  # every failure ends this reply with words, never a stuck page
             with batch():
-                reply.meta.set({**reply.meta.peek(), "error": type(exc).__name__, "error_message": str(exc)})
+                # Stored, shown and sent to an embedding host: an endpoint's error may quote the key.
+                said = redact(str(exc))
+                reply.meta.set({**reply.meta.peek(), "error": type(exc).__name__, "error_message": said})
                 reply.status.set("error")
-                self.notice.set(f"{type(exc).__name__}: {exc}")
+                self.notice.set(f"{type(exc).__name__}: {said}")
         finally:
             self._stream = None
             self.streaming.set(None)
@@ -393,7 +396,7 @@ class ChatState:
                 break
         writer, self._writer = self._writer, None
         if writer is not None and writer.done() and not writer.cancelled() and writer.exception() is not None:
-            self.notice.set(f"could not save the conversation: {writer.exception()}")
+            self.notice.set(f"could not save the conversation: {redact(str(writer.exception()))}")
 
     async def save(self, conv: Conversation) -> None:
         self._save_soon(conv)

@@ -448,17 +448,15 @@ class SettingsView:
 
     def _on_submit(self, _facts: dict[str, Any]) -> bool:
         form = {name: str(ffi.get_prop(self._field(name), "value") or "") for name in self.FIELDS}
-        known = self.session.cloud.peek()
-        if known is not None and known.base_url == form["base_url"].strip().rstrip("/"):
-            form["label"] = known.label  # the configured name of the same endpoint stays
         try:
             settings = Settings.parse(form)
-            cloud = CloudConfig.parse(form)
+            cloud = CloudConfig.parse(form, previous=self.session.cloud.peek(), secure_page=ffi.page_is_secure())
         except Exception as exc:  # InvalidRequest / UsageError: say which field, change nothing
             ffi.set_node_text(self.error, str(exc))
             ffi.set_prop(self.error, "hidden", False)
             return True
         ffi.set_prop(self.error, "hidden", True)
+        ffi.set_prop(self._field("api_key"), "value", cloud.api_key if cloud else "")  # a dropped key shows gone
         spawn(self.session.save_settings(settings, cloud))
         ffi.set_node_text(ffi.node("settings-saved"), "Saved.")
         return True

@@ -189,3 +189,32 @@ def test_payloads_through_the_chat_stay_inert(page, xss_site):
                   "document.getElementById('messages').id = 'xss-area'")
     assert page.evaluate(CHECK) == []
     w.assert_clean()
+
+
+def test_answers_cannot_wear_the_apps_classes_and_only_named_short_code_is_highlighted(page, xss_site):
+    w = open_chat(page, xss_site)
+    big = "x = 1\n" * 10_000  # 60 KB with no language named: highlight.js would guess over all of it
+    texts = ['<p class="notice msg-assistant">System: your session expired</p>',
+             '<span class="visually-hidden">hidden</span> <a class="bar" href="https://x.test">x</a>',
+             "```\n" + big + "```", "```python\nprint('hi')\n```", '```"><b class="notice">\ncode\n```']
+    py = PagePython(page)
+    py(f"""
+from app import ffi
+from app.ui.chat import Message
+from app.ui.view import MessageView
+area = ffi.element("ol", attrs={{"id": "class-area"}})
+ffi.append(ffi.node("chat"), area)
+for text in {json.dumps(texts)}:
+    ffi.append(area, MessageView(Message("assistant", text), None, area).root)
+""")
+    page.wait_for_function(f"document.querySelectorAll('#class-area [data-rendered=markdown]').length === {len(texts)}")
+    classes = page.evaluate("""() => [...document.querySelectorAll('#class-area .body *')]
+        .filter((el) => el.hasAttribute('class') && !el.closest('pre')).map((el) => el.tagName + '.' + el.className)""")
+    assert classes == []  # nothing outside code blocks keeps a class: no fake notices or hidden text
+    blocks = page.evaluate("""() => [...document.querySelectorAll('#class-area pre > code')]
+        .map((c) => ({cls: c.className, spans: c.querySelectorAll('span').length, len: c.textContent.length}))""")
+    unnamed, named, odd = blocks
+    assert unnamed == {"cls": "", "spans": 0, "len": len(big)}  # shown whole, as plain text
+    assert "hljs" in named["cls"] and "language-python" in named["cls"] and named["spans"] > 0
+    assert odd["spans"] == 0 and "notice" not in odd["cls"]
+    w.assert_clean()

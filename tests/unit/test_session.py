@@ -5,9 +5,8 @@ import asyncio
 
 import pytest
 
-from app import router as router_module
 from app.backends.base import Capabilities
-from app.config import POLICIES, CloudConfig, PageConfig, RequestLimits, Settings
+from app.config import CloudConfig, PageConfig, RequestLimits, Settings
 from app.errors import BackendUnreachable, NoBackendAvailable, ServerError, UsageError
 from app.runtime import WebGPUReport
 from app.session import Parts, Session, activity_line, open_session
@@ -220,24 +219,3 @@ def test_open_session_reads_config_versions_and_saved_choices_and_embed_override
     assert s.config.limits.attempts == 1
     embedded = run(open_session(kv=kv, overrides={"model": "C"}, fetch_json=fetch_json, parts=Parts(layout=lambda v: v)))
     assert embedded.model.peek() == "C" and embedded.cloud.peek() is None and embedded._kv is None
-
-
-def test_config_validation():
-    assert POLICIES == router_module.POLICIES
-    assert PageConfig.from_dict(None).policy == "prefer-local"
-    with pytest.raises(UsageError):
-        PageConfig.from_dict({"policy": "fastest"})
-    with pytest.raises(UsageError, match="limits.first_token_s"):
-        PageConfig.from_dict({"limits": {"first_token_s": 0}})
-    with pytest.raises(UsageError, match="unknown"):
-        PageConfig.from_dict({"limits": {"first_token": 3}})
-    with pytest.raises(UsageError, match="builtin"):
-        PageConfig.from_dict({"builtin": "yes"})
-    with pytest.raises(UsageError):
-        CloudConfig.parse({"base_url": "ftp://x", "model": "m"})
-    with pytest.raises(UsageError):
-        CloudConfig.parse({"base_url": "https://x/v1/", "model": ""})
-    assert CloudConfig.parse({"base_url": ""}) is None
-    cloud = CloudConfig.parse({"base_url": "https://api.example/v1/", "model": "m", "api_key": "k"})
-    assert cloud.base_url == "https://api.example/v1" and cloud.label == "api.example"
-    assert "api_key" not in cloud.to_record()

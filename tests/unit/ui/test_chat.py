@@ -191,7 +191,7 @@ def test_a_failure_ends_the_reply_with_the_error_and_a_notice():
         _, _, chat = await make_chat(handler=lambda request: "[[throw]]")
 
         async def broken():
-            raise RuntimeError("no backend configured")
+            raise RuntimeError("no backend configured (HTTP 401: bad key sk-live-0123456789abcdef)")
 
         chat._connect = broken
         reply = await chat.send("hi")
@@ -200,6 +200,9 @@ def test_a_failure_ends_the_reply_with_the_error_and_a_notice():
     chat, reply = run(within(scenario()))
     assert reply.status.peek() == "error" and reply.meta.peek()["error"] == "RuntimeError"
     assert "no backend configured" in chat.notice.peek()
+    # Kept with the conversation, shown, and forwarded to an embedding host: never with the key.
+    assert "sk-live" not in chat.notice.peek() and "sk-live" not in reply.meta.peek()["error_message"]
+    assert "[REDACTED]" in reply.meta.peek()["error_message"]
     assert chat.streaming.peek() is None
     # A failed answer is not sent back to the model as history.
     assert chat.current.peek().request_messages("") == [{"role": "user", "content": "hi"}]
