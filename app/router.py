@@ -169,7 +169,14 @@ class Router:
 
     # ------------------------------------------------------------------ choosing
 
-    def plan(self, request: ChatRequest) -> tuple[list[tuple[Route, str]], list[str]]:
+    def context_window(self, request: ChatRequest) -> int | None:
+        """The most context any route that may serve ``request`` offers, in tokens (None: one of them
+        states no limit). A history longer than this fits nowhere: the chat trims it first."""
+        windows = [route.backend.capabilities(request.model).max_context
+                   for route, _why in self.plan(request, check_context=False)[0]]
+        return None if not windows or None in windows else max(windows)  # type: ignore[type-var]
+
+    def plan(self, request: ChatRequest, *, check_context: bool = True) -> tuple[list[tuple[Route, str]], list[str]]:
         """Routes to try in order, each with why; and why the others were skipped."""
         offline = not self._online()
         local_only = self.policy == "offline-only" or offline or request.private
@@ -189,7 +196,7 @@ class Router:
             if not route.breaker.allow():
                 skipped.append(f"{name}: circuit open after {route.breaker.failures} failure(s)")
                 continue
-            if caps.max_context is not None and tokens > caps.max_context:
+            if check_context and caps.max_context is not None and tokens > caps.max_context:
                 skipped.append(f"{name}: prompt (~{tokens} tokens) exceeds its context ({caps.max_context})")
                 continue
             chosen.append(route)

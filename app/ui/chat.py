@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from app.config import Settings
+from app.context import fit_window
 from app.errors import InvalidRequest, UsageError
 from app.middleware import redact
 from app.ui.store import Signal, batch
@@ -138,6 +139,18 @@ class KvStore:
 
     async def items(self) -> dict[str, Any]:
         return await self._api.kv_items(self._store)
+
+
+def _context_window(client: Any, history: list[dict[str, Any]]) -> int | None:
+    """The context the client's backend offers for this history (a router: its largest route)."""
+    from app.params import ChatRequest
+
+    backend = client.backend
+    try:
+        measure = backend.context_window
+    except AttributeError:  # one backend, no router
+        return backend.capabilities(None).max_context
+    return measure(ChatRequest.build(messages=history))
 
 
 def _stats(stream: Any, first: float | None, last: float | None, pieces: int) -> dict[str, Any]:
@@ -310,7 +323,7 @@ class ChatState:
         first = last = None
         pieces = 0
         try:
-            self._opening = asyncio.ensure_future(self._open(history))
+            self._opening = asyncio.ensure_future(self._open(history, reply))
             try:
                 stream = await self._opening
             except asyncio.CancelledError:
@@ -340,7 +353,7 @@ class ChatState:
                         self._save_soon(conv)
             finish = stream.finish_reason
             with batch():
-                reply.meta.set({**_stats(stream, first, last, pieces), "finish_reason": finish})
+                reply.meta.set({**reply.meta.peek(), **_stats(stream, first, last, pieces), "finish_reason": finish})
                 reply.status.set("stopped" if finish == "abort" or self._stop_requested else "done")
         except Exception as exc:  # every failure ends this reply with words, never a stuck page
             with batch():
@@ -357,14 +370,19 @@ class ChatState:
             await self.flush()
         return reply
 
-    async def _open(self, history: list[dict[str, Any]]) -> Any:
+    async def _open(self, history: list[dict[str, Any]], reply: Message) -> Any:
         """The client (the chosen model loaded) and the answer's stream, once its first chunk came;
-        None when Stop came while the model loaded."""
+        None when Stop came while the model loaded. A history too long for every model that may
+        answer loses its oldest turns first (the reply says how many), so a long chat never dies."""
         client = await self._connect()
         if self._stop_requested:
             return None
+        params = self.settings.peek().params()
+        history, dropped = fit_window(history, _context_window(client, history), reserve=params["max_tokens"])
+        if dropped:
+            reply.meta.set({**reply.meta.peek(), "dropped": dropped})
         return await client.chat.completions.create(
-            messages=history, stream=True, stream_options={"include_usage": True}, **self.settings.peek().params())
+            messages=history, stream=True, stream_options={"include_usage": True}, **params)
 
     def _to_front(self, conv: Conversation) -> None:
         convs = self.conversations.peek()

@@ -63,6 +63,9 @@ def meta_line(message: Message) -> str:
         parts.append(str(meta["model"]))
     if meta.get("finish_reason") == "length":
         parts.append("cut at max tokens")
+    if meta.get("dropped"):
+        n = int(meta["dropped"])
+        parts.append(f"{n} earlier message{'' if n == 1 else 's'} left out to fit the model's context window")
     if status in STATUS_NOTE:
         parts.append(STATUS_NOTE[status])
     if meta.get("error"):

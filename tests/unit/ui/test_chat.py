@@ -278,3 +278,33 @@ def test_settings_parse_and_titles():
         Settings("hi", 0.3, 64)
     assert title_from("  a\n b  ") == "a b"
     assert len(title_from("x" * 100)) == 48 and title_from("x" * 100).endswith("…")
+
+
+def test_a_history_longer_than_the_context_window_loses_its_oldest_turns_and_says_so():
+    from app.context import fit_window
+    from app.ui.view import meta_line
+
+    sent = []
+
+    def handler(request):
+        sent.append(request["messages"])
+        return "ok"
+
+    async def scenario():
+        api, kv, chat = await make_chat(handler=handler, settings=Settings(system_prompt="be brief", max_tokens=16))
+        client = await chat._connect()
+        client.backend.models[LLAMA] = {**client.backend.models[LLAMA], "overrides": {"context_window_size": 120}}
+        replies = [await chat.send(("word " * 40) + str(i)) for i in range(4)]
+        return replies
+
+    replies = run(within(scenario()))
+    assert [r.status.peek() for r in replies] == ["done"] * 4  # the chat never dies at the window
+    assert "dropped" not in replies[0].meta.peek()
+    last = sent[-1]
+    assert last[0] == {"role": "system", "content": "be brief"} and last[-1]["content"].endswith("3")
+    assert last[1]["role"] == "user" and len(last) < 8
+    dropped = replies[-1].meta.peek()["dropped"]
+    assert dropped == 7 - (len(last) - 1) and "left out to fit the model's context window" in meta_line(replies[-1])
+    # The estimate is on the safe side of real tokenizers: a third of a token per ASCII character.
+    kept, n = fit_window([{"role": "user", "content": "x" * 300}], 50)
+    assert n == 0 and len(kept) == 1  # the newest message always goes, even alone too long
