@@ -88,10 +88,8 @@ class WebLLMBackend:
         elif self.layout.version != self.version:
             raise UsageError(f"the store layout is web-llm {self.layout.release}'s, but the vendored web-llm "
                              f"is {exports['version']}: build the layout from static/vendor/VERSIONS.json")
-        config = dict(self._app_config or exports["prebuiltAppConfig"])
-        for key in ("cacheBackend", "useIndexedDBCache"):  # the layout's keys alone pick the store
-            config.pop(key, None)
-        config.update(self.layout.app_config_options(self._cache_backend))
+        config = self.layout.app_config_with(self._app_config or exports["prebuiltAppConfig"],
+                                             self._cache_backend)
         self.models = {m["model_id"]: m for m in config.get("model_list", [])}
         self.function_calling_ids = frozenset(exports.get("functionCallingModelIds") or ())
         self._engine = await self._api.create_engine(self._module_url, self._worker_url, config,
@@ -154,8 +152,7 @@ class WebLLMBackend:
         self._app_config = app_config
         if self._engine is None:
             return
-        config = {k: v for k, v in app_config.items() if k not in ("cacheBackend", "useIndexedDBCache")}
-        config.update(self.layout.app_config_options(self._cache_backend))
+        config = self.layout.app_config_with(app_config, self._cache_backend)
         self.models = {m["model_id"]: m for m in config.get("model_list", [])}
         await self._api.engine_set_app_config(self._engine, config)
 

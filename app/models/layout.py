@@ -72,6 +72,7 @@ CONFIG_NAME = "mlc-chat-config.json"
 _SCOPE_OF_KIND = {"config": CONFIG_SCOPE, "lib": WASM_SCOPE, "manifest": MODEL_SCOPE,
                   "tokenizer": MODEL_SCOPE, "shard": MODEL_SCOPE}
 _OPFS_ROOT = "tvmjs-opfs-store"
+_STORE_OPTION_KEYS = ("cacheBackend", "useIndexedDBCache")  # every release's appConfig keys for the store
 
 
 def parse_version(text: str) -> Version:
@@ -156,6 +157,12 @@ class StoreLayout:
         if self.version >= (0, 2, 83):
             return {"cacheBackend": backend}
         return {"useIndexedDBCache": backend == "indexeddb"}
+
+    def app_config_with(self, app_config: dict[str, Any], backend: str) -> dict[str, Any]:
+        """``app_config`` (e.g. a prebuilt one, which names its release's default store) with this
+        release's keys for ``backend`` only."""
+        config = {k: v for k, v in app_config.items() if k not in _STORE_OPTION_KEYS}
+        return {**config, **self.app_config_options(backend)}
 
     # ------------------------------------------------------------------ files and keys
 

@@ -86,6 +86,15 @@ def test_opfs_before_0_2_84_is_a_usage_error(release):
         layout.app_config_options("opfs")
 
 
+@pytest.mark.parametrize("layout, expected", [
+    (OLD, {"useIndexedDBCache": True}), (PINNED, {"cacheBackend": "indexeddb"}),
+])
+def test_an_app_config_keeps_only_the_releases_store_keys(layout, expected):
+    prebuilt = {"model_list": [], "cacheBackend": "cache", "useIndexedDBCache": False}
+    assert layout.app_config_with(prebuilt, "indexeddb") == {"model_list": [], **expected}
+    assert prebuilt["cacheBackend"] == "cache"  # not changed in place
+
+
 def test_unknown_store_is_a_usage_error():
     with pytest.raises(UsageError, match="cache backend must be one of"):
         PINNED.app_config_options("localStorage")
