@@ -6,44 +6,49 @@ the vendored release on every name: which cache or database, which key, which sh
 store specs built here (it opens the cache, database or directory it is told to, and puts, lists and
 deletes the entries it is given).
 
-    layout = StoreLayout.for_version("0.2.79")        # or a (0, 2, 79) tuple; StoreLayout() is the pinned one
+    layout = StoreLayout.for_version("0.2.79")        # or (0, 2, 79); StoreLayout() is the pinned one
     layout.manifest_name                              # "ndarray-cache.json"
     layout.app_config_options("indexeddb")            # {"useIndexedDBCache": True}
     base = layout.base_url(record["model"])
     layout.artifact("config", layout.config_url(base))  # (key, scope, storetype)
     layout.store("indexeddb", "webllm/model")         # the spec static/storage.js opens
 
-What was read, in each release's ``lib/index.js`` (0.2.79 and the pinned 0.2.86 in full; the
-changes in between confirmed in 0.2.80-0.2.85):
+What was read, in each release's ``lib/index.js`` (0.2.79 and the pinned 0.2.86 in full, the
+changes in between confirmed in 0.2.80-0.2.85; ``79:4613`` is line 4613 of 0.2.79's file):
 
 - Scopes and keys, all releases: ``webllm/config`` (``mlc-chat-config.json``), ``webllm/wasm`` (the
   model library) and ``webllm/model`` (tokenizer, tensor manifest, shards); every key is the file's
   full URL, resolved against ``cleanModelUrl(record.model)``, which appends a slash and
-  ``resolve/main/`` unless the URL has ``/resolve/<rev>/`` (0.2.79 ``cleanModelUrl``; 0.2.86 the same).
+  ``resolve/main/`` unless the URL has ``/resolve/<rev>/`` (79:8281, 86:11280, the same code).
 - The tensor manifest: ``hasNDArrayInCache`` / ``fetchNDArrayCache`` read ``ndarray-cache.json``
-  in 0.2.79; ``hasTensorInCache`` / ``fetchTensorCache`` read ``tensor-cache.json`` from 0.2.80 on.
-  Both are read with storetype ``json``; ``hasModelInCache`` is true when the manifest and every
-  shard it lists (``records[].dataPath``) are in ``webllm/model``: the config, tokenizer and library
-  are not checked.
-- The store option: 0.2.79-0.2.82 read ``appConfig.useIndexedDBCache`` (true: IndexedDB, else the
-  Cache API). 0.2.83 replaced it with ``appConfig.cacheBackend`` (``getCacheBackend``: ``cache``,
-  ``indexeddb``, ``cross-origin``) and no longer reads ``useIndexedDBCache`` at all.
-- OPFS: absent before 0.2.84. 0.2.84's ``OPFSStore`` keeps ``<root>/tvmjs-opfs-store/<scope parts,
-  URI-encoded>/<sha256 hex of the URL>.bin`` and a ``.meta.json`` {url, contentType}, and counts an
-  entry present when its ``.bin`` exists. From 0.2.85 the record is ``.record.json``
-  {url, nbytes, contentType?} and an entry counts only when the payload has ``nbytes`` bytes.
-- The config's storetype: 0.2.79-0.2.82 fetch ``mlc-chat-config.json`` as ``json``; from 0.2.83
-  (integrity checks) as ``arraybuffer``. It matters in IndexedDB only, where ``ArtifactIndexedDBCache``
-  keeps the converted value: a config stored as bytes makes 0.2.79 start from an empty config.
-- IndexedDB, all releases: ``ArtifactIndexedDBCache(scope)`` opens the database named after the
-  scope, version 1, object store ``urls`` with keyPath ``url``, values ``{url, data}`` (data: parsed
-  JSON or an ArrayBuffer). The Cache API: ``caches.open(scope)``, ``Request(url)`` -> Response.
-- Model libraries, all releases: fetched without caching when the URL contains ``localhost`` or
-  does not start with ``http``; cached in ``webllm/wasm`` (``arraybuffer``) otherwise.
+  in 0.2.79 (79:4613, 79:5817); ``hasTensorInCache`` / ``fetchTensorCache`` read
+  ``tensor-cache.json`` from 0.2.80 on (80:4759, 86:6989, 86:8107). Both read it with storetype
+  ``json``. ``hasModelInCache`` (79:10235, 86:14840) is true when the manifest and every shard it
+  lists (``records[].dataPath``) are in ``webllm/model``: config, tokenizer and library are not checked.
+- The store option: 0.2.79-0.2.82 read ``appConfig.useIndexedDBCache`` (79:912, 82:943; true:
+  IndexedDB, else the Cache API). 0.2.83 replaced it with ``appConfig.cacheBackend``
+  (``getCacheBackend``, 83:929, 86:957: ``cache``, ``indexeddb``, ``cross-origin``; ``opfs`` from
+  0.2.84) and reads ``useIndexedDBCache`` no more (the name is gone from its file).
+- OPFS: absent before 0.2.84. 0.2.84's ``OPFSStore`` (84:5093) keeps ``tvmjs-opfs-store/<scope parts,
+  URI-encoded>/<sha256 hex of the URL>.bin`` under the origin's root, plus ``.meta.json``
+  {url, contentType}, and counts an entry present when its ``.bin`` exists. From 0.2.85 the record
+  is ``.record.json`` {url, nbytes, contentType?} (86:5836, 86:6265) and an entry counts only when
+  the payload has ``nbytes`` bytes.
+- The config's storetype: 0.2.79-0.2.82 fetch ``mlc-chat-config.json`` as ``json`` (79:10718,
+  82:11041); from 0.2.83 (integrity checks) as ``arraybuffer`` (83:12125, 86:18239). It matters in
+  IndexedDB only, which keeps the converted value: a config stored as bytes gives 0.2.79 an empty
+  config object.
+- IndexedDB, all releases: ``ArtifactIndexedDBCache(scope)`` (79:4410, 86:6598) opens the database
+  named after the scope, version 1, object store ``urls`` with keyPath ``url``, values ``{url, data}``
+  (data: parsed JSON or an ArrayBuffer). The Cache API (``ArtifactCache``, 79:4323, 86:6512):
+  ``caches.open(scope)``, ``Request(url)`` -> Response.
+- Model libraries, all releases: fetched without caching when the URL contains ``localhost`` or does
+  not start with ``http`` (79:10734, 86:18253); cached in ``webllm/wasm`` (``arraybuffer``) otherwise.
+  Tokenizer: ``tokenizer.json`` if listed, else ``tokenizer.model``, ``arraybuffer`` (79:10325).
 - 0.2.86 only: a record may name a ``model_manifest`` (``mlc-model-manifest.json``, kept in
   ``webllm/config``) that moves the config and tensor manifest; this app does not download those.
-- 0.2.83 on also accept ``cacheBackend: "cross-origin"`` (a browser extension's store): nothing
-  here can write there, so it is not offered.
+- ``cacheBackend: "cross-origin"`` (0.2.83 on; a browser extension's store): nothing here can write
+  there, so it is not offered.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ MANIFESTS = ("ndarray-cache.json", "tensor-cache.json")
 # so the test judges it.
 RELEASES = {
     "0.2.79": {"manifest": "ndarray-cache.json", "config_in_indexeddb": "object",
-               "app_config": {"cache": {"useIndexedDBCache": False}, "indexeddb": {"useIndexedDBCache": True}}},
+               "app_config": {"cache": {"useIndexedDBCache": False},
+                              "indexeddb": {"useIndexedDBCache": True}}},
     "0.2.86": {"manifest": "tensor-cache.json", "config_in_indexeddb": "ArrayBuffer",
                "app_config": {"cache": {"cacheBackend": "cache"}, "indexeddb": {"cacheBackend": "indexeddb"},
                               "opfs": {"cacheBackend": "opfs"}}},
@@ -90,7 +91,8 @@ def config_in_indexeddb(page, server, model) -> str:
 
 
 @pytest.mark.parametrize("release, backend", [
-    ("0.2.79", "cache"), ("0.2.79", "indexeddb"), ("0.2.86", "cache"), ("0.2.86", "indexeddb"), ("0.2.86", "opfs"),
+    ("0.2.79", "cache"), ("0.2.79", "indexeddb"),
+    ("0.2.86", "cache"), ("0.2.86", "indexeddb"), ("0.2.86", "opfs"),
 ])
 def test_download_is_in_the_vendored_releases_store(page, serve, dist_of, server, release, backend):
     model, facts = MODELS[release], RELEASES[release]
