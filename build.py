@@ -5,6 +5,7 @@
     python build.py serve [--port N]     build if stale, serve dist/ on 127.0.0.1
     python build.py test [PYTEST ARGS]   install test dependencies if missing, build, run pytest
     python build.py --web-llm 0.2.79     vendor another web-llm release (any command)
+    python build.py --out DIR            build into DIR instead of dist/ (e.g. a second release beside it)
 
 Standard library only; npm and pip run as subprocesses. Nothing in dist/ points outside its own
 folder, so it can be served from any sub-path (GitHub Pages project sites).
@@ -191,17 +192,23 @@ def zip_app(dest: Path) -> None:
             zf.write(path, path.relative_to(ROOT).as_posix())
 
 
-def build(web_llm: str | None = None, force: bool = False) -> Path:
-    stamp_file = DIST / ".stamp"
+def build(web_llm: str | None = None, force: bool = False, out: Path | None = None) -> Path:
+    """Build the site into ``out`` (default dist/) unless it is fresh; returns its folder.
+
+    Two outputs (``build(out=dist)`` and ``build("0.2.79", out=other)``) live side by side, each with
+    its own stamp, so tests can serve two web-llm releases in one session without rebuilding either.
+    """
+    out = Path(out) if out is not None else DIST
+    stamp_file = out / ".stamp"
     want = _digest(sources()) + f":{web_llm}"
     if not force and stamp_file.exists() and stamp_file.read_text() == want:
-        return DIST
+        return out
 
     modules = npm_install()
     wllm = web_llm_dir(web_llm)
     wheels = download_wheels()
 
-    tmp = ROOT / "dist.tmp"
+    tmp = out.parent / f"{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     shutil.copy2(ROOT / "index.html", tmp / "index.html")
@@ -240,12 +247,19 @@ def build(web_llm: str | None = None, force: bool = False) -> Path:
     (vendor / "VERSIONS.json").write_text(json.dumps(versions, indent=2) + "\n")
     service_worker(tmp)
 
-    shutil.rmtree(DIST, ignore_errors=True)
-    tmp.rename(DIST)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
     stamp_file.write_text(want)
-    print(f"build: dist/ ready (web-llm {versions['@mlc-ai/web-llm']}, "
+    print(f"build: {_shown(out)} ready (web-llm {versions['@mlc-ai/web-llm']}, "
           f"pyodide {versions['pyodide']}, pyscript {versions['@pyscript/core']})", flush=True)
-    return DIST
+    return out
+
+
+def _shown(folder: Path) -> str:
+    try:
+        return f"{folder.relative_to(ROOT)}/"
+    except ValueError:
+        return f"{folder}/"
 
 
 def service_worker(site: Path) -> None:
@@ -411,12 +425,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--web-llm", metavar="VERSION", help="vendor this @mlc-ai/web-llm release")
     parser.add_argument("--force", action="store_true", help="rebuild even if dist/ is fresh")
+    parser.add_argument("--out", type=Path, help="build into this folder instead of dist/ (build only)")
     sub = parser.add_subparsers(dest="command")
     s = sub.add_parser("serve", help="build if stale and serve dist/ on 127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--prefix", default="/", help="serve under this sub-path, e.g. /repo-name/")
     sub.add_parser("test", help="run the test suite (extra args go to pytest)")
     args, rest = parser.parse_known_args(argv)
+    if args.out is not None and args.command is not None:
+        parser.error("--out is for building only")
     try:
         if args.command == "test":
             return test(rest, args.web_llm)
@@ -425,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             serve(args.port, args.web_llm, args.prefix)
         else:
-            build(args.web_llm, force=args.force)
+            build(args.web_llm, force=args.force, out=args.out)
         return 0
     except BuildError as exc:
         print(f"build: error: {exc}", file=sys.stderr)

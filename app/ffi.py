@@ -526,19 +526,19 @@ async def kv_items(store: str) -> dict[str, Any]:
     return json.loads(await _storage_call("kvItems", store))
 
 
-async def store_list(backend: str, scope: str) -> list[dict[str, Any]]:
-    """Every entry web-llm's ``backend`` store (cache, indexeddb, opfs) holds in ``scope``, as
-    ``[{"url": str, "bytes": int}]``; an absent store is empty (and is not created)."""
-    return json.loads(await _storage_call("listStore", backend, scope))
+async def store_list(store: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every entry of one of web-llm's stores (``store``: a spec from app.models.layout), as
+    ``[{"key": str, "bytes": int}]``; an absent store is empty (and is not created)."""
+    return json.loads(await _storage_call("listStore", json.dumps(store)))
 
 
-async def store_delete(backend: str, scope: str, urls: list[str]) -> None:
-    await _storage_call("deleteEntries", backend, scope, json.dumps(urls))
+async def store_delete(store: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+    await _storage_call("deleteEntries", json.dumps(store), json.dumps(entries))
 
 
-async def store_put_text(backend: str, scope: str, url: str, text: str, storetype: str) -> None:
+async def store_put_text(store: dict[str, Any], entry: dict[str, Any], text: str) -> None:
     """Commit a small text file already in hand to web-llm's store."""
-    await _storage_call("commitText", backend, scope, url, text, storetype)
+    await _storage_call("commitText", json.dumps(store), json.dumps(entry), text)
 
 
 async def staging_list() -> dict[str, int]:

@@ -1,11 +1,13 @@
 """What each model really occupies in the browser, the quota, persistence, and eviction.
 
-Accounting reads the stored entries themselves, in every store web-llm can use (Cache API,
-IndexedDB, OPFS where the browser has it), and gives each entry to the model whose files it is:
+Accounting reads the stored entries themselves, in every store the vendored web-llm release can use
+(Cache API, IndexedDB, and OPFS from 0.2.84 where the browser has it; where and how each keeps its
+entries is the :class:`app.models.layout.StoreLayout`'s to say), and gives each entry to the model
+whose files it is:
 entries under a model's base URL (config, tokenizer, tensor manifest, shards) and its model library.
 Last-used times live in the app's own IndexedDB store, for least-recently-used eviction.
 
-    storage = Storage(catalog)
+    storage = Storage(catalog, layout=StoreLayout.for_version("0.2.86"))
     report = await storage.report()        # report.models["<id>"].bytes, report.orphans
     quota = await storage.quota()          # usage, quota, free, persisted
     await storage.evict(2 * 1024**3)       # delete least recently used models down to 2 GiB
@@ -22,9 +24,8 @@ from typing import Any
 from app import ffi
 from app.errors import UsageError
 from app.models.catalog import Catalog
-from app.models.download import SCOPES, WASM_SCOPE
+from app.models.layout import SCOPES, WASM_SCOPE, StoreLayout
 
-BACKENDS = ("cache", "indexeddb", "opfs")
 USAGE_STORE = "usage"
 
 
@@ -78,32 +79,37 @@ class Quota:
 
 
 class Storage:
-    """See the module docstring. ``api`` is :mod:`app.ffi` (a fake of it under CPython)."""
+    """See the module docstring. ``api`` is :mod:`app.ffi` (a fake of it under CPython);
+    ``backends`` defaults to every store ``layout``'s release can use."""
 
-    def __init__(self, catalog: Catalog, *, api: Any = ffi, clock: Callable[[], float] = time.time,
-                 backends: Iterable[str] = BACKENDS) -> None:
+    def __init__(self, catalog: Catalog, *, layout: StoreLayout = StoreLayout(), api: Any = ffi,
+                 clock: Callable[[], float] = time.time, backends: Iterable[str] | None = None) -> None:
         self._catalog = catalog
+        self.layout = layout
         self._api = api
         self._clock = clock
-        self._backends = tuple(backends)
+        self._backends = tuple(layout.backends if backends is None else backends)
+        for backend in self._backends:
+            layout.check_backend(backend)
 
     # ------------------------------------------------------------------ reading
 
     async def files(self) -> list[StoredFile]:
         """Every entry in web-llm's scopes, in every store."""
         pairs = [(b, s) for b in self._backends for s in SCOPES]
-        listings = await asyncio.gather(*(self._api.store_list(b, s) for b, s in pairs))
-        return [StoredFile(b, s, e["url"], int(e["bytes"])) for (b, s), entries in zip(pairs, listings)
+        listings = await asyncio.gather(*(self._api.store_list(self.layout.store(b, s)) for b, s in pairs))
+        return [StoredFile(b, s, e["key"], int(e["bytes"])) for (b, s), entries in zip(pairs, listings)
                 for e in entries]
 
     def owners(self, scope: str, url: str) -> list[str]:
         """Catalog models an entry belongs to (a model library can be shared by several)."""
         if scope == WASM_SCOPE:
             return [m.id for m in self._catalog.all() if m.lib_url == url]
-        return [m.id for m in self._catalog.all() if url.startswith(m.base_url)]
+        return [m.id for m in self._catalog.all() if url.startswith(self.layout.base_url(m.model_url))]
 
     def _owner_of_staged(self, url: str) -> list[str]:
-        return [m.id for m in self._catalog.all() if url.startswith(m.base_url) or url == m.lib_url]
+        return [m.id for m in self._catalog.all()
+                if url.startswith(self.layout.base_url(m.model_url)) or url == m.lib_url]
 
     async def report(self) -> StorageReport:
         files, staged, used = await asyncio.gather(self.files(), self._api.staging_list(), self.last_used())
@@ -160,10 +166,11 @@ class Storage:
         return sum(f.bytes for f in doomed) + usage.staged_bytes
 
     async def _remove(self, files: Iterable[StoredFile]) -> None:
-        by_place: dict[tuple[str, str], list[str]] = {}
+        by_place: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for f in files:
-            by_place.setdefault((f.backend, f.scope), []).append(f.url)
-        await asyncio.gather(*(self._api.store_delete(b, s, urls) for (b, s), urls in by_place.items()))
+            by_place.setdefault((f.backend, f.scope), []).append(self.layout.entry(f.backend, f.url))
+        await asyncio.gather(*(self._api.store_delete(self.layout.store(b, s), entries)
+                               for (b, s), entries in by_place.items()))
 
     async def evict(self, target_bytes: int, *, keep: Iterable[str] = ()) -> list[str]:
         """Delete models, least recently used first (never used counts as oldest), until the models'

@@ -1,6 +1,6 @@
 // Storage glue for app/ffi.py: the app's own IndexedDB key-value stores, and (below) the stores
-// web-llm itself reads model files from. Python never sees a JS object from here: values cross as
-// JSON text, so JS null/undefined come back to Python as None.
+// web-llm itself reads model files from, as Python names them. Python never sees a JS object from
+// here: values cross as JSON text, so JS null/undefined come back to Python as None.
 
 // ------------------------------------------------------------------ the app's own key-value stores
 
@@ -80,55 +80,49 @@ export function kvItems(store) {
   });
 }
 
-// ------------------------------------------------------------------ web-llm's model stores
+// ------------------------------------------------------------------ stores named by Python
 //
-// web-llm keeps model files in one of three stores, each split into the scopes "webllm/config",
-// "webllm/wasm" and "webllm/model", keyed by the file's full URL (see its ArtifactCache,
-// ArtifactIndexedDBCache and OPFSStore). Writing the same entries in the same shape is what makes
-// web-llm's own hasModelInCache() true after a download here, and a later load fetch nothing.
-//   cache:     caches.open(scope), Request(url) -> Response
-//   indexeddb: database named after the scope, version 1, store "urls" {keyPath: "url"};
-//              value {url, data}: data is the parsed JSON for the tensor manifest, else an ArrayBuffer
-//   opfs:      <root>/tvmjs-opfs-store/<scope parts>/<sha256(url)>.bin + .record.json {url, nbytes}
+// web-llm's own model stores. Which store, which names, which keys and what shape each value has
+// depend on the web-llm release, and Python decides all of it (app/models/layout.py): each call
+// carries a store spec, and this code only opens what the spec names and puts, lists and deletes.
+//   {type: "cache", name}                       Cache API: caches.open(name), Request(key) -> Response
+//   {type: "indexeddb", database, version, objectStore, keyPath, valueField}
+//                                               value {[keyPath]: key, [valueField]: data}
+//   {type: "opfs", directory: [names], payloadSuffix, recordSuffix, keyField, sizeField, typeField}
+//                                               <directory>/<file><payloadSuffix> + <file><recordSuffix>
+// An entry is {key, storetype: "json" | "arraybuffer" (how an IndexedDB value is kept),
+// file and record (OPFS: the files' base name and the record's fields)}.
 
-const OPFS_ROOT = "tvmjs-opfs-store";
-
-async function cacheExists(scope) {
-  return "caches" in self && (await caches.has(scope));
+async function cacheExists(name) {
+  return "caches" in self && (await caches.has(name));
 }
 
-async function webllmDbExists(scope) {
+async function databaseExists(name) {
   const known = await indexedDB.databases();
-  return known.some((db) => db.name === scope);
+  return known.some((db) => db.name === name);
 }
 
-const webllmDbs = new Map();
-function webllmDb(scope) {
-  if (!webllmDbs.has(scope)) {
-    webllmDbs.set(scope, openDatabase(scope, 1, (db) => {
-      if (!db.objectStoreNames.contains("urls")) db.createObjectStore("urls", {keyPath: "url"});
+const databases = new Map();
+function database(spec) {
+  const id = JSON.stringify([spec.database, spec.version, spec.objectStore, spec.keyPath]);
+  if (!databases.has(id)) {
+    databases.set(id, openDatabase(spec.database, spec.version, (db) => {
+      if (!db.objectStoreNames.contains(spec.objectStore)) db.createObjectStore(spec.objectStore, {keyPath: spec.keyPath});
     }));
   }
-  return webllmDbs.get(scope);
+  return databases.get(id);
 }
 
-async function opfsDir(scope, create) {
+async function directory(spec, create) {
   if (!navigator.storage || typeof navigator.storage.getDirectory !== "function") return null;
   try {
-    let dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(OPFS_ROOT, {create});
-    for (const part of scope.split("/").filter((p) => p)) {
-      dir = await dir.getDirectoryHandle(encodeURIComponent(part), {create});
-    }
+    let dir = await navigator.storage.getDirectory();
+    for (const name of spec.directory) dir = await dir.getDirectoryHandle(name, {create});
     return dir;
   } catch (e) {
     if (e.name === "NotFoundError") return null;
     throw e;
   }
-}
-
-async function sha256Hex(text) {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function sizeOf(data) {
@@ -138,95 +132,104 @@ function sizeOf(data) {
   return new TextEncoder().encode(JSON.stringify(data)).byteLength;
 }
 
-// Every entry of one store and scope as [{url, bytes}], without creating the store.
-async function listEntries(backend, scope) {
+// Every entry of one store as [{key, bytes}], without creating the store.
+async function listEntries(spec) {
   const out = [];
-  if (backend === "cache") {
-    if (!(await cacheExists(scope))) return out;
-    const cache = await caches.open(scope);
+  if (spec.type === "cache") {
+    if (!(await cacheExists(spec.name))) return out;
+    const cache = await caches.open(spec.name);
     for (const request of await cache.keys()) {
       const response = await cache.match(request);
-      out.push({url: request.url, bytes: response ? (await response.blob()).size : 0});
+      out.push({key: request.url, bytes: response ? (await response.blob()).size : 0});
     }
-  } else if (backend === "indexeddb") {
-    if (!(await webllmDbExists(scope))) return out;
-    await inTransaction(webllmDb(scope), "urls", "readonly", (store) => new Promise((resolve, reject) => {
+  } else if (spec.type === "indexeddb") {
+    if (!(await databaseExists(spec.database))) return out;
+    await inTransaction(database(spec), spec.objectStore, "readonly", (store) => new Promise((resolve, reject) => {
       // One value at a time: getAll() would hold every shard in memory at once.
       const cursor = store.openCursor();
       cursor.onsuccess = () => {
         const c = cursor.result;
         if (!c) { resolve(); return; }
-        out.push({url: c.value.url, bytes: sizeOf(c.value.data)});
+        out.push({key: c.value[spec.keyPath], bytes: sizeOf(c.value[spec.valueField])});
         c.continue();
       };
       cursor.onerror = () => reject(cursor.error);
     }));
-  } else if (backend === "opfs") {
-    const dir = await opfsDir(scope, false);
+  } else if (spec.type === "opfs") {
+    const dir = await directory(spec, false);
     if (!dir) return out;
     for await (const [name, handle] of dir.entries()) {
-      if (!name.endsWith(".record.json")) continue;
+      if (!name.endsWith(spec.recordSuffix)) continue;
       const record = JSON.parse(await (await handle.getFile()).text());
+      const payload = name.slice(0, -spec.recordSuffix.length) + spec.payloadSuffix;
       let bytes = 0;
       try {
-        bytes = (await (await dir.getFileHandle(name.replace(/\.record\.json$/, ".bin"))).getFile()).size;
+        bytes = (await (await dir.getFileHandle(payload)).getFile()).size;
       } catch (e) { if (e.name !== "NotFoundError") throw e; }
-      out.push({url: record.url, bytes});
+      out.push({key: record[spec.keyField], bytes});
     }
   } else {
-    throw new Error(`unknown cache backend ${backend}`);
+    throw new Error(`unknown store type ${spec.type}`);
   }
   return out;
 }
 
-export async function listStore(backend, scope) {
-  return JSON.stringify(await listEntries(backend, scope));
+export async function listStore(specJson) {
+  return JSON.stringify(await listEntries(JSON.parse(specJson)));
 }
 
-export async function deleteEntries(backend, scope, urlsJson) {
-  const urls = JSON.parse(urlsJson);
-  if (backend === "cache") {
-    if (!(await cacheExists(scope))) return;
-    const cache = await caches.open(scope);
-    await Promise.all(urls.map((url) => cache.delete(url)));
-  } else if (backend === "indexeddb") {
-    if (!(await webllmDbExists(scope))) return;
-    await inTransaction(webllmDb(scope), "urls", "readwrite", (store) => { urls.forEach((u) => store.delete(u)); });
-  } else if (backend === "opfs") {
-    const dir = await opfsDir(scope, false);
+async function removeEntries(spec, entries) {
+  if (spec.type === "cache") {
+    if (!(await cacheExists(spec.name))) return;
+    const cache = await caches.open(spec.name);
+    await Promise.all(entries.map((entry) => cache.delete(entry.key)));
+  } else if (spec.type === "indexeddb") {
+    if (!(await databaseExists(spec.database))) return;
+    await inTransaction(database(spec), spec.objectStore, "readwrite", (store) => {
+      entries.forEach((entry) => store.delete(entry.key));
+    });
+  } else if (spec.type === "opfs") {
+    const dir = await directory(spec, false);
     if (!dir) return;
-    for (const url of urls) {
-      const base = await sha256Hex(url);
-      for (const name of [`${base}.record.json`, `${base}.bin`]) {
+    for (const entry of entries) {
+      for (const name of [entry.file + spec.recordSuffix, entry.file + spec.payloadSuffix]) {
         try { await dir.removeEntry(name); } catch (e) { if (e.name !== "NotFoundError") throw e; }
       }
     }
+  } else {
+    throw new Error(`unknown store type ${spec.type}`);
   }
 }
 
-// Write one whole file into web-llm's store, in the shape web-llm reads back.
-async function commitEntry(backend, scope, url, blob, storetype, contentType) {
-  if (backend === "cache") {
+export async function deleteEntries(specJson, entriesJson) {
+  await removeEntries(JSON.parse(specJson), JSON.parse(entriesJson));
+}
+
+// Write one whole file into a store, in the shape the spec and entry say.
+async function commitEntry(spec, entry, blob, contentType) {
+  if (spec.type === "cache") {
     const headers = {"content-length": String(blob.size)};
     if (contentType) headers["content-type"] = contentType;
-    await (await caches.open(scope)).put(url, new Response(blob, {headers}));
-  } else if (backend === "indexeddb") {
-    const data = storetype === "json" ? JSON.parse(await blob.text()) : await blob.arrayBuffer();
-    await inTransaction(webllmDb(scope), "urls", "readwrite", (store) => { store.put({url, data}); });
-  } else if (backend === "opfs") {
-    const dir = await opfsDir(scope, true);
-    const base = await sha256Hex(url);
-    // The payload first, then the record: web-llm treats an entry without a record as absent.
-    const payload = await (await dir.getFileHandle(`${base}.bin`, {create: true})).createWritable();
+    await (await caches.open(spec.name)).put(entry.key, new Response(blob, {headers}));
+  } else if (spec.type === "indexeddb") {
+    const data = entry.storetype === "json" ? JSON.parse(await blob.text()) : await blob.arrayBuffer();
+    await inTransaction(database(spec), spec.objectStore, "readwrite", (store) => {
+      store.put({[spec.keyPath]: entry.key, [spec.valueField]: data});
+    });
+  } else if (spec.type === "opfs") {
+    const dir = await directory(spec, true);
+    // The payload first, then the record: an entry without its record reads as absent.
+    const payload = await (await dir.getFileHandle(entry.file + spec.payloadSuffix, {create: true})).createWritable();
     await payload.write(blob);
     await payload.close();
-    const record = await (await dir.getFileHandle(`${base}.record.json`, {create: true})).createWritable();
-    const meta = {url, nbytes: blob.size};
-    if (contentType) meta.contentType = contentType;
-    await record.write(JSON.stringify(meta));
-    await record.close();
+    const record = {...entry.record};
+    if (spec.sizeField) record[spec.sizeField] = blob.size;
+    if (contentType && spec.typeField) record[spec.typeField] = contentType;
+    const writer = await (await dir.getFileHandle(entry.file + spec.recordSuffix, {create: true})).createWritable();
+    await writer.write(JSON.stringify(record));
+    await writer.close();
   } else {
-    throw new Error(`unknown cache backend ${backend}`);
+    throw new Error(`unknown store type ${spec.type}`);
   }
 }
 
@@ -283,7 +286,7 @@ export async function deleteStaging(urlsJson) {
 // Streams `url` into memory, reporting bytes as they arrive; parts are staged in IndexedDB at most
 // every STAGE_INTERVAL_MS, so a reload or a dropped connection loses little, and a fast download
 // (which needs no resume) is not written twice. A staged file resumes with an HTTP Range request.
-// Only a whole file, of the expected size, is committed to web-llm's store.
+// Only a whole file, of the expected size, is committed to the store `spec.store` names.
 
 const STAGE_INTERVAL_MS = 2000;
 const REPORT_INTERVAL_MS = 100;
@@ -295,7 +298,7 @@ function failure(name, message, extra = {}) {
 }
 
 export function startDownload(spec, onProgress) {
-  const {url, backend, scope, storetype, expected} = JSON.parse(spec);
+  const {url, store, entry, expected} = JSON.parse(spec);
   const controller = new AbortController();
   const run = async () => {
     let staged = await stagedParts(url);
@@ -351,7 +354,7 @@ export function startDownload(spec, onProgress) {
     };
     const timer = setInterval(stage, STAGE_INTERVAL_MS);
     try {
-      await writeEntry(backend, scope, url, body, storetype, contentType);
+      await writeEntry(store, entry, body, contentType);
     } catch (e) {
       if (e.name === "QuotaExceededError") throw failure(e.name, e.message);  // a plain Error: see ffi.py
       await stage();  // keep what arrived, for the resume
@@ -364,7 +367,7 @@ export function startDownload(spec, onProgress) {
     }
     await staging;
     if (expected >= 0 && got !== expected) {
-      await deleteEntries(backend, scope, JSON.stringify([url]));
+      await removeEntries(store, [entry]);
       await unstage([url]);
       throw failure("SizeMismatch", `${url}: expected ${expected} bytes, received ${got}`, {received: got});
     }
@@ -376,14 +379,14 @@ export function startDownload(spec, onProgress) {
   return {wait: () => promise, cancel: () => controller.abort()};
 }
 
-// A whole file from a stream into web-llm's store. The Cache API takes the stream as it comes; the
-// other stores need the whole file first (IndexedDB keeps an ArrayBuffer or parsed JSON).
-async function writeEntry(backend, scope, url, stream, storetype, contentType) {
-  if (backend === "cache") {
+// A whole file from a stream into a store. The Cache API takes the stream as it comes; the others
+// need the whole file first (IndexedDB keeps an ArrayBuffer or parsed JSON).
+async function writeEntry(store, entry, stream, contentType) {
+  if (store.type === "cache") {
     const headers = contentType ? {"content-type": contentType} : {};
-    await (await caches.open(scope)).put(url, new Response(stream, {headers}));
+    await (await caches.open(store.name)).put(entry.key, new Response(stream, {headers}));
   } else {
-    await commitEntry(backend, scope, url, await new Response(stream).blob(), storetype, contentType);
+    await commitEntry(store, entry, await new Response(stream).blob(), contentType);
   }
 }
 
@@ -423,6 +426,6 @@ export async function persist() {
 
 // A small file already in hand (the config and tensor manifest read while planning), committed
 // without fetching it again, so the stored manifest is the one the plan was made from.
-export async function commitText(backend, scope, url, text, storetype) {
-  await commitEntry(backend, scope, url, new Blob([text]), storetype, "application/json");
+export async function commitText(specJson, entryJson, text) {
+  await commitEntry(JSON.parse(specJson), JSON.parse(entryJson), new Blob([text]), "application/json");
 }

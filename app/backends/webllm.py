@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -23,49 +22,32 @@ from app.backends.base import Capabilities
 from app.errors import Aborted, DeviceLost, ModelNotFound, ModelNotLoaded, ShaderF16Unsupported, UsageError
 from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from app.models.catalog import DEFAULT_CONTEXT, required_features
+from app.models.layout import BACKENDS, StoreLayout, parse_version
 from app.params import ChatRequest
 
 MODULE_URL = "static/vendor/web-llm/index.js"
 WORKER_URL = "static/webllm-worker.js"
-CACHE_BACKENDS = ("cache", "indexeddb", "opfs")
-
-
-def parse_version(text: str) -> tuple[int, int, int]:
-    """``"0.2.86"`` (the npm version in VERSIONS.json) -> ``(0, 2, 86)``."""
-    match = re.search(r"(\d+)[._](\d+)[._](\d+)", text or "")
-    if not match:
-        raise ValueError(f"not a web-llm version: {text!r}")
-    return int(match[1]), int(match[2]), int(match[3])
-
-
-def tensor_manifest_name(version: tuple[int, int, int]) -> str:
-    """The weights manifest each web-llm release reads (renamed in 0.2.80)."""
-    return "tensor-cache.json" if version >= (0, 2, 80) else "ndarray-cache.json"
-
-
-def _check_cache_backend(backend: str) -> None:
-    if backend not in CACHE_BACKENDS:
-        raise UsageError(f"cache backend must be one of {', '.join(CACHE_BACKENDS)}, got {backend!r}")
-
-
-def cache_options(version: tuple[int, int, int], backend: str) -> dict[str, Any]:
-    """The appConfig keys that pick the browser cache web-llm stores model files in."""
-    _check_cache_backend(backend)
-    if version >= (0, 2, 83):
-        return {"cacheBackend": backend}
-    if backend == "opfs":
-        raise UsageError(f"web-llm {'.'.join(map(str, version))} has no OPFS cache (0.2.83+ has)")
-    return {"useIndexedDBCache": backend == "indexeddb"}
 
 
 class WebLLMBackend:
-    """Chat with models running in web-llm. See the module docstring."""
+    """Chat with models running in web-llm. See the module docstring.
+
+    ``layout`` is the store layout of the vendored web-llm release; the appConfig's cache keys come
+    from it. Without one, the layout of the release the module reports is used. ``cache_backend``
+    is the store web-llm keeps model files in (``cache``, ``indexeddb``, ``opfs``).
+    """
 
     name = "webllm"
 
-    def __init__(self, *, app_config: dict[str, Any] | None = None, cache_backend: str = "cache",
-                 module_url: str = MODULE_URL, worker_url: str = WORKER_URL, engine_api: Any = ffi) -> None:
-        _check_cache_backend(cache_backend)  # now, before any worker starts
+    def __init__(self, *, app_config: dict[str, Any] | None = None, layout: StoreLayout | None = None,
+                 cache_backend: str = "cache", module_url: str = MODULE_URL, worker_url: str = WORKER_URL,
+                 engine_api: Any = ffi) -> None:
+        # Checked now, before any worker starts.
+        if layout is not None:
+            layout.check_backend(cache_backend)
+        elif cache_backend not in BACKENDS:
+            raise UsageError(f"cache backend must be one of {', '.join(BACKENDS)}, got {cache_backend!r}")
+        self.layout = layout
         self._app_config = app_config
         self._cache_backend = cache_backend
         self._module_url = module_url
@@ -101,8 +83,13 @@ class WebLLMBackend:
     async def _start_engine(self) -> Any:
         exports = await self._api.webllm_exports(self._module_url)
         self.version = parse_version(exports["version"])
-        config = dict(self._app_config or exports["prebuiltAppConfig"])
-        config.update(cache_options(self.version, self._cache_backend))
+        if self.layout is None:
+            self.layout = StoreLayout.for_version(self.version)
+        elif self.layout.version != self.version:
+            raise UsageError(f"the store layout is web-llm {self.layout.release}'s, but the vendored web-llm "
+                             f"is {exports['version']}: build the layout from static/vendor/VERSIONS.json")
+        config = self.layout.app_config_with(self._app_config or exports["prebuiltAppConfig"],
+                                             self._cache_backend)
         self.models = {m["model_id"]: m for m in config.get("model_list", [])}
         self.function_calling_ids = frozenset(exports.get("functionCallingModelIds") or ())
         self._engine = await self._api.create_engine(self._module_url, self._worker_url, config,
@@ -165,7 +152,7 @@ class WebLLMBackend:
         self._app_config = app_config
         if self._engine is None:
             return
-        config = {**app_config, **cache_options(self.version, self._cache_backend)}
+        config = self.layout.app_config_with(app_config, self._cache_backend)
         self.models = {m["model_id"]: m for m in config.get("model_list", [])}
         await self._api.engine_set_app_config(self._engine, config)
 

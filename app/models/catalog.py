@@ -21,19 +21,11 @@ from urllib.parse import urlsplit
 
 from app import ffi
 from app.errors import InvalidRequest, ModelNotFound, UsageError
+from app.models.layout import clean_model_url
 
 DEFAULT_CONTEXT = 4096
 USER_STORE = "models"
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}")  # fullmatch: "$" would let a trailing newline in
-
-
-def clean_model_url(url: str) -> str:
-    """The base URL web-llm fetches a model's files from (its ``cleanModelUrl``): a trailing slash,
-    and ``resolve/main/`` appended unless the URL already names a ``/resolve/<revision>/``."""
-    url = url if url.endswith("/") else url + "/"
-    if not re.match(r".+/resolve/.+/", url):
-        url += "resolve/main/"
-    return url
 
 
 def required_features(record: dict[str, Any]) -> frozenset[str]:

@@ -1,14 +1,16 @@
 """Download a model's files into web-llm's own store without loading it.
 
-Each file goes into the store, scope and key web-llm itself reads (see static/storage.js), so after a
-download web-llm's ``hasModelInCache`` is true and a later load fetches no weights. Files stream in
+Each file goes into the store, scope and key the vendored web-llm release itself reads (a
+:class:`app.models.layout.StoreLayout` says which), so after a download web-llm's ``hasModelInCache``
+is true and a later load fetches no weights. Files stream in
 4 at a time; bytes are counted as they arrive and summed over the parallel fetches into one
 :class:`DownloadProgress` with a smoothed rate and ETA. A file is committed only when whole: a cancel,
 a dropped connection or a reload leaves its received part staged, and the next download resumes it
 with an HTTP Range request; whole files already stored are not fetched again.
 
-    plan = await make_plan(info)                  # sizes, before anything is written
-    job = Download(plan, "cache", on_progress=print)
+    layout = StoreLayout.for_version("0.2.86")
+    plan = await make_plan(info, layout=layout)   # sizes, before anything is written
+    job = Download(plan, "cache", layout=layout, on_progress=print)
     await job.run()                               # or job.cancel() from elsewhere
 """
 
@@ -25,11 +27,8 @@ from typing import Any
 from app import ffi
 from app.errors import Aborted, AppError, ModelFetchFailed
 from app.models.catalog import ModelInfo
+from app.models.layout import SCOPES, StoreLayout
 
-CONFIG_SCOPE = "webllm/config"
-WASM_SCOPE = "webllm/wasm"
-MODEL_SCOPE = "webllm/model"
-SCOPES = (CONFIG_SCOPE, WASM_SCOPE, MODEL_SCOPE)
 CONCURRENCY = 4
 PHASES = ("planning", "downloading", "verifying", "done", "cancelled", "failed")
 
@@ -53,11 +52,13 @@ class Artifact:
 
 @dataclass(frozen=True, slots=True)
 class DownloadPlan:
-    """Every file a model needs, with sizes, known before any byte is stored."""
+    """Every file a model needs, with sizes, known before any byte is stored. ``release`` is the
+    web-llm release whose layout named the files (a plan is only good for that release)."""
 
     model_id: str
     artifacts: tuple[Artifact, ...]
     largest_tensor: int = 0
+    release: str = ""
     # The config and manifest as read while planning (not saved with the plan): committed as they
     # are, so they are not fetched twice and the stored manifest is the one the sizes came from.
     texts: dict[str, str] = field(default_factory=dict, compare=False)
@@ -71,55 +72,51 @@ class DownloadPlan:
         return sum(a.kind == "shard" for a in self.artifacts)
 
     def to_json(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "largest_tensor": self.largest_tensor,
+        return {"model_id": self.model_id, "largest_tensor": self.largest_tensor, "release": self.release,
                 "artifacts": [a.to_json() for a in self.artifacts]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DownloadPlan:
         return cls(data["model_id"], tuple(Artifact(**a) for a in data["artifacts"]),
-                   int(data.get("largest_tensor", 0)))
+                   int(data.get("largest_tensor", 0)), str(data.get("release", "")))
 
 
-def lib_is_cached(lib_url: str) -> bool:
-    """web-llm caches a model library only when it is an absolute URL not on localhost (it re-fetches
-    the others at every load, so downloading them ahead would store bytes web-llm never reads)."""
-    return lib_url.startswith("http") and "localhost" not in lib_url
-
-
-async def make_plan(model: ModelInfo, *, manifest_name: str = "tensor-cache.json", api: Any = ffi) -> DownloadPlan:
+async def make_plan(model: ModelInfo, *, layout: StoreLayout = StoreLayout(), api: Any = ffi) -> DownloadPlan:
     """Read the model's config and tensor manifest (and ask the server the size of the rest) without
-    storing anything."""
+    storing anything. Every name, scope and storetype comes from ``layout``."""
     if model.record.get("model_manifest") is not None:
         from app.errors import FeatureUnsupported
 
         raise FeatureUnsupported(f"{model.id} uses a model package manifest; load it to download it")
-    base = model.base_url
-    config_url = base + "mlc-chat-config.json"
-    manifest_url = base + manifest_name
-    config_text, manifest_text = await asyncio.gather(api.fetch_text(config_url), api.fetch_text(manifest_url))
+    base = layout.base_url(model.model_url)
+    config_url, manifest_url = layout.config_url(base), layout.manifest_url(base)
+    config_text, manifest_text = await asyncio.gather(api.fetch_text(config_url),
+                                                      api.fetch_text(manifest_url))
     try:
         config = json.loads(config_text)
         manifest = json.loads(manifest_text)
         records = manifest["records"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelFetchFailed(f"{model.id}: the config or tensor manifest is not valid JSON ({exc})") from None
-    files = config.get("tokenizer_files") or []
-    # The same choice web-llm's tokenizer loader makes.
-    tokenizer = "tokenizer.json" if "tokenizer.json" in files else "tokenizer.model" if "tokenizer.model" in files else None
-    sized = [(base + tokenizer, MODEL_SCOPE, "tokenizer")] if tokenizer else []
-    if lib_is_cached(model.lib_url):
-        sized.append((model.lib_url, WASM_SCOPE, "lib"))
-    sizes = await asyncio.gather(*(api.head_size(url) for url, _, _ in sized))
-    artifacts = [
-        Artifact(config_url, CONFIG_SCOPE, "arraybuffer", "config", len(config_text.encode()), True),
-        Artifact(manifest_url, MODEL_SCOPE, "json", "manifest", len(manifest_text.encode()), True),
-    ]
-    artifacts += [Artifact(url, scope, "arraybuffer", kind, size if size >= 0 else None)
-                  for (url, scope, kind), size in zip(sized, sizes)]
-    artifacts += [Artifact(base + r["dataPath"], MODEL_SCOPE, "arraybuffer", "shard", int(r["nbytes"]), True)
+    tokenizer = layout.tokenizer_url(base, config.get("tokenizer_files") or [])
+    sized = [("tokenizer", tokenizer)] if tokenizer else []
+    if layout.lib_is_cached(model.lib_url):
+        sized.append(("lib", model.lib_url))
+    sizes = await asyncio.gather(*(api.head_size(url) for _, url in sized))
+
+    def artifact(kind: str, url: str, size: int | None, exact: bool) -> Artifact:
+        key, scope, storetype = layout.artifact(kind, url)
+        return Artifact(key, scope, storetype, kind, size, exact)
+
+    artifacts = [artifact("config", config_url, len(config_text.encode()), True),
+                 artifact("manifest", manifest_url, len(manifest_text.encode()), True)]
+    artifacts += [artifact(kind, url, size if size >= 0 else None, False)
+                  for (kind, url), size in zip(sized, sizes)]
+    artifacts += [artifact("shard", layout.shard_url(base, r["dataPath"]), int(r["nbytes"]), True)
                   for r in records]
     largest = max((int(t.get("nbytes", 0)) for r in records for t in r.get("records", [])), default=0)
-    return DownloadPlan(model.id, tuple(artifacts), largest, {config_url: config_text, manifest_url: manifest_text})
+    return DownloadPlan(model.id, tuple(artifacts), largest, layout.release,
+                        {config_url: config_text, manifest_url: manifest_text})
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +173,14 @@ class Download:
     """One model download. ``run()`` returns the final progress or raises a typed error
     (:class:`Aborted` after ``cancel()``, :class:`ModelFetchFailed`, :class:`QuotaExceeded`)."""
 
-    def __init__(self, plan: DownloadPlan, backend: str, *, stored: dict[str, int] | None = None,
-                 staged: dict[str, int] | None = None, on_progress: Callable[[DownloadProgress], None] | None = None,
-                 concurrency: int = CONCURRENCY, api: Any = ffi, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, plan: DownloadPlan, backend: str, *, layout: StoreLayout = StoreLayout(),
+                 stored: dict[str, int] | None = None, staged: dict[str, int] | None = None,
+                 on_progress: Callable[[DownloadProgress], None] | None = None, concurrency: int = CONCURRENCY,
+                 api: Any = ffi, clock: Callable[[], float] = time.monotonic) -> None:
+        layout.check_backend(backend)
         self.plan = plan
         self.backend = backend
+        self.layout = layout
         self._api = api
         self._listeners = [on_progress] if on_progress else []
         self._concurrency = concurrency
@@ -189,7 +189,7 @@ class Download:
         stored = stored or {}
         self._counts = _Counts()
         for a in plan.artifacts:
-            if holds(a, stored, backend):
+            if holds(a, stored, backend, layout):
                 self._counts.by_url[a.url] = stored[a.url]
                 self._counts.done_files.add(a.url)
             elif staged and a.url in staged:
@@ -271,12 +271,14 @@ class Download:
         while queue and not self._cancelled and self._failure is None:
             artifact = queue.pop(0)
             text = self.plan.texts.get(artifact.url)
+            store = self.layout.store(self.backend, artifact.scope)
+            entry = self.layout.entry(self.backend, artifact.url, artifact.storetype)
             if text is not None:
-                await self._api.store_put_text(self.backend, artifact.scope, artifact.url, text, artifact.storetype)
+                await self._api.store_put_text(store, entry, text)
                 self._committed(artifact, artifact.size or 0)
                 continue
-            spec = {"url": artifact.url, "backend": self.backend, "scope": artifact.scope,
-                    "storetype": artifact.storetype, "expected": artifact.size if artifact.exact else -1}
+            spec = {"url": artifact.url, "store": store, "entry": entry,
+                    "expected": artifact.size if artifact.exact else -1}
             file = self._api.FileDownload(spec, lambda n, absolute, url=artifact.url: self._on_bytes(url, n, absolute))
             self._files[artifact.url] = file
             try:
@@ -301,33 +303,34 @@ class Download:
     async def discard(self) -> None:
         """Remove what this download wrote (whole files and staged parts): used when the browser
         refused to store more, so a failed download does not keep eating the space left."""
-        by_scope: dict[str, list[str]] = {}
+        by_scope: dict[str, list[dict[str, Any]]] = {}
         for artifact in self.committed:
-            by_scope.setdefault(artifact.scope, []).append(artifact.url)
-        await asyncio.gather(*(self._api.store_delete(self.backend, scope, urls) for scope, urls in by_scope.items()))
+            by_scope.setdefault(artifact.scope, []).append(self.layout.entry(self.backend, artifact.url))
+        await asyncio.gather(*(self._api.store_delete(self.layout.store(self.backend, scope), entries)
+                               for scope, entries in by_scope.items()))
         await self._api.staging_delete([a.url for a in self.plan.artifacts])
         self.committed.clear()
 
     async def _verify(self) -> None:
         """Every file is in web-llm's store, exact ones at their exact size (read back from the store)."""
-        stored = await stored_sizes(self.backend, self._api)
-        wrong = [a.url for a in self.plan.artifacts if not holds(a, stored, self.backend)]
+        stored = await stored_sizes(self.backend, self._api, layout=self.layout)
+        wrong = [a.url for a in self.plan.artifacts if not holds(a, stored, self.backend, self.layout)]
         if wrong:
             raise ModelFetchFailed(f"{self.plan.model_id}: {len(wrong)} file(s) missing or of the wrong size after "
                                    f"download, e.g. {wrong[0]}")
 
 
-def holds(artifact: Artifact, stored: dict[str, int], backend: str) -> bool:
-    """Whether ``stored`` (from :func:`stored_sizes`) has the whole file. web-llm's IndexedDB store
-    keeps the tensor manifest as a parsed object, whose size is not the served file's."""
+def holds(artifact: Artifact, stored: dict[str, int], backend: str, layout: StoreLayout = StoreLayout()) -> bool:
+    """Whether ``stored`` (from :func:`stored_sizes`) has the whole file. Sizes are compared only
+    where the store keeps the served bytes (web-llm's IndexedDB store keeps JSON files parsed)."""
     if artifact.url not in stored:
         return False
-    if not artifact.exact or (backend == "indexeddb" and artifact.storetype == "json"):
+    if not artifact.exact or not layout.keeps_served_bytes(backend, artifact.storetype):
         return True
     return stored[artifact.url] == artifact.size
 
 
-async def stored_sizes(backend: str, api: Any = ffi) -> dict[str, int]:
+async def stored_sizes(backend: str, api: Any = ffi, *, layout: StoreLayout = StoreLayout()) -> dict[str, int]:
     """``{url: bytes}`` of every file in web-llm's ``backend`` store, across its three scopes."""
-    listings = await asyncio.gather(*(api.store_list(backend, scope) for scope in SCOPES))
-    return {e["url"]: int(e["bytes"]) for entries in listings for e in entries}
+    listings = await asyncio.gather(*(api.store_list(layout.store(backend, scope)) for scope in SCOPES))
+    return {e["key"]: int(e["bytes"]) for entries in listings for e in entries}

@@ -1,6 +1,8 @@
 """The state of every model, and the actions on it: download, cancel, load, unload, delete, evict.
 
-    manager = ModelManager(catalog, WebLLMBackend(app_config=catalog.app_config()), emit=events.append)
+    layout = StoreLayout.for_version(versions["@mlc-ai/web-llm"])     # the vendored release's store layout
+    manager = ModelManager(catalog, WebLLMBackend(app_config=catalog.app_config(), layout=layout),
+                           layout=layout, emit=events.append)
     await manager.download("my-model", on_progress=print)   # refuses with InsufficientStorage first
     (await manager.status("my-model")).state                 # "downloaded"
     await manager.load("my-model")
@@ -26,6 +28,7 @@ from app import ffi
 from app.errors import Aborted, AppError, InsufficientStorage, ModelNotLoaded, QuotaExceeded
 from app.models.catalog import Catalog
 from app.models.download import Download, DownloadPlan, DownloadProgress, holds, make_plan, stored_sizes
+from app.models.layout import StoreLayout
 from app.models.status import STATES, ModelState, ModelStatus  # noqa: F401 (STATES, ModelState: public here too)
 from app.storage import Storage
 
@@ -33,18 +36,22 @@ SIZES_STORE = "sizes"
 
 
 class ModelManager:
-    """See the module docstring. ``backend`` is an :class:`app.backends.webllm.WebLLMBackend`."""
+    """See the module docstring. ``backend`` is an :class:`app.backends.webllm.WebLLMBackend`;
+    ``layout`` is the store layout of the vendored web-llm release (default: the pinned release),
+    ``cache_backend`` the store downloads go to (``cache``, ``indexeddb``, ``opfs``: give the
+    backend the same one)."""
 
-    def __init__(self, catalog: Catalog, backend: Any, *, storage: Storage | None = None,
-                 cache_backend: str = "cache", manifest_name: str = "tensor-cache.json",
+    def __init__(self, catalog: Catalog, backend: Any, *, layout: StoreLayout | None = None,
+                 storage: Storage | None = None, cache_backend: str = "cache",
                  emit: Callable[[dict[str, Any]], None] | None = None, api: Any = ffi,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        self.layout = layout or (storage.layout if storage is not None else StoreLayout())
+        self.layout.check_backend(cache_backend)  # now, not at the first download
         self.catalog = catalog
         self.backend = backend
-        self.storage = storage or Storage(catalog, api=api)
+        self.storage = storage or Storage(catalog, layout=self.layout, api=api)
         self.cache_backend = cache_backend
         self.persisted: bool | None = None  # what the browser answered to persist(), once asked
-        self._manifest_name = manifest_name
         self._emit = emit or (lambda event: None)
         self._api = api
         self._clock = clock
@@ -64,14 +71,21 @@ class ModelManager:
         if model_id in self._plans:
             return self._plans[model_id]
         info = self.catalog.get(model_id)
-        saved = await self._api.kv_get(SIZES_STORE, model_id)
-        if saved is not None:
-            plan = DownloadPlan.from_json(saved)
-        else:
-            plan = await make_plan(info, manifest_name=self._manifest_name, api=self._api)
+        plan = await self._saved_plan(model_id)
+        if plan is None:
+            plan = await make_plan(info, layout=self.layout, api=self._api)
             await self._api.kv_put(SIZES_STORE, model_id, plan.to_json())
         self._plans[model_id] = plan
         return plan
+
+    async def _saved_plan(self, model_id: str) -> DownloadPlan | None:
+        """The plan remembered from an earlier visit, if it was made for this web-llm release (its
+        files are named by that release's layout)."""
+        saved = await self._api.kv_get(SIZES_STORE, model_id)
+        if saved is None:
+            return None
+        plan = DownloadPlan.from_json(saved)
+        return plan if plan.release == self.layout.release else None
 
     async def download_size(self, model_id: str) -> int:
         return (await self.plan(model_id)).total_bytes
@@ -87,14 +101,11 @@ class ModelManager:
         if job is not None:
             p = job.progress
             return ModelStatus(model_id, "downloading", p.bytes_done, p.bytes_total, p.files_done, p.files_total, p)
-        stored = await stored_sizes(self.cache_backend, self._api)
+        stored = await stored_sizes(self.cache_backend, self._api, layout=self.layout)
         staged = await self._api.staging_list()
-        plan = self._plans.get(model_id)
-        if plan is None:
-            saved = await self._api.kv_get(SIZES_STORE, model_id)
-            plan = DownloadPlan.from_json(saved) if saved is not None else None
+        plan = self._plans.get(model_id) or await self._saved_plan(model_id)
         if plan is not None:
-            files = [a for a in plan.artifacts if holds(a, stored, self.cache_backend)]
+            files = [a for a in plan.artifacts if holds(a, stored, self.cache_backend, self.layout)]
             have = sum(stored[a.url] for a in files) + sum(staged.get(a.url, 0) for a in plan.artifacts
                                                             if a not in files)
             state = "downloaded" if len(files) == len(plan.artifacts) else "partial" if have else "not-downloaded"
@@ -146,9 +157,9 @@ class ModelManager:
         self._errors.pop(model_id, None)
         try:
             plan = await self.plan(model_id)
-            stored, staged = await asyncio.gather(stored_sizes(self.cache_backend, self._api),
-                                                  self._api.staging_list())
-            job = Download(plan, self.cache_backend, stored=stored, staged=staged,
+            stored, staged = await asyncio.gather(
+                stored_sizes(self.cache_backend, self._api, layout=self.layout), self._api.staging_list())
+            job = Download(plan, self.cache_backend, layout=self.layout, stored=stored, staged=staged,
                            on_progress=lambda p: self._progress(model_id, p), api=self._api, clock=self._clock)
             await self._check_space(model_id, job.remaining_bytes)
             if self.persisted is None:

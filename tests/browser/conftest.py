@@ -59,6 +59,26 @@ def dist() -> Path:
     return build.build(os.environ.get("WEB_LLM") or None)
 
 
+@pytest.fixture(scope="session")
+def dist_of(dist):
+    """Factory: ``dist_of("0.2.79")`` is a site vendoring that web-llm release, built once per session
+    by build.py's own ``--web-llm`` beside dist/ (in .cache/, so dist/ stays the pinned build; the
+    release's npm install is cached there too). ``dist_of(None)`` is dist/."""
+    import json
+
+    built: dict[str, Path] = {}
+
+    def get(release: str | None) -> Path:
+        vendored = json.loads((dist / "static/vendor/VERSIONS.json").read_text())["@mlc-ai/web-llm"]
+        if release is None or release == vendored:
+            return dist
+        if release not in built:
+            built[release] = build.build(release, out=build.CACHE / f"dist-web-llm-{release}")
+        return built[release]
+
+    return get
+
+
 @dataclass
 class Site:
     """A running static server: ``url`` ends with the served prefix; ``log`` holds request paths."""

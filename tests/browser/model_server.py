@@ -1,11 +1,14 @@
 """A synthetic web-llm model served on 127.0.0.1, the way Hugging Face serves one.
 
 Files live under ``/<org>/<name>/resolve/main/`` (config, tokenizer, tensor manifest, shards of
-random bytes) and the model library under ``/libs/``. The server answers GET, HEAD, OPTIONS and
-single HTTP ranges with CORS headers, and counts requests and body bytes per path, so tests can
-assert what the browser fetched. Faults are set per path: ``drop_after`` closes the connection after
-n body bytes (once); ``hold_after`` sends n bytes and then waits until ``release()`` (with both at
-the same n, the drop comes after the release, once the test knows the page has read those bytes).
+random bytes) and the model library under ``/libs/``. The tensor manifest is named the way one
+web-llm release reads it: ``manifest="ndarray-cache.json"`` for 0.2.79, ``tensor-cache.json`` (the
+default) from 0.2.80; the server has no file of the other name, so asking for it is a 404. The
+server answers GET, HEAD, OPTIONS and single HTTP ranges with CORS headers, and counts requests and
+body bytes per path, so tests can assert what the browser fetched. Faults are set per path:
+``drop_after`` closes the connection after n body bytes (once); ``hold_after`` sends n bytes and
+then waits until ``release()`` (with both at the same n, the drop comes after the release, once the
+test knows the page has read those bytes).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class SyntheticModel:
     shard_bytes: int = 1 << 20
     org: str = "synth"
     seed: int = 1
+    manifest: str = "tensor-cache.json"
     files: dict[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -41,7 +45,7 @@ class SyntheticModel:
             records.append({"dataPath": f"params_shard_{i}.bin", "format": "raw-shard", "nbytes": len(data),
                             "records": [{"name": f"w{i}", "shape": [len(data) // 4], "dtype": "float32",
                                          "format": "f32-to-bf16", "nbytes": len(data) // 4 * 4, "byteOffset": 0}]})
-        self.files[base + "tensor-cache.json"] = json.dumps({"metadata": {"ParamSize": self.shards},
+        self.files[base + self.manifest] = json.dumps({"metadata": {"ParamSize": self.shards},
                                                              "records": records}).encode()
         self.files[base + "mlc-chat-config.json"] = json.dumps({
             "model_type": "llama", "context_window_size": 2048, "tokenizer_files": ["tokenizer.json"],
@@ -52,6 +56,10 @@ class SyntheticModel:
     @property
     def base_path(self) -> str:
         return f"/{self.org}/{self.name}/resolve/main/"
+
+    @property
+    def manifest_path(self) -> str:
+        return self.base_path + self.manifest
 
     @property
     def total_bytes(self) -> int:

@@ -54,7 +54,7 @@ def stored_bytes(model, backend):
     keeps the tensor manifest as a parsed object (measured as compact JSON)."""
     if backend != "indexeddb":
         return model.total_bytes
-    manifest = model.files[model.base_path + "tensor-cache.json"]
+    manifest = model.files[model.manifest_path]
     return model.total_bytes + len(json.dumps(json.loads(manifest), separators=(",", ":"))) - len(manifest)
 
 

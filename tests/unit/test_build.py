@@ -83,3 +83,18 @@ def test_versions_are_recorded(tmp_path):
     assert versions["@mlc-ai/web-llm"] == pkg["@mlc-ai/web-llm"]
     assert versions["pyodide"] == pkg["pyodide"]
     assert versions["wheels"]["pydantic"] == build.WHEELS["pydantic"]
+
+
+def test_another_release_builds_beside_dist_without_touching_it():
+    dist = build.build()
+    other = build.build("0.2.79", out=build.CACHE / "dist-web-llm-0.2.79")  # the browser tests' copy
+    assert json.loads((other / "static/vendor/VERSIONS.json").read_text())["@mlc-ai/web-llm"] == "0.2.79"
+    pinned = json.loads((build.ROOT / "package.json").read_text())["dependencies"]["@mlc-ai/web-llm"]
+    assert json.loads((dist / "static/vendor/VERSIONS.json").read_text())["@mlc-ai/web-llm"] == pinned
+    assert build.build("0.2.79", out=other) == other and (other / ".stamp").exists()  # fresh: not rebuilt
+
+
+def test_out_is_for_building_only(capsys):
+    with pytest.raises(SystemExit):
+        build.main(["--out", "elsewhere", "serve"])
+    assert "--out is for building only" in capsys.readouterr().err

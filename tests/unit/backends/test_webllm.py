@@ -4,12 +4,7 @@ import asyncio
 
 import pytest
 
-from app.backends.webllm import (
-    WebLLMBackend,
-    cache_options,
-    parse_version,
-    tensor_manifest_name,
-)
+from app.backends.webllm import WebLLMBackend
 from app.errors import (
     DeviceLost,
     ModelFetchFailed,
@@ -19,6 +14,7 @@ from app.errors import (
     ShaderF16Unsupported,
     UsageError,
 )
+from app.models.layout import StoreLayout, parse_version
 from app.params import ChatRequest
 from tests.unit.conftest import run
 from tests.unit.fakes import HERMES, LLAMA, PHI_1K, QWEN_F16, FakeEngineApi, within
@@ -31,47 +27,6 @@ def request(**kw):
 
 
 # ---------------------------------------------------------------- versions and caches
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("0.2.79", (0, 2, 79)), ("0.2.80", (0, 2, 80)), ("0.2.83", (0, 2, 83)), ("0.2.86", (0, 2, 86)),
-    ("^0.2.86", (0, 2, 86)),
-])
-def test_parse_version(text, expected):
-    assert parse_version(text) == expected
-
-
-def test_parse_version_rejects_text_without_a_version():
-    with pytest.raises(ValueError, match="not a web-llm version"):
-        parse_version("latest")
-
-
-@pytest.mark.parametrize("version, manifest", [
-    ((0, 2, 79), "ndarray-cache.json"), ((0, 2, 80), "tensor-cache.json"),
-    ((0, 2, 83), "tensor-cache.json"), ((0, 2, 86), "tensor-cache.json"),
-])
-def test_tensor_manifest_name_follows_the_rename_in_0_2_80(version, manifest):
-    assert tensor_manifest_name(version) == manifest
-
-
-@pytest.mark.parametrize("version, backend, expected", [
-    ((0, 2, 79), "cache", {"useIndexedDBCache": False}),
-    ((0, 2, 79), "indexeddb", {"useIndexedDBCache": True}),
-    ((0, 2, 80), "cache", {"useIndexedDBCache": False}),
-    ((0, 2, 80), "indexeddb", {"useIndexedDBCache": True}),
-    ((0, 2, 83), "cache", {"cacheBackend": "cache"}),
-    ((0, 2, 83), "opfs", {"cacheBackend": "opfs"}),
-    ((0, 2, 86), "indexeddb", {"cacheBackend": "indexeddb"}),
-    ((0, 2, 86), "opfs", {"cacheBackend": "opfs"}),
-])
-def test_cache_options_per_version(version, backend, expected):
-    assert cache_options(version, backend) == expected
-
-
-@pytest.mark.parametrize("version", [(0, 2, 79), (0, 2, 80)])
-def test_opfs_before_0_2_83_is_a_usage_error(version):
-    with pytest.raises(UsageError, match="no OPFS cache"):
-        cache_options(version, "opfs")
 
 
 def test_unknown_cache_backend_is_rejected_at_construction():
@@ -100,7 +55,7 @@ def test_engine_gets_the_cache_keys_of_the_vendored_npm_version(npm, model_versi
 
 def test_opfs_with_an_old_web_llm_fails_before_a_worker_starts():
     async def scenario():
-        api = FakeEngineApi(version="0.2.80", model_version="v0_2_80")
+        api = FakeEngineApi(version="0.2.83", model_version="v0_2_80")
         backend = WebLLMBackend(cache_backend="opfs", engine_api=api)
         with pytest.raises(UsageError, match="no OPFS cache"):
             await backend.load(LLAMA)
@@ -109,6 +64,48 @@ def test_opfs_with_an_old_web_llm_fails_before_a_worker_starts():
     api, backend = run(within(scenario()))
     assert api.names() == ["webllm_exports"]
     assert backend.loaded is None
+
+
+@pytest.mark.parametrize("release, backend_name, expected", [
+    ("0.2.79", "cache", {"useIndexedDBCache": False}),
+    ("0.2.86", "opfs", {"cacheBackend": "opfs"}),
+])
+def test_a_given_layout_makes_the_cache_keys_and_replaces_the_prebuilt_ones(release, backend_name, expected):
+    class Api(FakeEngineApi):
+        async def engine_set_app_config(self, handle, app_config):
+            self._log("engine_set_app_config", handle, app_config)
+
+    async def scenario():
+        api = Api(version=release)
+        app_config = {"model_list": api.model_list, "cacheBackend": "indexeddb", "useIndexedDBCache": True}
+        backend = WebLLMBackend(app_config=app_config, layout=StoreLayout.for_version(release),
+                                cache_backend=backend_name, engine_api=api)
+        await backend.load(LLAMA)
+        await backend.set_app_config(app_config)
+        return api
+
+    api = run(within(scenario()))
+    [create] = [c for c in api.calls if c.name == "create_engine"]
+    [update] = [c for c in api.calls if c.name == "engine_set_app_config"]
+    for config in (create.args[2], update.args[1]):
+        assert {k: v for k, v in config.items() if k in ("cacheBackend", "useIndexedDBCache")} == expected
+
+
+def test_a_layout_can_refuse_a_store_before_anything_starts():
+    with pytest.raises(UsageError, match="no OPFS cache"):
+        WebLLMBackend(layout=StoreLayout.for_version("0.2.79"), cache_backend="opfs",
+                      engine_api=FakeEngineApi())
+
+
+def test_a_layout_for_another_release_than_the_vendored_one_is_refused_at_start():
+    async def scenario():
+        api = FakeEngineApi(version="0.2.86")
+        backend = WebLLMBackend(layout=StoreLayout.for_version("0.2.79"), engine_api=api)
+        with pytest.raises(UsageError, match="0.2.79.*0.2.86"):
+            await backend.load(LLAMA)
+        return api
+
+    assert run(within(scenario())).names() == ["webllm_exports"]
 
 
 # ---------------------------------------------------------------- loading

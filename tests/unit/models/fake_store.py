@@ -1,10 +1,12 @@
 """A fake of the storage half of ``app.ffi`` (what static/storage.js does in the browser), in memory.
 
-It follows the real functions' shapes: ``store_list`` gives ``[{"url", "bytes"}]`` per backend and
-scope, ``FileDownload(spec, on_progress)`` streams a served file in chunks (reporting
-``(n, absolute)``), stages what arrived when cancelled or cut, resumes from the staged offset, and
-commits only a whole file. ``files`` is the "server": url -> bytes; ``cut`` makes one fetch of a url
-fail after n bytes; ``gate`` pauses a url's stream until the event is set.
+It follows the real functions' shapes: ``store_list(store)`` gives ``[{"key", "bytes"}]`` of the
+store a spec from app.models.layout names (``stores`` is keyed ``(type, name)``: ``("cache",
+"webllm/model")``, ``("opfs", "tvmjs-opfs-store/webllm/model")``), ``FileDownload(spec,
+on_progress)`` streams a served file in chunks (reporting ``(n, absolute)``), stages what arrived
+when cancelled or cut, resumes from the staged offset, and commits only a whole file. ``files`` is
+the "server": url -> bytes; ``cut`` makes one fetch of a url fail after n bytes; ``gate`` pauses a
+url's stream until the event is set.
 """
 
 from __future__ import annotations
@@ -33,22 +35,31 @@ class FakeStoreApi:
         self.cut: dict[str, int] = {}
         self.gate: dict[str, asyncio.Event] = {}
         self.persist_answer = True
+        self.put_texts: list[tuple[dict, dict]] = []  # (store, entry) of every store_put_text
+        self.specs: list[dict[str, Any]] = []  # every FileDownload spec
 
     # ------------------------------------------------------------------ web-llm's stores
-    async def store_list(self, backend: str, scope: str) -> list[dict[str, Any]]:
-        return [{"url": u, "bytes": n} for u, n in self.stores.get((backend, scope), {}).items()]
+    @staticmethod
+    def place(store: dict[str, Any]) -> tuple[str, str]:
+        """A store spec's key in ``stores``."""
+        name = store.get("name") or store.get("database") or "/".join(store.get("directory", ()))
+        return store["type"], name
 
-    async def store_delete(self, backend: str, scope: str, urls: list[str]) -> None:
-        for url in urls:
-            self.stores.get((backend, scope), {}).pop(url, None)
+    async def store_list(self, store: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"key": u, "bytes": n} for u, n in self.stores.get(self.place(store), {}).items()]
 
-    async def store_put_text(self, backend: str, scope: str, url: str, text: str, storetype: str) -> None:
-        self._commit(backend, scope, url, len(text.encode()))
+    async def store_delete(self, store: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+        for entry in entries:
+            self.stores.get(self.place(store), {}).pop(entry["key"], None)
 
-    def _commit(self, backend: str, scope: str, url: str, n: int) -> None:
+    async def store_put_text(self, store: dict[str, Any], entry: dict[str, Any], text: str) -> None:
+        self.put_texts.append((store, entry))
+        self._commit(self.place(store), entry["key"], len(text.encode()))
+
+    def _commit(self, place: tuple[str, str], url: str, n: int) -> None:
         if self.usage() + n > self.quota:
             raise QuotaExceeded("the browser refused to store more")
-        self.stores.setdefault((backend, scope), {})[url] = n
+        self.stores.setdefault(place, {})[url] = n
 
     def usage(self) -> int:
         return sum(sum(s.values()) for s in self.stores.values()) + sum(self.staged.values())
@@ -75,6 +86,7 @@ class FakeStoreApi:
         return len(self.files[url])
 
     def FileDownload(self, spec: dict[str, Any], on_progress) -> FakeFileDownload:
+        self.specs.append(spec)
         return FakeFileDownload(self, spec, on_progress)
 
     async def storage_estimate(self) -> dict[str, Any]:
@@ -134,5 +146,5 @@ class FakeFileDownload:
             api.sent[url] += n
             self.on_progress(n, False)
         api.staged.pop(url, None)
-        api._commit(self.spec["backend"], self.spec["scope"], url, got)
+        api._commit(api.place(self.spec["store"]), self.spec["entry"]["key"], got)
         return got

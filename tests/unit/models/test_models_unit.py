@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from app.errors import Aborted, InsufficientStorage, InvalidRequest, ModelFetchFailed, ModelNotFound, QuotaExceeded
-from app.models.catalog import Catalog, ModelInfo, clean_model_url, validate_record
+from app.models.catalog import Catalog, ModelInfo, validate_record
 from app.models.download import Download, RateMeter, make_plan
 from app.models.manager import ModelManager
 from app.runtime import WebGPUReport
@@ -57,12 +57,6 @@ def setup(quota: int = 10**12):
 
 
 # ------------------------------------------------------------------ catalog
-
-
-def test_clean_model_url_matches_webllms_rule():
-    assert clean_model_url("https://hf.co/org/m") == "https://hf.co/org/m/resolve/main/"
-    assert clean_model_url("https://hf.co/org/m/") == "https://hf.co/org/m/resolve/main/"
-    assert clean_model_url("https://hf.co/org/m/resolve/v2/") == "https://hf.co/org/m/resolve/v2/"
 
 
 @pytest.mark.parametrize("bad, param", [
