@@ -112,3 +112,26 @@ def test_download_is_in_the_vendored_releases_store(page, serve, dist_of, server
     if backend == "indexeddb":
         assert config_in_indexeddb(page, server, model) == facts["config_in_indexeddb"]
     watch.assert_clean()
+
+
+@pytest.mark.parametrize("release", ["0.2.79", "0.2.86"])
+def test_the_models_panel_downloads_into_the_vendored_releases_store(page, serve, dist_of, server, release,
+                                                                      tmp_path_factory):
+    """The page's own wiring (app/session.py reads VERSIONS.json): the user clicks Download."""
+    model, facts = MODELS[release], RELEASES[release]
+    config = tmp_path_factory.mktemp(f"panel-{release}") / "chat-config.json"
+    config.write_text(json.dumps({"model": None, "app_config": {"model_list": [server.record(model)]}}))
+    site = serve("/", root=dist_of(release), overlay={"static/chat-config.json": config})
+    watch = open_app(page, site, allowed=(server.origin,))
+    page.wait_for_selector("#chat[data-state=ready]")
+    page.click("#models summary")
+    page.wait_for_selector("#models[data-state=ready]")
+    page.fill("#model-search", model.name)
+    page.locator(f"#model-list li[data-id='{model.name}'] button.pick").click()
+    page.wait_for_selector(f"#model-detail[data-id='{model.name}']")
+    page.click("#model-download")
+    page.wait_for_selector("#model-detail[data-state=downloaded]", timeout=60_000)
+    assert has_model_in_cache(page, server, model, facts["app_config"]["cache"]) is True
+    asked = {path.rsplit("/", 1)[-1] for path in server.requests}
+    assert facts["manifest"] in asked and not asked & (set(MANIFESTS) - {facts["manifest"]}), server.requests
+    watch.assert_clean()
