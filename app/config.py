@@ -140,6 +140,9 @@ class PageConfig:
     offline: bool | str = False
     builtin: bool = True  # Chrome's built-in model (Prompt API) is a route when the browser has one
     limits: RequestLimits = field(default_factory=RequestLimits)
+    # Origins whose pages may frame this app (static/widget.js, or any <iframe>). None of them by
+    # default: then only the app's own origin may, and a page framed by anything else refuses to run.
+    embed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PageConfig:
@@ -158,7 +161,28 @@ class PageConfig:
         if not isinstance(builtin, bool):
             raise UsageError(f"builtin must be true or false, got {builtin!r}")
         return cls(model=d.get("model", DEFAULT_MODEL) or None, app_config=app_config, policy=policy, cloud=cloud,
-                   offline=offline, builtin=builtin, limits=RequestLimits.from_dict(d.get("limits")))
+                   offline=offline, builtin=builtin, limits=RequestLimits.from_dict(d.get("limits")),
+                   embed_hosts=_embed_hosts(d.get("embed")))
+
+
+def _embed_hosts(embed: Any) -> tuple[str, ...]:
+    """``embed.allowed_hosts``: exact origins (scheme://host[:port]); a wildcard or a path is refused,
+    so a deployer cannot allow more than they named."""
+    if embed is None:
+        return ()
+    if not isinstance(embed, dict) or set(embed) - {"allowed_hosts"}:
+        raise UsageError('embed must be an object {"allowed_hosts": ["https://host.example"]}')
+    hosts = embed.get("allowed_hosts", [])
+    if not isinstance(hosts, list):
+        raise UsageError("embed.allowed_hosts must be a list of origins")
+    out = []
+    for host in hosts:
+        parts = urlsplit(host) if isinstance(host, str) else None
+        if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or "*" in host
+                or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username):
+            raise UsageError(f"embed.allowed_hosts: {host!r} is not an origin like https://host.example")
+        out.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@
 //   WebGPUChat.on("delta", (e) => ...)   // events: ready, start, delta, done, error, open, close
 //   WebGPUChat.ready                 // a promise, resolved with the ready event
 //
+// The app runs only on sites its deployer allows (static/chat-config.json, embed.allowed_hosts); the
+// iframe is sandboxed (no top navigation). Its conversations are kept apart, one space per site.
 // Messages from the iframe are accepted only from the app's origin and the iframe's window; messages
 // to it are posted only to the app's origin. The app in turn only listens to, and only answers, the
 // origin of this page (app/ui/embed.py). Options: data-model (a model id), data-policy (priority,
@@ -39,6 +41,10 @@
   frame.src = src.href;
   frame.title = opt.title || "Chat";
   frame.allow = "clipboard-write";
+  // The chat may run scripts in its own origin (its storage, its models), open links in new tabs,
+  // submit its own composer and ask before deleting; it may never navigate this page away.
+  frame.setAttribute("sandbox", "allow-scripts allow-same-origin allow-popups " +
+    "allow-popups-to-escape-sandbox allow-forms allow-modals");
   frame.style.cssText = "border:0;width:100%;height:100%;display:block;background:transparent";
 
   const box = document.createElement("div");

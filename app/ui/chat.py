@@ -141,6 +141,36 @@ class KvStore:
         return await self._api.kv_items(self._store)
 
 
+class ScopedKv:
+    """One scope of a :class:`KeyValue`: keys ``<scope>|<key>`` (scope "" is the page's own, plain keys).
+    ``items()`` lists only this scope's entries, so an embedded chat (app.ui.embed.conversation_scope)
+    never sees the user's conversations, nor they its."""
+
+    SEP = "|"
+
+    def __init__(self, inner: KeyValue, scope: str) -> None:
+        self._inner = inner
+        self._prefix = f"{scope}{self.SEP}" if scope else ""
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    async def get(self, key: str) -> Any:
+        return await self._inner.get(self._key(key))  # type: ignore[attr-defined]
+
+    async def put(self, key: str, value: Any) -> None:
+        await self._inner.put(self._key(key), value)
+
+    async def delete(self, key: str) -> None:
+        await self._inner.delete(self._key(key))
+
+    async def items(self) -> dict[str, Any]:
+        everything = await self._inner.items()
+        if self._prefix:
+            return {k[len(self._prefix):]: v for k, v in everything.items() if k.startswith(self._prefix)}
+        return {k: v for k, v in everything.items() if self.SEP not in k}
+
+
 def _context_window(client: Any, history: list[dict[str, Any]]) -> int | None:
     """The context the client's backend offers for this history (a router: its largest route)."""
     from app.params import ChatRequest

@@ -94,6 +94,28 @@ class HostBridge:
         self.scope.dispose()
 
 
+def refusal(own_origin: str, ancestors: list[str] | None, allowed_hosts: tuple[str, ...]) -> str | None:
+    """Why this page must not run where it is, or None. ``ancestors``: the origins of the pages that
+    frame it, nearest first ([] when it is the top page; None when the browser cannot tell, which
+    counts as a stranger). Every ancestor must be the app's own origin or an allowed host: a page that
+    frames an allowed host cannot borrow its permission (clickjacking through a host)."""
+    if ancestors == []:
+        return None
+    allowed = {own_origin, *allowed_hosts}
+    strangers = [a for a in (ancestors or ["an unknown page"]) if a not in allowed]
+    if not strangers:
+        return None
+    return (f"This chat cannot run inside {strangers[0]}: that site is not allowed to embed it. "
+            "Open it in its own tab instead. (Its deployer lists the sites allowed to embed it in "
+            "static/chat-config.json, embed.allowed_hosts.)")
+
+
+def conversation_scope(host: str | None) -> str:
+    """Where a chat keeps its conversations: the page's own, or one space per embedding host, so an
+    embedded chat never reads or continues the user's other conversations."""
+    return "" if not host else f"embed:{host}"
+
+
 def check_option(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise UsageError(f"embed option {name} must be one of {', '.join(allowed)}; got {value!r}")

@@ -13,7 +13,8 @@ from typing import Any
 
 from app import ffi
 from app.session import Session, open_session
-from app.ui.chat import ChatState, KvStore
+from app.errors import UsageError
+from app.ui.chat import ChatState, KvStore, ScopedKv
 from app.ui.view import App, spawn
 
 current: App | None = None  # the mounted app (tests and the host API reach it here)
@@ -25,7 +26,7 @@ async def mount(gpu: Awaitable[Any]) -> App:
     """Build and show the chat; ``gpu`` resolves to the page's WebGPUReport."""
     global current
     from app.config import POLICIES
-    from app.ui.embed import check_option
+    from app.ui.embed import check_option, conversation_scope, host_origin, refusal
     from app.ui.view import THEMES
 
     settings_store = KvStore("settings")
@@ -42,7 +43,16 @@ async def mount(gpu: Awaitable[Any]) -> App:
         if query.get("theme"):
             theme = check_option("theme", query["theme"], THEMES)
     session = await open_session(kv=settings_store, overrides=overrides or None)
-    chat = ChatState(connect=session.client, kv=KvStore("conversations"), settings=session.settings)
+    # Before any conversation is read or any control answers: run only where this app may be framed.
+    where = ffi.framing()
+    why = refusal(where["own"], where["ancestors"], session.config.embed_hosts)
+    if why is not None:
+        refuse(why)
+        raise EmbeddingRefused(why)
+    # An embedded chat keeps its conversations apart, one space per embedding site.
+    framer = where["ancestors"][0] if where["ancestors"] else None
+    scope = conversation_scope(framer or (host_origin(query.get("host")) if embed else None))
+    chat = ChatState(connect=session.client, kv=ScopedKv(KvStore("conversations"), scope), settings=session.settings)
     await chat.load()
     current = App(chat, session, settings_store, str(theme))
     # The picker needs web-llm's module (6 MB) for its catalog: it loads when the panel is opened,
@@ -68,6 +78,17 @@ async def mount(gpu: Awaitable[Any]) -> App:
     if session.config.offline:
         ffi.register_service_worker("sw.js", even_automated=session.config.offline == "always")
     return current
+
+
+class EmbeddingRefused(UsageError):
+    """The page is framed by a site not allowed to embed it: nothing was mounted."""
+
+
+def refuse(why: str) -> None:
+    """Show why the app does not run here, and nothing else of it."""
+    ffi.set_hidden("main", True)
+    ffi.set_text("status", why)
+    ffi.set_body_state("refused")
 
 
 async def _mount_models_safely(session: Session) -> None:
