@@ -49,9 +49,14 @@ STOP = "() => { window.__measure = false; return [window.__long, window.__gap, w
 
 # Counts the app's proxies: every ffi.create_proxy result, and whether it was destroyed since.
 TRACK_PROXIES = """
-import app.ffi as _ffi
+import app.ffi._core as _ffi  # every bridge module creates its proxies through _core.create_proxy
 from pyodide.ffi import create_proxy as _real_create_proxy
-_probe = _ffi._js_function("proxy_alive", "p", "try { p.toString(); return true; } catch (e) { return false; }")
+def _probe(p):  # a destroyed proxy throws when JS calls it
+    try:
+        p.toString()
+        return True
+    except Exception:
+        return False
 _made = []
 created = [0]
 def _counting_create_proxy(obj, *args, **kwargs):
