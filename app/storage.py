@@ -17,10 +17,10 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from app import ffi
 from app.errors import UsageError
+from app.ffi import storage as bridge
+from app.ffi.storage import StorageBridge
 from app.models.catalog import Catalog
 from app.models.download import SCOPES, WASM_SCOPE
 
@@ -78,9 +78,9 @@ class Quota:
 
 
 class Storage:
-    """See the module docstring. ``api`` is :mod:`app.ffi` (a fake of it under CPython)."""
+    """See the module docstring. ``api`` is :mod:`app.ffi.storage` (a fake of it under CPython)."""
 
-    def __init__(self, catalog: Catalog, *, api: Any = ffi, clock: Callable[[], float] = time.time,
+    def __init__(self, catalog: Catalog, *, api: StorageBridge = bridge, clock: Callable[[], float] = time.time,
                  backends: Iterable[str] = BACKENDS) -> None:
         self._catalog = catalog
         self._api = api

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from app import ffi
 from app.backends.base import Capabilities
 from app.errors import Aborted, DeviceLost, ModelNotFound, ModelNotLoaded, ShaderF16Unsupported, UsageError
+from app.ffi import engine
+from app.ffi.engine import EngineBridge
 from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from app.models.catalog import DEFAULT_CONTEXT, required_features
 from app.params import ChatRequest
@@ -64,7 +65,7 @@ class WebLLMBackend:
     name = "webllm"
 
     def __init__(self, *, app_config: dict[str, Any] | None = None, cache_backend: str = "cache",
-                 module_url: str = MODULE_URL, worker_url: str = WORKER_URL, engine_api: Any = ffi) -> None:
+                 module_url: str = MODULE_URL, worker_url: str = WORKER_URL, engine_api: EngineBridge = engine) -> None:
         _check_cache_backend(cache_backend)  # now, before any worker starts
         self._app_config = app_config
         self._cache_backend = cache_backend

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app import ffi
 from app.errors import Aborted, AppError, ModelFetchFailed
+from app.ffi import storage as bridge
+from app.ffi.storage import StorageBridge
 from app.models.catalog import ModelInfo
 
 CONFIG_SCOPE = "webllm/config"
@@ -86,7 +87,7 @@ def lib_is_cached(lib_url: str) -> bool:
     return lib_url.startswith("http") and "localhost" not in lib_url
 
 
-async def make_plan(model: ModelInfo, *, manifest_name: str = "tensor-cache.json", api: Any = ffi) -> DownloadPlan:
+async def make_plan(model: ModelInfo, *, manifest_name: str = "tensor-cache.json", api: StorageBridge = bridge) -> DownloadPlan:
     """Read the model's config and tensor manifest (and ask the server the size of the rest) without
     storing anything."""
     if model.record.get("model_manifest") is not None:
@@ -178,7 +179,7 @@ class Download:
 
     def __init__(self, plan: DownloadPlan, backend: str, *, stored: dict[str, int] | None = None,
                  staged: dict[str, int] | None = None, on_progress: Callable[[DownloadProgress], None] | None = None,
-                 concurrency: int = CONCURRENCY, api: Any = ffi, clock: Callable[[], float] = time.monotonic) -> None:
+                 concurrency: int = CONCURRENCY, api: StorageBridge = bridge, clock: Callable[[], float] = time.monotonic) -> None:
         self.plan = plan
         self.backend = backend
         self._api = api
@@ -327,7 +328,7 @@ def holds(artifact: Artifact, stored: dict[str, int], backend: str) -> bool:
     return stored[artifact.url] == artifact.size
 
 
-async def stored_sizes(backend: str, api: Any = ffi) -> dict[str, int]:
+async def stored_sizes(backend: str, api: StorageBridge = bridge) -> dict[str, int]:
     """``{url: bytes}`` of every file in web-llm's ``backend`` store, across its three scopes."""
     listings = await asyncio.gather(*(api.store_list(backend, scope) for scope in SCOPES))
     return {e["url"]: int(e["bytes"]) for entries in listings for e in entries}

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app import ffi
 from app.errors import Aborted, AppError, InsufficientStorage, ModelNotLoaded, QuotaExceeded
+from app.ffi import storage as bridge
+from app.ffi.storage import StorageBridge
 from app.models.catalog import Catalog
 from app.models.download import Download, DownloadPlan, DownloadProgress, holds, make_plan, stored_sizes
 from app.storage import Storage
@@ -51,7 +52,7 @@ class ModelManager:
 
     def __init__(self, catalog: Catalog, backend: Any, *, storage: Storage | None = None,
                  cache_backend: str = "cache", manifest_name: str = "tensor-cache.json",
-                 emit: Callable[[dict[str, Any]], None] | None = None, api: Any = ffi,
+                 emit: Callable[[dict[str, Any]], None] | None = None, api: StorageBridge = bridge,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.catalog = catalog
         self.backend = backend
