@@ -5,6 +5,7 @@
 // exists before any Python runs. The modules Python calls synchronously (DOM events, the page URL,
 // embedding, the service worker) are static imports here, fetched in parallel with PyScript; everything
 // else (the stream reader, HTTP, the Prompt API, storage, rendering) is imported on first use.
+import "./pyscript.js";  // first: PyScript itself, made to start without eval (see there)
 import * as dom from "./dom.js";
 import * as page from "./page.js";
 

@@ -50,3 +50,13 @@ def test_no_javascript_is_built_from_strings():
              for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert found == []
 
+
+def test_the_page_declares_a_strict_policy_and_loads_the_bridge_before_pyscript():
+    html = (ROOT / "index.html").read_text()
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html).group(1)
+    directives = dict((d.split()[0], d.split()[1:]) for d in policy.split(";") if d.strip())
+    assert "'unsafe-eval'" not in policy and "'unsafe-inline'" not in policy
+    assert directives["script-src"] == ["'self'", "'wasm-unsafe-eval'"]
+    assert directives["object-src"] == ["'none'"] and directives["base-uri"] == ["'none'"]
+    assert html.index("static/bridge/boot.js") < html.index("static/vendor/pyscript/core.js")
+    assert "<script>" not in html  # no inline JavaScript (the type="py" block is Python, read by PyScript)
