@@ -99,7 +99,7 @@ class FakeSession:
         return {"used": 0, "window": self.api.window}
 
     async def measure(self, prompt, options=None):
-        return sum(len(m["content"].split()) + 1 for m in prompt)
+        return float(sum(len(m["content"].split()) + 1 for m in prompt))
 
     async def prompt(self, prompt, options=None):
         self.api.prompts.append((prompt, options))

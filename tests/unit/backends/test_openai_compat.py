@@ -30,7 +30,8 @@ class FakeHttp:
 
         class HttpStream:
             def __init__(self, url, *, method="POST", headers=None, body=None, sse=True):
-                outer.sent.append({"url": url, "headers": headers, "body": json.loads(body), "sse": sse})
+                outer.sent.append({"url": url, "headers": headers, "body": None if body is None else json.loads(body),
+                                   "sse": sse})
 
             def __aiter__(self):
                 return self
