@@ -7,12 +7,23 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, runtime_checkable
 
 from app.ffi import _core
 
 READER_MODULE_URL = "static/bridge/reader.js"
+
+
+@runtime_checkable
+class TextStream(Protocol):
+    """Texts as they come (HTTP SSE data, Prompt API pieces); ``cancel()`` aborts the source,
+    ``aclose()`` drops the rest and waits for the end."""
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+    async def __anext__(self) -> str: ...
+    async def aclose(self) -> None: ...
+    def cancel(self) -> None: ...
 
 
 class TextReader:

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
 
 from app.ffi import _core
-from app.ffi._reader import TextReader
+from app.ffi._reader import TextReader, TextStream
 
 __all__ = ["HttpBridge", "HttpStream"]
 
 HTTP_MODULE_URL = "static/bridge/http.js"
-
-
-@runtime_checkable
-class TextStream(Protocol):
-    """Texts as they come; ``cancel()`` aborts, ``aclose()`` drops the rest and waits for the end."""
-
-    def __aiter__(self) -> AsyncIterator[str]: ...
-    async def __anext__(self) -> str: ...
-    async def aclose(self) -> None: ...
-    def cancel(self) -> None: ...
 
 
 @runtime_checkable

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from app.ffi import _core
-from app.ffi._reader import TextReader
+from app.ffi._reader import TextReader, TextStream
 
 __all__ = ["PromptApiBridge", "PromptSession", "PromptStream", "prompt_api_availability", "prompt_api_create",
            "prompt_api_present"]
@@ -33,14 +33,6 @@ class Session(Protocol):
 
 
 @runtime_checkable
-class PieceStream(Protocol):
-    def __aiter__(self) -> AsyncIterator[str]: ...
-    async def __anext__(self) -> str: ...
-    async def aclose(self) -> None: ...
-    def cancel(self) -> None: ...
-
-
-@runtime_checkable
 class PromptApiBridge(Protocol):
     """What app/backends/chrome_ai.py uses (tests/unit/backends/test_chrome_ai.py FakePromptApi)."""
 
@@ -49,7 +41,7 @@ class PromptApiBridge(Protocol):
     async def prompt_api_create(self, options: dict[str, Any],
                                 on_progress: Callable[[float], None] | None = None) -> Session: ...
     def PromptStream(self, session: Any, prompt: Any, options: dict[str, Any] | None = None  # noqa: N802
-                     ) -> PieceStream: ...
+                     ) -> TextStream: ...
 
 
 def _prompt_api_error(exc: BaseException) -> Exception:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.ffi import dom, engine, http, page, prompt_api, storage
+from app.ffi import _reader, dom, engine, http, page, prompt_api, storage
 from app.models.catalog import CatalogBridge
 from tests.unit.backends.test_chrome_ai import FakePromptApi, FakePromptStream, FakeSession
 from tests.unit.backends.test_openai_compat import ANSWER, FakeHttp
@@ -78,10 +78,10 @@ def test_catalog_reads_what_both_the_package_and_the_storage_fake_offer():
 HANDED_OUT = [
     (engine.ChunkStream, engine.ChunkIterator, FakeChunkIterator),
     (engine.Closable, engine.EngineHandle, FakeEngineHandle),
-    (http.TextStream, http.HttpStream, FakeHttp(ANSWER).HttpStream),
+    (_reader.TextStream, http.HttpStream, FakeHttp(ANSWER).HttpStream),
     (storage.Download, storage.FileDownload, FakeFileDownload),
     (prompt_api.Session, prompt_api.PromptSession, FakeSession),
-    (prompt_api.PieceStream, prompt_api.PromptStream, FakePromptStream),
+    (_reader.TextStream, prompt_api.PromptStream, FakePromptStream),
 ]
 
 
