@@ -113,7 +113,7 @@ def main() -> int:
             count = page.locator("#messages .msg-assistant[data-status=done]").count()
             page.fill("#prompt", text)
             page.press("#prompt", "Enter")
-            page.wait_for_function(f"document.querySelectorAll('#messages .msg-assistant[data-status=done]').length > {count}",
+            page.wait_for_function(f"() => document.querySelectorAll('#messages .msg-assistant[data-status=done]').length > {count}",
                                    timeout=600_000)
 
         send("warm up [[tokens=20]]")  # model load, first imports, first render

@@ -6,7 +6,8 @@ and blocks (and later fails on) any request that leaves the test server.
 Every browser context any test creates (pytest-playwright's, ``browser.new_context()``/``new_page()``,
 the extra browsers of ``launch_chromium``) reports the ``securitypolicyviolation`` events of all its
 frames, and a test with any violation fails (:func:`pytest_runtest_call`). The page's
-Content-Security-Policy is never bypassed.
+Content-Security-Policy is never bypassed, so ``page.wait_for_function`` must be given a function
+(``"() => expr"``): an expression string is run through eval in the page at each poll.
 """
 
 from __future__ import annotations

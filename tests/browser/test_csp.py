@@ -40,7 +40,7 @@ callable(reader.reader) and _core.bridge_module("page").query() == "{}"
 def test_a_violation_is_recorded_and_fails_the_test(page, site, attack):
     open_app(page, site)
     page.evaluate(attack)  # Playwright's evaluate is exempt; what it asks the page to do is not
-    page.wait_for_function("window.__cspViolations.length > 0")
+    page.wait_for_function("() => window.__cspViolations.length > 0")
     page.evaluate("0")  # the report has reached Python
     assert [v["directive"] for v in CSP_VIOLATIONS] in (["script-src"], ["script-src-elem"])
     assert page.title() == "WebGPU Python chat"  # and the code did not run

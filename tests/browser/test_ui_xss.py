@@ -128,7 +128,7 @@ def test_trap_counts_a_live_handler(page, xss_site):
     page.evaluate(TRAP)
     page.evaluate("() => { const d = document.createElement('div'); d.innerHTML = '<img src=x onerror=xss()>';"
                   " document.body.append(d); }")
-    page.wait_for_function("window.__xss === 1")
+    page.wait_for_function("() => window.__xss === 1")
 
 
 def test_payloads_rendered_as_answers_are_inert(page, xss_site):
@@ -150,12 +150,12 @@ for i, text in enumerate({json.dumps(PAYLOADS)}):
 len(views)
 """)
     assert rendered == len(PAYLOADS)
-    page.wait_for_function(f"document.querySelectorAll('#xss-area [data-rendered=markdown]').length === {len(PAYLOADS)}")
+    page.wait_for_function(f"() => document.querySelectorAll('#xss-area [data-rendered=markdown]').length === {len(PAYLOADS)}")
     # Let anything asynchronous (image errors, focus, animations) happen: a control image with a
     # live handler, inserted after every payload, must have fired before we look.
     page.evaluate("() => { window.__control = 0; const img = new Image(); img.onerror = () => window.__control++;"
                   " img.src = 'data:image/png;base64,broken'; document.getElementById('xss-area').append(img); }")
-    page.wait_for_function("window.__control === 1")
+    page.wait_for_function("() => window.__control === 1")
     page.evaluate("document.getElementById('xss-area').lastChild.remove()")
     assert page.evaluate("window.__xss") == 0
     assert page.evaluate(CHECK) == []
@@ -181,7 +181,7 @@ def test_payloads_through_the_chat_stay_inert(page, xss_site):
     page.locator("#messages .msg-assistant[data-rendered=markdown]").wait_for()
     page.evaluate("() => { window.__control = 0; const img = new Image(); img.onerror = () => window.__control++;"
                   " img.src = 'data:image/png;base64,broken'; document.getElementById('messages').append(img); }")
-    page.wait_for_function("window.__control === 1")
+    page.wait_for_function("() => window.__control === 1")
     assert page.evaluate("window.__xss") == 0
     # Your own message is shown as the text you typed.
     assert page.locator("#messages .msg-user .body").inner_text() == text
