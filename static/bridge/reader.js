@@ -5,8 +5,6 @@
 // 2 ms (well under a frame), so a fast stream costs one wake-up per batch, a slow one gets each item
 // as it comes. Items cross as JSON: a web-llm chunk arrives in Python as a dict, an SSE data text as
 // a str.
-import { plainError } from "./errors.js";
-
 export function reader(source) {
   const state = { queue: [], done: false, error: null, wake: null, timer: null, first: true };
   const wake = () => {
@@ -37,7 +35,9 @@ export function reader(source) {
   };
 }
 
-// `await obj.a.b.method(...args)`, with a non-Error rejection turned into an Error (see errors.js).
+// `await obj.a.b.method(...args)`, with a non-Error rejection turned into an Error: web-llm's worker
+// engine rejects with plain strings, and in Pyodide 314 awaiting a promise rejected with a non-Error
+// never settles on the Python side.
 export async function callMethod(obj, path, args) {
   let self = obj;
   const names = path.split(".");

@@ -62,7 +62,8 @@ RECORD_CSP_VIOLATIONS = """
 window.__cspViolations = [];
 document.addEventListener('securitypolicyviolation', (e) => {
   const v = {directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample,
-             source: e.sourceFile, line: e.lineNumber, page: location.href};
+             source: e.sourceFile, line: e.lineNumber, page: location.href,
+             element: e.target && e.target.outerHTML ? e.target.outerHTML.slice(0, 160) : null};
   window.__cspViolations.push(v);
   if (window.__reportCspViolation) window.__reportCspViolation(JSON.stringify(v));
 });

@@ -3,11 +3,18 @@
 Every payload's would-be code calls ``xss()``, which counts in ``window.__xss``. Payloads are
 rendered by the app's own MessageView (markdown -> DOMPurify -> highlight.js), and a few also go
 through the whole chat path (the engine double echoes the prompt as the model's answer).
+
+The page's Content-Security-Policy would stop an inline handler or script that got through (the
+second wall, shown by tests/browser/test_csp.py). These tests check the first wall, the renderer,
+alone: they serve index.html without its policy, so a payload the renderer let through would run.
+(Under the policy, Chromium also reports each handler and style attribute DOMPurify's parser meets
+in a payload as a blocked violation, before DOMPurify removes it.)
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -118,8 +125,13 @@ TRAP = "() => { window.__xss = 0; window.xss = () => { window.__xss += 1; }; }"
 
 
 @pytest.fixture(scope="session")
-def xss_site(serve, tmp_path_factory):
-    return ui_site(serve, tmp_path_factory.mktemp("xss"))
+def xss_site(serve, tmp_path_factory, dist):
+    folder = tmp_path_factory.mktemp("xss")
+    html = (dist / "index.html").read_text()
+    without_policy = re.sub(r'\s*<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    assert without_policy != html
+    (folder / "index.html").write_text(without_policy)
+    return ui_site(serve, folder, overlay={"": folder / "index.html", "index.html": folder / "index.html"})
 
 
 def test_trap_counts_a_live_handler(page, xss_site):
