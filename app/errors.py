@@ -31,7 +31,7 @@ Catch by class, never by message text: ``except ContextWindowExceeded: shorten()
 
 web-llm runs in a Web Worker, where an error crosses as the string ``"<ErrorName>: <message>"``
 (``Error.prototype.toString``). :func:`from_engine_message` turns such a string back into one of the
-classes above, once, at the boundary (``app/ffi.py``).
+classes above, once, at the boundary (``app/ffi/``).
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ uses this store.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
-from app import ffi
 from app.errors import UsageError
+from app.ffi import storage as bridge
+from app.ffi.storage import KeyValueBridge
 
 STORE = "settings"
 PREFIX = "api-key "
@@ -36,9 +36,9 @@ def origin_of(url: str) -> str:
 
 
 class KeyStore:
-    """Saved API keys by endpoint origin (see the module docstring). ``storage`` is app.ffi's kv API."""
+    """Saved API keys by endpoint origin (see the module docstring). ``storage`` is app.ffi.storage's kv API."""
 
-    def __init__(self, storage: Any = ffi) -> None:
+    def __init__(self, storage: KeyValueBridge = bridge) -> None:
         self._storage = storage
 
     def __repr__(self) -> str:

@@ -1,6 +1,6 @@
 """The WebGPU report: what this page's adapter offers and what that means for running models.
 
-``WebGPUReport.from_probe(raw)`` interprets the plain dict that :func:`app.ffi.probe_webgpu`
+``WebGPUReport.from_probe(raw)`` interprets the plain dict that :func:`app.ffi.page.probe_webgpu`
 returns, so everything here is plain Python and unit-tested under CPython.
 
     >>> report = WebGPUReport.from_probe({"api": False, "adapter": False})

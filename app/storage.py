@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
+from dataclasses import dataclass
 
-from app import ffi
 from app.errors import UsageError
+from app.ffi import storage as bridge
+from app.ffi.storage import StorageBridge
 from app.models.catalog import Catalog
 from app.models.layout import SCOPES, WASM_SCOPE, StoreLayout
 
@@ -79,10 +80,10 @@ class Quota:
 
 
 class Storage:
-    """See the module docstring. ``api`` is :mod:`app.ffi` (a fake of it under CPython);
+    """See the module docstring. ``api`` is :mod:`app.ffi.storage` (a fake of it under CPython);
     ``backends`` defaults to every store ``layout``'s release can use."""
 
-    def __init__(self, catalog: Catalog, *, layout: StoreLayout = StoreLayout(), api: Any = ffi,
+    def __init__(self, catalog: Catalog, *, layout: StoreLayout = StoreLayout(), api: StorageBridge = bridge,
                  clock: Callable[[], float] = time.time, backends: Iterable[str] | None = None) -> None:
         self._catalog = catalog
         self.layout = layout

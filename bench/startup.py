@@ -49,7 +49,7 @@ def time_to_ready(page, url: str, reload: bool = False) -> float:
         page.reload()
     else:
         page.goto(url)
-    page.wait_for_function("window.__readyAt !== undefined", timeout=120_000)
+    page.wait_for_function("() => window.__readyAt !== undefined", timeout=120_000)
     return float(page.evaluate("window.__readyAt"))
 
 

@@ -49,9 +49,14 @@ STOP = "() => { window.__measure = false; return [window.__long, window.__gap, w
 
 # Counts the app's proxies: every ffi.create_proxy result, and whether it was destroyed since.
 TRACK_PROXIES = """
-import app.ffi as _ffi
+import app.ffi._core as _ffi  # every bridge module creates its proxies through _core.create_proxy
 from pyodide.ffi import create_proxy as _real_create_proxy
-_probe = _ffi._js_function("proxy_alive", "p", "try { p.toString(); return true; } catch (e) { return false; }")
+def _probe(p):  # a destroyed proxy throws when JS calls it
+    try:
+        p.toString()
+        return True
+    except Exception:
+        return False
 _made = []
 created = [0]
 def _counting_create_proxy(obj, *args, **kwargs):
@@ -108,7 +113,7 @@ def main() -> int:
             count = page.locator("#messages .msg-assistant[data-status=done]").count()
             page.fill("#prompt", text)
             page.press("#prompt", "Enter")
-            page.wait_for_function(f"document.querySelectorAll('#messages .msg-assistant[data-status=done]').length > {count}",
+            page.wait_for_function(f"() => document.querySelectorAll('#messages .msg-assistant[data-status=done]').length > {count}",
                                    timeout=600_000)
 
         send("warm up [[tokens=20]]")  # model load, first imports, first render

@@ -48,9 +48,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from app import ffi
 from app.backends.base import Capabilities
 from app.errors import Aborted, BuiltInModelUnavailable, ContextWindowExceeded, InvalidRequest, UsageError
+from app.ffi import prompt_api
+from app.ffi.prompt_api import PromptApiBridge
 from app.ir import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, Choice, ChoiceDelta, ChunkChoice, Usage
 from app.params import ChatRequest
 
@@ -176,7 +177,7 @@ class ChromeAIBackend:
     name = "chrome-ai"
 
     def __init__(self, *, languages: tuple[str, ...] = ("en",), top_k: int | None = None,
-                 on_progress: Callable[[dict[str, Any]], None] | None = None, api: Any = ffi) -> None:
+                 on_progress: Callable[[dict[str, Any]], None] | None = None, api: PromptApiBridge = prompt_api) -> None:
         if not languages or not all(isinstance(code, str) and code for code in languages):
             raise UsageError("languages must be BCP 47 codes, e.g. ('en',)")
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from app import ffi
 from app.backends.base import Capabilities
 from app.errors import (
     Aborted,
@@ -39,6 +38,8 @@ from app.errors import (
     UsageError,
     from_http_status,
 )
+from app.ffi import http as http_bridge
+from app.ffi.http import HttpBridge
 from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from app.params import ChatRequest
 
@@ -94,7 +95,7 @@ class OpenAICompatBackend:
                  model: str | None = None, headers: dict[str, str] | None = None, name: str | None = None,
                  context_window: int | None = None, structured_output: str | None = None,
                  on_device: bool | None = None, remember_key: bool = False, keys: Any = None,
-                 http: Any = ffi) -> None:
+                 http: HttpBridge = http_bridge) -> None:
         if preset is not None and preset not in PRESETS:
             raise UsageError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
         chosen = PRESETS.get(preset or "")

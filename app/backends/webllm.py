@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from app import ffi
 from app.backends.base import Capabilities
 from app.errors import Aborted, DeviceLost, ModelNotFound, ModelNotLoaded, ShaderF16Unsupported, UsageError
+from app.ffi import engine
+from app.ffi.engine import EngineBridge
 from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
 from app.models.catalog import DEFAULT_CONTEXT, required_features
 from app.models.layout import BACKENDS, StoreLayout, parse_version
@@ -41,7 +42,7 @@ class WebLLMBackend:
 
     def __init__(self, *, app_config: dict[str, Any] | None = None, layout: StoreLayout | None = None,
                  cache_backend: str = "cache", module_url: str = MODULE_URL, worker_url: str = WORKER_URL,
-                 engine_api: Any = ffi) -> None:
+                 engine_api: EngineBridge = engine) -> None:
         # Checked now, before any worker starts.
         if layout is not None:
             layout.check_backend(cache_backend)

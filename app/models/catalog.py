@@ -16,11 +16,13 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from app import ffi
 from app.errors import InvalidRequest, ModelNotFound, UsageError
+from app.ffi import storage as kv
+from app.ffi.storage import KeyValueBridge
 from app.models.layout import clean_model_url
 
 DEFAULT_CONTEXT = 4096
@@ -107,11 +109,19 @@ def validate_record(record: Any) -> dict[str, Any]:
     return dict(record)
 
 
+@runtime_checkable
+class CatalogBridge(KeyValueBridge, Protocol):
+    """What :meth:`Catalog.load` reads: web-llm's exports (app.ffi.engine) and the user's models (app.ffi.storage)."""
+
+    async def webllm_exports(self, module_url: str,
+                             versions_url: str = "static/vendor/VERSIONS.json") -> dict[str, Any]: ...
+
+
 class Catalog:
     """The prebuilt models of the vendored web-llm plus user models. See the module docstring."""
 
     def __init__(self, prebuilt: Iterable[dict[str, Any]], user: Iterable[dict[str, Any]] = (), *,
-                 store: Any = ffi) -> None:
+                 store: KeyValueBridge = kv) -> None:
         self._store = store
         self._models: dict[str, ModelInfo] = {}
         for record in prebuilt:
@@ -121,7 +131,7 @@ class Catalog:
 
     @classmethod
     async def load(cls, *, module_url: str = "static/vendor/web-llm/index.js", extra: Iterable[dict] = (),
-                   api: Any = ffi) -> Catalog:
+                   api: CatalogBridge = ffi) -> Catalog:
         """web-llm's prebuilt list, then ``extra`` records (e.g. from pyscript.toml), then the user's."""
         exports = await api.webllm_exports(module_url)
         stored = await api.kv_items(USER_STORE)

@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app import ffi
 from app.errors import Aborted, AppError, ModelFetchFailed
+from app.ffi import storage as bridge
+from app.ffi.storage import StorageBridge
 from app.models.catalog import ModelInfo
 from app.models.layout import SCOPES, StoreLayout
 
@@ -81,7 +82,7 @@ class DownloadPlan:
                    int(data.get("largest_tensor", 0)), str(data.get("release", "")))
 
 
-async def make_plan(model: ModelInfo, *, layout: StoreLayout = StoreLayout(), api: Any = ffi) -> DownloadPlan:
+async def make_plan(model: ModelInfo, *, layout: StoreLayout = StoreLayout(), api: StorageBridge = bridge) -> DownloadPlan:
     """Read the model's config and tensor manifest (and ask the server the size of the rest) without
     storing anything. Every name, scope and storetype comes from ``layout``."""
     if model.record.get("model_manifest") is not None:
@@ -176,7 +177,7 @@ class Download:
     def __init__(self, plan: DownloadPlan, backend: str, *, layout: StoreLayout = StoreLayout(),
                  stored: dict[str, int] | None = None, staged: dict[str, int] | None = None,
                  on_progress: Callable[[DownloadProgress], None] | None = None, concurrency: int = CONCURRENCY,
-                 api: Any = ffi, clock: Callable[[], float] = time.monotonic) -> None:
+                 api: StorageBridge = bridge, clock: Callable[[], float] = time.monotonic) -> None:
         layout.check_backend(backend)
         self.plan = plan
         self.backend = backend
@@ -330,7 +331,7 @@ def holds(artifact: Artifact, stored: dict[str, int], backend: str, layout: Stor
     return stored[artifact.url] == artifact.size
 
 
-async def stored_sizes(backend: str, api: Any = ffi, *, layout: StoreLayout = StoreLayout()) -> dict[str, int]:
+async def stored_sizes(backend: str, api: StorageBridge = bridge, *, layout: StoreLayout = StoreLayout()) -> dict[str, int]:
     """``{url: bytes}`` of every file in web-llm's ``backend`` store, across its three scopes."""
     listings = await asyncio.gather(*(api.store_list(layout.store(backend, scope)) for scope in SCOPES))
     return {e["key"]: int(e["bytes"]) for entries in listings for e in entries}

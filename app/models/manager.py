@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from app import ffi
 from app.errors import Aborted, AppError, InsufficientStorage, ModelNotLoaded, QuotaExceeded
+from app.ffi import storage as bridge
+from app.ffi.storage import StorageBridge
 from app.models.catalog import Catalog
 from app.models.download import Download, DownloadPlan, DownloadProgress, holds, make_plan, stored_sizes
 from app.models.layout import StoreLayout
@@ -43,7 +44,7 @@ class ModelManager:
 
     def __init__(self, catalog: Catalog, backend: Any, *, layout: StoreLayout | None = None,
                  storage: Storage | None = None, cache_backend: str = "cache",
-                 emit: Callable[[dict[str, Any]], None] | None = None, api: Any = ffi,
+                 emit: Callable[[dict[str, Any]], None] | None = None, api: StorageBridge = bridge,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.layout = layout or (storage.layout if storage is not None else StoreLayout())
         self.layout.check_backend(cache_backend)  # now, not at the first download

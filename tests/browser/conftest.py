@@ -2,6 +2,12 @@
 
 Every page a test opens goes through :func:`open_app`, which records each request the page makes
 and blocks (and later fails on) any request that leaves the test server.
+
+Every browser context any test creates (pytest-playwright's, ``browser.new_context()``/``new_page()``,
+the extra browsers of ``launch_chromium``) reports the ``securitypolicyviolation`` events of all its
+frames, and a test with any violation fails (:func:`pytest_runtest_call`). The page's
+Content-Security-Policy is never bypassed, so ``page.wait_for_function`` must be given a function
+(``"() => expr"``): an expression string is run through eval in the page at each poll.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import Browser
 
 import build
 
@@ -45,6 +52,76 @@ Worker.prototype.postMessage = function (message, ...rest) {
   return post.call(this, message, ...rest);
 };
 """
+
+
+# --------------------------------------------------------------------------- Content-Security-Policy
+
+# Runs in every frame before its own scripts; the binding carries each violation to Python at once,
+# so a violation just before a navigation is not lost with the page.
+RECORD_CSP_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  const v = {directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample,
+             source: e.sourceFile, line: e.lineNumber, page: location.href,
+             element: e.target && e.target.outerHTML ? e.target.outerHTML.slice(0, 160) : null};
+  window.__cspViolations.push(v);
+  if (window.__reportCspViolation) window.__reportCspViolation(JSON.stringify(v));
+});
+"""
+CSP_VIOLATIONS: list[dict] = []  # this test's, from every context; emptied before each test
+
+
+def record_csp_violations(context) -> None:
+    """Make ``context`` report its frames' CSP violations into :data:`CSP_VIOLATIONS` (once)."""
+    import json
+
+    if getattr(context, "_records_csp", False):
+        return
+    context._records_csp = True
+    context.expose_binding("__reportCspViolation", lambda source, text: CSP_VIOLATIONS.append(json.loads(text)))
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
+
+
+def assert_no_csp_violations() -> None:
+    assert CSP_VIOLATIONS == [], f"the page violated its Content-Security-Policy: {CSP_VIOLATIONS}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _every_context_records_csp_violations():
+    """Wrap Playwright's Browser.new_context/new_page for this session: every context any fixture or
+    test creates records violations (pytest-playwright's ``context`` fixture uses new_context)."""
+    new_context, new_page = Browser.new_context, Browser.new_page
+
+    def recording_new_context(self, *args, **kwargs):
+        context = new_context(self, *args, **kwargs)
+        record_csp_violations(context)
+        return context
+
+    def recording_new_page(self, *args, **kwargs):
+        page = new_page(self, *args, **kwargs)
+        record_csp_violations(page.context)
+        return page
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Browser, "new_context", recording_new_context)
+        patch.setattr(Browser, "new_page", recording_new_page)
+        yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    CSP_VIOLATIONS.clear()  # before the fixtures: a fixture that opens the app counts too
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    page = item.funcargs.get("page")
+    if page is not None and not page.is_closed():
+        page.evaluate("0")  # a round trip: bindings the page called before it have reached Python
+    assert_no_csp_violations()
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -125,12 +202,14 @@ class Watch:
     def assert_clean(self) -> None:
         assert self.foreign == [], f"the page made requests outside {self.origin}: {self.foreign}"
         assert self.errors == [], f"the page logged errors: {self.errors}"
+        assert_no_csp_violations()
 
 
 def watch(page, origin: str, allowed: tuple[str, ...] = ()) -> Watch:
     """Record the page's requests; block (and list in ``foreign``) any not to ``origin``/``allowed``."""
     w = Watch(origin, allowed)
     ok = {origin, *allowed}
+    record_csp_violations(page.context)  # already so for contexts made through Browser; kept explicit
 
     def on_request(request):
         w.requests.append(request.url)

@@ -19,7 +19,7 @@ def test_the_app_reaches_ready_offline_after_one_visit(page, serve, tmp_path, di
     site = serve("/", overlay={**OVERLAY, "static/chat-config.json": config})
     config.write_text(json.dumps({"model": CHAT_MODEL, "app_config": app_config(site.origin), "offline": "always"}))
     w = open_chat(page, site)
-    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=READY_TIMEOUT_MS)
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=READY_TIMEOUT_MS)
     names = page.evaluate("caches.keys()")
     assert len(names) == 1 and names[0].startswith("py-chat-shell-"), names
     cached = page.evaluate(f"caches.open({names[0]!r}).then((c) => c.keys()).then((k) => k.map((r) => r.url))")

@@ -164,7 +164,7 @@ def test_reload_mid_stream_keeps_what_arrived_and_conversations_are_managed(page
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#conversation-list .conv", has_text="Renamed chat").get_by_role(
         "button", name="Delete this conversation").click()
-    page.wait_for_function(f"document.querySelectorAll('#conversation-list .conv').length === {count - 1}")
+    page.wait_for_function(f"() => document.querySelectorAll('#conversation-list .conv').length === {count - 1}")
     page.wait_for_function(f"""async () => !(await ({READ_STORED})()).some(c => c.title === 'Renamed chat')""")
     w.assert_clean()
 
@@ -214,7 +214,7 @@ def test_narrow_screen_dark_theme_chat(page, chat_site):
     assert done.locator("strong").inner_text() == "markdown"
     assert done.locator("pre code.hljs").count() == 1
     # The dark highlight.js stylesheet applies: the code block is coloured for a dark page.
-    page.wait_for_function("getComputedStyle(document.querySelector('#messages pre code.hljs')).color !== ''"
+    page.wait_for_function("() => getComputedStyle(document.querySelector('#messages pre code.hljs')).color !== ''"
                            " && document.getElementById('hl-dark').sheet !== null")
     assert page.evaluate("matchMedia(document.getElementById('hl-dark').media).matches") is True
     # Nothing wider than the screen: no sideways scrolling at 360 px.

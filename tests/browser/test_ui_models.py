@@ -69,7 +69,7 @@ def test_pick_download_cancel_resume_use_and_chat(page, picker_site, server):
     total = int(page.inner_text("#model-count").split()[0])
     assert total > 100
     page.fill("#model-search", "synth ui")
-    page.wait_for_function("document.querySelectorAll('#model-list li').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('#model-list li').length === 2")
     page.select_option("#model-sort", "vram")
     assert page.locator("#model-list li").count() == 2
     # Nothing was sized yet: no request has reached the model server.
@@ -93,7 +93,7 @@ def test_pick_download_cancel_resume_use_and_chat(page, picker_site, server):
         const t = document.getElementById('model-progress-text').textContent;
         return /Downloading · \\d+% · .* of .* · .*files/.test(t) && !document.getElementById('model-progress').hidden;
     }""")
-    page.wait_for_function("document.getElementById('model-progress-bar').value > 0.5")
+    page.wait_for_function("() => document.getElementById('model-progress-bar').value > 0.5")
     assert row(page, MODEL_A.name).locator(".badge-state").inner_text().startswith("downloading ")
     assert page.is_visible("#model-cancel") and not page.is_visible("#model-download")
     shot(page, "downloading")
@@ -124,7 +124,7 @@ def test_pick_download_cancel_resume_use_and_chat(page, picker_site, server):
     page.press("#prompt", "Enter")
     page.locator("#messages .msg-assistant[data-status=done]").wait_for()
     assert MODEL_A.name in answers(page).last.locator(".meta").inner_text()
-    page.wait_for_function(f"document.querySelector(\"#storage-list li[data-id='{MODEL_A.name}']\")"
+    page.wait_for_function(f"() => document.querySelector(\"#storage-list li[data-id='{MODEL_A.name}']\")"
                            ".textContent.includes('used just now')")
     w.assert_clean()
 

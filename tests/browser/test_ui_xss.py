@@ -3,11 +3,18 @@
 Every payload's would-be code calls ``xss()``, which counts in ``window.__xss``. Payloads are
 rendered by the app's own MessageView (markdown -> DOMPurify -> highlight.js), and a few also go
 through the whole chat path (the engine double echoes the prompt as the model's answer).
+
+The page's Content-Security-Policy would stop an inline handler or script that got through (the
+second wall, shown by tests/browser/test_csp.py). These tests check the first wall, the renderer,
+alone: they serve index.html without its policy, so a payload the renderer let through would run.
+(Under the policy, Chromium also reports each handler and style attribute DOMPurify's parser meets
+in a payload as a blocked violation, before DOMPurify removes it.)
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -118,8 +125,13 @@ TRAP = "() => { window.__xss = 0; window.xss = () => { window.__xss += 1; }; }"
 
 
 @pytest.fixture(scope="session")
-def xss_site(serve, tmp_path_factory):
-    return ui_site(serve, tmp_path_factory.mktemp("xss"))
+def xss_site(serve, tmp_path_factory, dist):
+    folder = tmp_path_factory.mktemp("xss")
+    html = (dist / "index.html").read_text()
+    without_policy = re.sub(r'\s*<meta http-equiv="Content-Security-Policy"[^>]*>', "", html)
+    assert without_policy != html
+    (folder / "index.html").write_text(without_policy)
+    return ui_site(serve, folder, overlay={"": folder / "index.html", "index.html": folder / "index.html"})
 
 
 def test_trap_counts_a_live_handler(page, xss_site):
@@ -128,7 +140,7 @@ def test_trap_counts_a_live_handler(page, xss_site):
     page.evaluate(TRAP)
     page.evaluate("() => { const d = document.createElement('div'); d.innerHTML = '<img src=x onerror=xss()>';"
                   " document.body.append(d); }")
-    page.wait_for_function("window.__xss === 1")
+    page.wait_for_function("() => window.__xss === 1")
 
 
 def test_payloads_rendered_as_answers_are_inert(page, xss_site):
@@ -150,12 +162,12 @@ for i, text in enumerate({json.dumps(PAYLOADS)}):
 len(views)
 """)
     assert rendered == len(PAYLOADS)
-    page.wait_for_function(f"document.querySelectorAll('#xss-area [data-rendered=markdown]').length === {len(PAYLOADS)}")
+    page.wait_for_function(f"() => document.querySelectorAll('#xss-area [data-rendered=markdown]').length === {len(PAYLOADS)}")
     # Let anything asynchronous (image errors, focus, animations) happen: a control image with a
     # live handler, inserted after every payload, must have fired before we look.
     page.evaluate("() => { window.__control = 0; const img = new Image(); img.onerror = () => window.__control++;"
                   " img.src = 'data:image/png;base64,broken'; document.getElementById('xss-area').append(img); }")
-    page.wait_for_function("window.__control === 1")
+    page.wait_for_function("() => window.__control === 1")
     page.evaluate("document.getElementById('xss-area').lastChild.remove()")
     assert page.evaluate("window.__xss") == 0
     assert page.evaluate(CHECK) == []
@@ -181,7 +193,7 @@ def test_payloads_through_the_chat_stay_inert(page, xss_site):
     page.locator("#messages .msg-assistant[data-rendered=markdown]").wait_for()
     page.evaluate("() => { window.__control = 0; const img = new Image(); img.onerror = () => window.__control++;"
                   " img.src = 'data:image/png;base64,broken'; document.getElementById('messages').append(img); }")
-    page.wait_for_function("window.__control === 1")
+    page.wait_for_function("() => window.__control === 1")
     assert page.evaluate("window.__xss") == 0
     # Your own message is shown as the text you typed.
     assert page.locator("#messages .msg-user .body").inner_text() == text
@@ -207,7 +219,7 @@ ffi.append(ffi.node("chat"), area)
 for text in {json.dumps(texts)}:
     ffi.append(area, MessageView(Message("assistant", text), None, area).root)
 """)
-    page.wait_for_function(f"document.querySelectorAll('#class-area [data-rendered=markdown]').length === {len(texts)}")
+    page.wait_for_function(f"() => document.querySelectorAll('#class-area [data-rendered=markdown]').length === {len(texts)}")
     classes = page.evaluate("""() => [...document.querySelectorAll('#class-area .body *')]
         .filter((el) => el.hasAttribute('class') && !el.closest('pre')).map((el) => el.tagName + '.' + el.className)""")
     assert classes == []  # nothing outside code blocks keeps a class: no fake notices or hidden text

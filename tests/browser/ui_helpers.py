@@ -11,11 +11,13 @@ from tests.browser.double import CHAT_MODEL, OVERLAY, app_config
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 
 
-def ui_site(serve, tmp_dir: Path, *, cloud: dict | None = None, model: str | None = CHAT_MODEL):
+def ui_site(serve, tmp_dir: Path, *, cloud: dict | None = None, model: str | None = CHAT_MODEL,
+            overlay: dict[str, Path] | None = None):
     """A server whose static/chat-config.json selects the double's model (and ``cloud``): config
-    only; the page's code is the shipped code (plus the double's worker, as in test_adapter)."""
+    only; the page's code is the shipped code (plus the double's worker, as in test_adapter, and
+    ``overlay``)."""
     config_file = tmp_dir / "chat-config.json"
-    site = serve("/", overlay={**OVERLAY, "static/chat-config.json": config_file})
+    site = serve("/", overlay={**OVERLAY, **(overlay or {}), "static/chat-config.json": config_file})
     config_file.write_text(json.dumps({"model": model, "app_config": app_config(site.origin),
                                        "policy": "prefer-local", "cloud": cloud}))
     return site

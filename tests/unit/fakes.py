@@ -1,4 +1,5 @@
-"""A stand-in for the web-llm engine functions of ``app.ffi``, for CPython unit tests.
+"""A stand-in for the web-llm engine bridge (``app.ffi.engine``, its :class:`EngineBridge` Protocol),
+for CPython unit tests. tests/unit/test_bridge_contract.py checks it has the bridge's shape.
 
     api = FakeEngineApi(handler=lambda request: "Hello there")
     backend = WebLLMBackend(engine_api=api)
@@ -6,9 +7,9 @@
     ...
     api.names()          # ["webllm_exports", "create_engine", "probe_webgpu", "engine_reload", ...]
 
-It has the functions ``WebLLMBackend`` calls on ``app.ffi`` (``webllm_exports``, ``probe_webgpu``,
-``create_engine``, ``engine_reload``, ``engine_unload``, ``engine_interrupt``, ``engine_chat``,
-``ChunkIterator``) and answers with the shapes web-llm 0.2.86 produces (read from its
+It has the functions ``WebLLMBackend`` calls on ``app.ffi.engine`` (``webllm_exports``, ``probe_webgpu``,
+``create_engine``, ``engine_reload``, ``engine_unload``, ``engine_set_app_config``, ``engine_interrupt``,
+``engine_chat``, ``ChunkIterator``) and answers with the shapes web-llm 0.2.86 produces (read from its
 ``lib/index.js``: ``chatCompletion``, ``makeStreamDeltaChunk``, ``makeStreamFinalChunk``,
 ``makeStreamUsageChunk``, ``getToolCallFromOutputMessage``). Engine failures are raised the way
 ``app.ffi`` raises them: the worker's ``"<ErrorName>: <message>"`` turned into a typed error by
@@ -206,6 +207,11 @@ class FakeEngineApi:
         self._log("engine_unload", handle)
         await _bridge_crossing()
         handle.loaded = None
+
+    async def engine_set_app_config(self, handle: FakeEngineHandle, app_config: dict[str, Any]) -> None:
+        self._log("engine_set_app_config", handle, app_config)
+        await _bridge_crossing()
+        handle.app_config = copy.deepcopy(app_config)
 
     async def engine_interrupt(self, handle: FakeEngineHandle) -> None:
         """web-llm's interruptGenerate: the running generation stops at its next step."""

@@ -99,7 +99,7 @@ class FakeSession:
         return {"used": 0, "window": self.api.window}
 
     async def measure(self, prompt, options=None):
-        return sum(len(m["content"].split()) + 1 for m in prompt)
+        return float(sum(len(m["content"].split()) + 1 for m in prompt))
 
     async def prompt(self, prompt, options=None):
         self.api.prompts.append((prompt, options))
@@ -109,8 +109,34 @@ class FakeSession:
         self.destroyed = True
 
 
+class FakePromptStream:
+    """The answer's words as pieces; ``cancel()`` makes the next read fail with Aborted."""
+
+    def __init__(self, api, session, prompt, options=None):
+        api.prompts.append((prompt, options))
+        self._pieces = [w + " " for w in api.answer.split()]
+        self._cancelled = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._cancelled:
+            raise from_prompt_api("AbortError", "the prompt was cancelled")
+        if not self._pieces:
+            raise StopAsyncIteration
+        return self._pieces.pop(0)
+
+    async def aclose(self):
+        self._pieces = []
+
+    def cancel(self):
+        self._cancelled = True
+
+
 class FakePromptApi:
-    """app.ffi's Prompt API functions, scripted: ``state`` for availability, ``answer`` for prompts."""
+    """app.ffi.prompt_api (its PromptApiBridge Protocol), scripted: ``state`` for availability,
+    ``answer`` for prompts."""
 
     def __init__(self, state="available", present=True, answer="Hello there", window=100):
         self.state, self.present, self.answer, self.window = state, present, answer, window
@@ -123,12 +149,16 @@ class FakePromptApi:
     async def prompt_api_availability(self, options):
         return self.state
 
-    async def prompt_api_create(self, options, on_progress):
-        on_progress(0.0)
-        on_progress(1.0)
+    async def prompt_api_create(self, options, on_progress=None):
+        if on_progress is not None:
+            on_progress(0.0)
+            on_progress(1.0)
         session = FakeSession(self, options)
         self.created.append(session)
         return session
+
+    def PromptStream(self, session, prompt, options=None):  # noqa: N802 (the bridge's class name)
+        return FakePromptStream(self, session, prompt, options)
 
 
 def test_unavailable_is_a_typed_error_before_anything_is_created():

@@ -21,7 +21,7 @@ KEY = "sk-secret-abc"
 
 
 class FakeHttp:
-    """Records requests; answers with a scripted body."""
+    """``app.ffi.http`` (its HttpBridge Protocol), scripted: records requests, answers ``answer``."""
 
     def __init__(self, answer: dict):
         self.sent = []
@@ -29,13 +29,20 @@ class FakeHttp:
         outer = self
 
         class HttpStream:
-            def __init__(self, url, *, method, headers, body, sse):
-                outer.sent.append({"url": url, "headers": headers, "body": json.loads(body), "sse": sse})
+            def __init__(self, url, *, method="POST", headers=None, body=None, sse=True):
+                outer.sent.append({"url": url, "headers": headers, "body": None if body is None else json.loads(body),
+                                   "sse": sse})
+
+            def __aiter__(self):
+                return self
 
             async def __anext__(self):
                 return json.dumps(outer.answer)
 
             async def aclose(self):
+                pass
+
+            def cancel(self):
                 pass
 
         self.HttpStream = HttpStream

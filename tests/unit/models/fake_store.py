@@ -1,4 +1,6 @@
-"""A fake of the storage half of ``app.ffi`` (what static/storage.js does in the browser), in memory.
+"""A fake of the storage bridge ``app.ffi.storage`` (its :class:`StorageBridge` Protocol: what
+static/storage.js does in the browser), in memory, plus ``webllm_exports`` for ``Catalog.load``.
+tests/unit/test_bridge_contract.py checks it has the bridge's shape.
 
 It follows the real functions' shapes: ``store_list(store)`` gives ``[{"key", "bytes"}]`` of the
 store a spec from app.models.layout names (``stores`` is keyed ``(type, name)``: ``("cache",
@@ -108,7 +110,7 @@ class FakeStoreApi:
     async def kv_items(self, store: str) -> dict[str, Any]:
         return json.loads(json.dumps(self.kv.get(store, {})))
 
-    async def webllm_exports(self, module_url: str) -> dict[str, Any]:
+    async def webllm_exports(self, module_url: str, versions_url: str = "static/vendor/VERSIONS.json") -> dict[str, Any]:
         return {"version": "0.2.86", "prebuiltAppConfig": {"model_list": self.prebuilt},
                 "functionCallingModelIds": []}
 

@@ -1,0 +1,187 @@
+"""Browser storage (``static/storage.js``): the app's IndexedDB key-value stores, web-llm's model
+stores (Cache API, IndexedDB, OPFS), downloads into them, quota and persistence. Values cross as
+JSON text, so JS null/undefined come back as None.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from app.ffi import _core
+
+__all__ = ["FileDownload", "KeyValueBridge", "StorageBridge", "fetch_text", "head_size", "kv_delete",
+           "kv_get", "kv_items", "kv_put", "staging_delete", "staging_list", "storage_estimate",
+           "storage_persist", "store_delete", "store_list", "store_put_text"]
+
+STORAGE_MODULE_URL = "static/storage.js"
+
+
+@runtime_checkable
+class KeyValueBridge(Protocol):
+    """The app's own IndexedDB stores (app/keys.py, the chat's conversations, the catalog's user models)."""
+
+    async def kv_get(self, store: str, key: str) -> Any: ...
+    async def kv_put(self, store: str, key: str, value: Any) -> None: ...
+    async def kv_delete(self, store: str, key: str) -> None: ...
+    async def kv_items(self, store: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Download(Protocol):
+    async def wait(self) -> int: ...
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class StorageBridge(KeyValueBridge, Protocol):
+    """What app/storage.py and app/models/ use (tests/unit/models/fake_store.py FakeStoreApi)."""
+
+    async def store_list(self, store: dict[str, Any]) -> list[dict[str, Any]]: ...
+    async def store_delete(self, store: dict[str, Any], entries: list[dict[str, Any]]) -> None: ...
+    async def store_put_text(self, store: dict[str, Any], entry: dict[str, Any], text: str) -> None: ...
+    async def staging_list(self) -> dict[str, int]: ...
+    async def staging_delete(self, urls: list[str]) -> None: ...
+    async def head_size(self, url: str) -> int: ...
+    async def fetch_text(self, url: str) -> str: ...
+    async def storage_estimate(self) -> dict[str, Any]: ...
+    async def storage_persist(self) -> bool: ...
+    def FileDownload(self, spec: dict[str, Any], on_progress: Callable[[int, bool], None]) -> Download: ...  # noqa: N802
+
+
+async def _storage() -> Any:
+    if not _core.IN_BROWSER:
+        raise _core.browser_only("browser storage")
+    return await _core.import_module(STORAGE_MODULE_URL)
+
+
+async def _storage_call(name: str, *args: Any) -> Any:
+    try:
+        return await getattr(await _storage(), name)(*args)
+    except _core.JsException as exc:
+        raise _storage_error(exc) from None
+
+
+def _storage_error(exc: BaseException) -> Exception:
+    from app.errors import Aborted, AppError, ModelFetchFailed, QuotaExceeded
+
+    error = getattr(exc, "js_error", None)
+    name = str(getattr(error, "name", "") or getattr(exc, "name", ""))
+    message = str(getattr(error, "message", "") or exc)
+    if name == "AbortError":
+        return Aborted(message)
+    if name == "QuotaExceededError":
+        return QuotaExceeded(f"the browser refused to store more: {message}", original=message)
+    if name in ("NetworkError", "SizeMismatch"):
+        return ModelFetchFailed(message)
+    if name == "HttpError":
+        return ModelFetchFailed(message, status=int(error.status))
+    return AppError(f"browser storage failed: {name}: {message}")
+
+
+# --------------------------------------------------------------------------- the app's key-value stores
+
+
+async def kv_get(store: str, key: str) -> Any:
+    """The value under ``key`` in one of the app's IndexedDB stores, or None.
+
+    Stores: ``models``, ``sizes``, ``usage``, ``conversations``, ``settings`` (``staging`` is the
+    download manager's).
+    """
+    return json.loads(await _storage_call("kvGet", store, key))
+
+
+async def kv_put(store: str, key: str, value: Any) -> None:
+    """Store JSON-able ``value`` under ``key``; returns once the write has committed."""
+    await _storage_call("kvPut", store, key, json.dumps(value))
+
+
+async def kv_delete(store: str, key: str) -> None:
+    await _storage_call("kvDelete", store, key)
+
+
+async def kv_items(store: str) -> dict[str, Any]:
+    """Every entry of a store as ``{key: value}``."""
+    return json.loads(await _storage_call("kvItems", store))
+
+
+# --------------------------------------------------------------------------- web-llm's model stores
+
+
+async def store_list(store: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every entry of one of web-llm's stores (``store``: a spec from app.models.layout), as
+    ``[{"key": str, "bytes": int}]``; an absent store is empty (and is not created)."""
+    return json.loads(await _storage_call("listStore", json.dumps(store)))
+
+
+async def store_delete(store: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+    await _storage_call("deleteEntries", json.dumps(store), json.dumps(entries))
+
+
+async def store_put_text(store: dict[str, Any], entry: dict[str, Any], text: str) -> None:
+    """Commit a small text file already in hand to web-llm's store."""
+    await _storage_call("commitText", json.dumps(store), json.dumps(entry), text)
+
+
+async def staging_list() -> dict[str, int]:
+    """``{url: bytes}`` held for partially downloaded files."""
+    return json.loads(await _storage_call("listStaging"))
+
+
+async def staging_delete(urls: list[str]) -> None:
+    await _storage_call("deleteStaging", json.dumps(urls))
+
+
+async def head_size(url: str) -> int:
+    """The Content-Length a HEAD request reports for ``url``, or -1 when the server does not say."""
+    return int(await _storage_call("headSize", url))
+
+
+async def fetch_text(url: str) -> str:
+    return str(await _storage_call("fetchText", url))
+
+
+async def storage_estimate() -> dict[str, Any]:
+    """``navigator.storage.estimate()`` and ``persisted()``: ``{"usage", "quota", "persisted"}``."""
+    return json.loads(await _storage_call("estimate"))
+
+
+async def storage_persist() -> bool:
+    """Ask for persistent storage (``navigator.storage.persist()``); True when granted."""
+    return bool(await _storage_call("persist"))
+
+
+class FileDownload:
+    """One file streaming into web-llm's store (see ``startDownload`` in static/storage.js).
+
+    ``on_progress(n, absolute)`` gets bytes as they arrive: ``absolute`` True means "this file now
+    holds n bytes" (what was staged before a resume), False means "n more bytes". ``await wait()``
+    returns the file's size once it is committed; ``cancel()`` stops it, keeping what arrived staged.
+    """
+
+    def __init__(self, spec: dict[str, Any], on_progress: Callable[[int, bool], None]) -> None:
+        self._spec = spec
+        self._on_progress = on_progress
+        self._handle: Any = None
+        self._proxy: Any = None
+        self._cancelled = False
+
+    async def wait(self) -> int:
+        module = await _storage()
+        self._proxy = _core.create_proxy(lambda n, absolute: self._on_progress(int(n), bool(absolute)))
+        try:
+            self._handle = module.startDownload(json.dumps(self._spec), self._proxy)
+            if self._cancelled:
+                self._handle.cancel()
+            return int(await self._handle.wait())
+        except _core.JsException as exc:
+            raise _storage_error(exc) from None
+        finally:
+            self._proxy.destroy()
+            self._proxy = None
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        if self._handle is not None:
+            self._handle.cancel()
