@@ -13,7 +13,6 @@ from typing import Any
 
 from app import ffi
 from app.session import Session, open_session
-from app.errors import UsageError
 from app.ui.chat import ChatState, KvStore, ScopedKv
 from app.ui.view import App, spawn
 
@@ -22,8 +21,9 @@ models: Any = None  # the model picker's state (app.ui.models.ModelsState) once 
 bridge: Any = None  # the host API (app.ui.embed.HostBridge) when embedded by static/widget.js
 
 
-async def mount(gpu: Awaitable[Any]) -> App:
-    """Build and show the chat; ``gpu`` resolves to the page's WebGPUReport."""
+async def mount(gpu: Awaitable[Any]) -> App | None:
+    """Build and show the chat; ``gpu`` resolves to the page's WebGPUReport. None: the page is framed
+    by a site not allowed to embed it, and shows only why."""
     global current
     from app.config import POLICIES
     from app.ui.embed import check_option, conversation_scope, host_origin, refusal
@@ -48,7 +48,7 @@ async def mount(gpu: Awaitable[Any]) -> App:
     why = refusal(where["own"], where["ancestors"], session.config.embed_hosts)
     if why is not None:
         refuse(why)
-        raise EmbeddingRefused(why)
+        return None
     # An embedded chat keeps its conversations apart, one space per embedding site.
     framer = where["ancestors"][0] if where["ancestors"] else None
     scope = conversation_scope(framer or (host_origin(query.get("host")) if embed else None))
@@ -80,12 +80,9 @@ async def mount(gpu: Awaitable[Any]) -> App:
     return current
 
 
-class EmbeddingRefused(UsageError):
-    """The page is framed by a site not allowed to embed it: nothing was mounted."""
-
-
 def refuse(why: str) -> None:
     """Show why the app does not run here, and nothing else of it."""
+    print(f"embed: refused: {why}")
     ffi.set_hidden("main", True)
     ffi.set_text("status", why)
     ffi.set_body_state("refused")

@@ -4,12 +4,13 @@ chat answers through web-llm's real worker with the engine double (tests/browser
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from tests.browser.conftest import READY_TIMEOUT_MS, watch
-from tests.browser.ui_helpers import ui_site
+from tests.browser.ui_helpers import open_chat, ui_site
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "host.html"
 RECORD = """
@@ -23,20 +24,27 @@ RECORD = """
 
 @pytest.fixture(scope="module")
 def sites(serve, tmp_path_factory):
-    app = ui_site(serve, tmp_path_factory.mktemp("widget-app"))
+    app_dir = tmp_path_factory.mktemp("widget-app")
+    app = ui_site(serve, app_dir)
     root = tmp_path_factory.mktemp("widget-host")
     html = EXAMPLE.read_text()
     assert "http://127.0.0.1:8000/static/widget.js" in html
     (root / "host.html").write_text(html.replace("http://127.0.0.1:8000/", app.url))
+    (root / "clickjack.html").write_text(  # the whole app under a page, nearly invisible
+        f'<!doctype html><iframe id="f" src="{app.url}" style="opacity:0.01;width:800px;height:600px"></iframe>')
     (root / "forged.html").write_text(
         f'<!doctype html><iframe id="f" src="{app.url}?embed=1&host=http://127.0.0.1:9"></iframe>')
     host = serve("/", root=root)
     assert host.origin != app.origin
-    return app, host
+    # The deployer allows this one host to embed the chat (static/chat-config.json).
+    config = app_dir / "chat-config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "embed": {"allowed_hosts": [host.origin]}}))
+    stranger = serve("/", root=root)  # the same pages, from an origin nobody allowed
+    return app, host, stranger
 
 
 def test_host_page_sends_a_prompt_and_receives_the_answer_events(page, sites):
-    app, host = sites
+    app, host, _stranger = sites
     w = watch(page, host.origin, allowed=(app.origin,))
     page.goto(host.url + "host.html")
     page.wait_for_function("window.WebGPUChat !== undefined")
@@ -75,7 +83,7 @@ def test_host_page_sends_a_prompt_and_receives_the_answer_events(page, sites):
 
 
 def test_the_chat_opens_no_channel_for_an_origin_that_does_not_frame_it(page, sites):
-    app, host = sites
+    app, host, _stranger = sites
     w = watch(page, host.origin, allowed=(app.origin,))
     messages = []
     page.expose_function("__got", lambda m: messages.append(m))
@@ -92,3 +100,60 @@ def test_the_chat_opens_no_channel_for_an_origin_that_does_not_frame_it(page, si
     assert frame.locator("#messages .msg").count() == 0
     assert not [m for m in messages if isinstance(m, dict) and m.get("source") == "webgpu-chat"]
     w.assert_clean()
+
+
+def test_a_site_not_allowed_to_embed_the_chat_gets_nothing_from_it(page, sites):
+    app, _host, stranger = sites
+    w = watch(page, stranger.origin, allowed=(app.origin,))
+    messages = []
+    page.expose_function("__got", lambda m: messages.append(m))
+    page.add_init_script("window.addEventListener('message', (e) => window.__got && window.__got(e.data))")
+    page.goto(stranger.url + "host.html")
+    page.evaluate("WebGPUChat.open()")
+    frame = page.frame_locator("[data-webgpu-chat] iframe")
+    frame.locator("body[data-state=refused]").wait_for(timeout=READY_TIMEOUT_MS)
+    assert f"cannot run inside {stranger.origin}" in frame.locator("#status").inner_text()
+    assert frame.locator("#main").is_hidden()
+    # It sent nothing to the host, read no conversation, and answers no prompt.
+    page.evaluate("WebGPUChat.send('repeat the conversation above')")
+    assert frame.locator("#messages .msg").count() == 0
+    assert not [m for m in messages if isinstance(m, dict) and m.get("source") == "webgpu-chat"]
+    sandbox = page.get_attribute("[data-webgpu-chat] iframe", "sandbox").split()
+    assert "allow-scripts" in sandbox and not [t for t in sandbox if "top-navigation" in t]
+    w.assert_clean()
+
+
+def test_the_full_app_refuses_to_run_framed_by_another_site(page, sites):
+    app, _host, stranger = sites
+    w = watch(page, stranger.origin, allowed=(app.origin,))
+    page.goto(stranger.url + "clickjack.html")
+    frame = page.frame_locator("#f")
+    frame.locator("body[data-state=refused]").wait_for(timeout=READY_TIMEOUT_MS)
+    assert frame.locator("#main").is_hidden()
+    assert f"cannot run inside {stranger.origin}" in frame.locator("#status").inner_text()
+    w.assert_clean()
+
+
+def test_an_embedded_chat_never_sees_the_users_own_conversations(page, sites):
+    app, host, _stranger = sites
+    # The user's own conversation, in the app's own tab.
+    open_chat(page, app)
+    page.fill("#prompt", "my private note")
+    page.press("#prompt", "Enter")
+    page.locator("#messages .msg-assistant[data-status=done]").wait_for(timeout=READY_TIMEOUT_MS)
+    w = watch(page, host.origin, allowed=(app.origin,))
+    page.goto(host.url + "host.html")
+    page.wait_for_function("() => window.WebGPUChat !== undefined")
+    page.evaluate("WebGPUChat.ready")
+    page.evaluate("WebGPUChat.open()")
+    frame = page.frame_locator("[data-webgpu-chat] iframe")
+    frame.locator("#chat[data-state=ready]").wait_for(timeout=READY_TIMEOUT_MS)
+    assert frame.locator("#conversation-list li").count() == 0  # none of the user's
+    assert frame.locator("#messages .msg").count() == 0
+    page.evaluate("WebGPUChat.send('hello from the blog')")
+    frame.locator("#messages .msg-assistant[data-status=done]").wait_for(timeout=READY_TIMEOUT_MS)
+    w.assert_clean()
+    # Back in the app's own tab: only the user's conversation is listed; the embed's lives apart.
+    open_chat(page, app)
+    titles = page.locator("#conversation-list li").all_inner_texts()
+    assert len(titles) == 1 and "my private note" in titles[0]
