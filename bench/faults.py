@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""The fault table: runs the fault-injection tests in real Chromium and prints, for each fault, what
+the user sees, what was lost and whether anything hung, as a Markdown table (README "Faults").
+
+    python3 bench/faults.py            # builds dist/ if stale; needs the test dependencies (build.py test)
+
+Each row is one browser test. Its assertions are the row: it injects the fault, checks what the page
+shows, that nothing the user had (messages, stored model files) is gone, and that the page answers
+again within a bound (a hang fails the test at its timeout). A row whose test fails prints FAILED
+instead of the figures, so the table can only claim what passed in this run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# test id (file::name) -> (fault, what the user sees, lost, hung)
+FAULTS: dict[str, tuple[str, str, str, str]] = {
+    "tests/browser/test_session.py::test_a_hung_endpoint_is_cut_by_the_timeout_and_the_chat_says_why":
+        ("hung endpoint (no headers)", "after the first-token timeout and one retry: “NoBackendAvailable … timed out "
+         "after 2s waiting for the first token”; the composer works", "0 messages", "no"),
+    "tests/browser/test_session.py::test_stop_before_the_first_token_ends_the_answer_at_once":
+        ("Stop before the first token", "the answer ends “stopped” at once; the request is aborted", "0 messages", "no"),
+    "tests/browser/test_session.py::test_a_failed_first_attempt_is_retried_and_the_request_is_observed":
+        ("endpoint answers 503 once", "nothing: retried, answered; Activity shows the retry", "0 messages", "no"),
+    "tests/browser/test_faults.py::test_a_chat_longer_than_the_models_context_window_keeps_answering":
+        ("conversation longer than the context window", "the answer says how many earlier messages were left out",
+         "0 messages (kept, only not sent)", "no"),
+    "tests/browser/test_widget.py::test_a_site_not_allowed_to_embed_the_chat_gets_nothing_from_it":
+        ("a site not allowed embeds the widget", "the frame says it cannot run there; no event reaches the site",
+         "0 (nothing read)", "no"),
+    "tests/browser/test_widget.py::test_the_full_app_refuses_to_run_framed_by_another_site":
+        ("the app framed by another site (clickjacking)", "the frame shows only why it refuses", "0", "no"),
+    "tests/browser/test_widget.py::test_an_embedded_chat_never_sees_the_users_own_conversations":
+        ("an allowed site embeds the chat", "its own conversation; none of the user's", "0", "no"),
+    "tests/browser/test_store_layout.py::test_the_models_panel_downloads_into_the_vendored_releases_store":
+        ("older web-llm release vendored (0.2.79)", "Download stores what that release reads; it loads without "
+         "fetching again", "0 bytes", "no"),
+}
+# Fault tests from other files are listed too, when present: file -> (what the row's fault column says).
+MORE = ("tests/browser/test_faults_storage.py", "tests/browser/test_faults_quota.py",
+        "tests/browser/test_faults_worker.py")
+
+
+def _docstrings(files: list[str]) -> dict[str, str]:
+    """``file::test`` -> the first sentence of its docstring (what the test says the user sees)."""
+    import ast
+
+    out = {}
+    for file in files:
+        for node in ast.walk(ast.parse((ROOT / file).read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                doc = " ".join((ast.get_docstring(node) or "").split())
+                out[f"{file}::{node.name}"] = doc.split(". ")[0]
+    return out
+
+
+def main() -> int:
+    files = sorted({tid.split("::")[0] for tid in FAULTS} | {f for f in MORE if (ROOT / f).exists()})
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "faults.xml"
+        ids = [tid for tid in FAULTS] + [f for f in MORE if (ROOT / f).exists()]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *ids]
+        print("$", " ".join(cmd[2:4]), f"... ({len(files)} files)", file=sys.stderr, flush=True)
+        subprocess.run(cmd, cwd=ROOT)
+        results = {}
+        for case in ET.parse(report).getroot().iter("testcase"):
+            name = case.get("name", "").split("[")[0]
+            file = case.get("classname", "").replace(".", "/") + ".py"
+            failed = any(child.tag in ("failure", "error") for child in case)
+            results[f"{file}::{name}"] = (failed, case.get("time", "0"), (case.find("skipped") is not None))
+    docs = _docstrings(files)
+    print("| fault | what the user sees | lost | hung | test (s) |")
+    print("|---|---|---|---|---|")
+    for tid, outcome in results.items():
+        failed, seconds, skipped = outcome
+        fault, sees, lost, hung = FAULTS.get(tid, (tid.split("::")[1].replace("_", " ").removeprefix("test "),
+                                                  docs.get(tid) or "as the test asserts", "0", "no"))
+        if failed or skipped:
+            sees, lost, hung = "FAILED" if failed else "skipped", "?", "?"
+        print(f"| {fault} | {sees} | {lost} | {hung} | {float(seconds):.1f} |")
+    return 1 if any(f for f, _s, _k in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
