@@ -124,11 +124,15 @@ def hung():
     endpoint.close()
 
 
+def chat_with_hung_endpoint(page, serve, tmp_dir, hung, **limits):
+    """The chat with ``hung`` as its only route (no web-llm model, no built-in model)."""
+    site = site_with(serve, tmp_dir, builtin=False, limits=limits,
+                     cloud={"base_url": hung.origin + "/v1", "model": "m", "label": "hung endpoint"})
+    return open_chat(page, site, allowed=(hung.origin,))
+
+
 def test_a_hung_endpoint_is_cut_by_the_timeout_and_the_chat_says_why(page, serve, tmp_path_factory, hung):
-    site = site_with(serve, tmp_path_factory.mktemp("hung"), builtin=False,
-                     cloud={"base_url": hung.origin + "/v1", "model": "m", "label": "hung endpoint"},
-                     limits={"attempts": 2, "first_token_s": 2})
-    w = open_chat(page, site, allowed=(hung.origin,))
+    w = chat_with_hung_endpoint(page, serve, tmp_path_factory.mktemp("hung"), hung, attempts=2, first_token_s=2)
     send(page, "Anyone there?")
     failed = page.locator("#messages .msg-assistant[data-status=error]")
     failed.wait_for(timeout=30_000)
@@ -145,10 +149,8 @@ def test_a_hung_endpoint_is_cut_by_the_timeout_and_the_chat_says_why(page, serve
 
 
 def test_stop_before_the_first_token_ends_the_answer_at_once(page, serve, tmp_path_factory, hung):
-    site = site_with(serve, tmp_path_factory.mktemp("stop-early"), builtin=False,
-                     cloud={"base_url": hung.origin + "/v1", "model": "m", "label": "slow endpoint"},
-                     limits={"attempts": 1, "first_token_s": 120})
-    w = open_chat(page, site, allowed=(hung.origin,))
+    w = chat_with_hung_endpoint(page, serve, tmp_path_factory.mktemp("stop-early"), hung, attempts=1,
+                                first_token_s=120)
     with page.expect_request(hung.origin + "/v1/chat/completions"):
         send(page, "Take your time.")
     page.locator("#stop").wait_for()  # the request is out and nothing has come back

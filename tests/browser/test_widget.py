@@ -82,12 +82,18 @@ def test_host_page_sends_a_prompt_and_receives_the_answer_events(page, sites):
     w.assert_clean()
 
 
+def record_messages(page) -> list:
+    """Every message the top page receives (from any frame), as it arrives."""
+    messages: list = []
+    page.expose_function("__got", lambda m: messages.append(m))
+    page.add_init_script("window.addEventListener('message', (e) => window.__got && window.__got(e.data))")
+    return messages
+
+
 def test_the_chat_opens_no_channel_for_an_origin_that_does_not_frame_it(page, sites):
     app, host, _stranger = sites
     w = watch(page, host.origin, allowed=(app.origin,))
-    messages = []
-    page.expose_function("__got", lambda m: messages.append(m))
-    page.add_init_script("window.addEventListener('message', (e) => window.__got && window.__got(e.data))")
+    messages = record_messages(page)
     with page.expect_console_message(lambda m: "the host API stays closed" in m.text, timeout=READY_TIMEOUT_MS):
         page.goto(host.url + "forged.html")
     frame = page.frame_locator("#f")
@@ -105,9 +111,7 @@ def test_the_chat_opens_no_channel_for_an_origin_that_does_not_frame_it(page, si
 def test_a_site_not_allowed_to_embed_the_chat_gets_nothing_from_it(page, sites):
     app, _host, stranger = sites
     w = watch(page, stranger.origin, allowed=(app.origin,))
-    messages = []
-    page.expose_function("__got", lambda m: messages.append(m))
-    page.add_init_script("window.addEventListener('message', (e) => window.__got && window.__got(e.data))")
+    messages = record_messages(page)
     page.goto(stranger.url + "host.html")
     page.evaluate("WebGPUChat.open()")
     frame = page.frame_locator("[data-webgpu-chat] iframe")
