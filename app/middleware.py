@@ -369,7 +369,8 @@ class Retry(_Wrapper):
 
     The wait before retry ``n`` (0-based) is ``rand() * min(max_delay, base_delay * 2**n)``; after
     a RateLimited that says ``retry_after``, that many seconds (at most ``max_delay``). A stream is
-    retried only until its first chunk: after that the caller has seen output.
+    retried only until its first chunk: after that the caller has seen output. ``on_retry(backend,
+    attempt, error, delay)`` hears of each retry before its wait (the page's Activity shows them).
     """
 
     def __init__(self, inner: Backend, attempts: int = 3, base_delay: float = 0.5, max_delay: float = 8.0,

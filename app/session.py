@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -129,7 +129,7 @@ class Parts:
     layout: Callable[[str | None], Any] = _layout
     log: Callable[[str], None] = print  # the Logging middleware's lines (the browser console)
     clock: Callable[[], float] = time.time
-    middleware_sleep: Any = None  # Retry's sleep (None: asyncio.sleep)
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep  # how Retry waits between attempts
 
 
 @dataclass
@@ -240,8 +240,7 @@ class Session:
             routes.append(Route(build_stack(self._chrome_backend(), [bound]), priority=1))
         cloud = self.cloud.peek()
         if cloud is not None:
-            retry = partial(Retry, attempts=limits.attempts, on_retry=self._on_retry,
-                            **({"sleep": self.parts.middleware_sleep} if self.parts.middleware_sleep is not None else {}))
+            retry = partial(Retry, attempts=limits.attempts, on_retry=self._on_retry, sleep=self.parts.sleep)
             routes.append(Route(build_stack(self._endpoint(cloud), [retry, bound]), priority=2))
         return routes
 

@@ -76,7 +76,7 @@ def session(config, gpu, *, local=None, cloud=None, chrome=None, version=None, s
                   cloud=lambda c: made.setdefault("cloud", cloud or Cloud(c.label)),
                   chrome=lambda: chrome, prompt_api_present=lambda: chrome is not None,
                   catalog=catalog, manager=Manager, layout=lambda v: ("layout", v), log=made.setdefault("log", []).append,
-                  watch_online=lambda on_change: None, middleware_sleep=Sleeps() if sleeps is None else sleeps)
+                  watch_online=lambda on_change: None, sleep=Sleeps() if sleeps is None else sleeps)
     s = Session(config, webllm_version=version, parts=parts)
     s.gpu.set(gpu)
     return s, made
