@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -138,7 +138,6 @@ class _Built:
     client: Any
     router: Any
     stop_watching: Any = None
-    health: asyncio.Task | None = field(default=None, repr=False)
 
 
 class Session:
@@ -270,27 +269,28 @@ class Session:
         router = Router(routes, policy=self.config.policy, online=self.parts.online)
         self._close_built()
         client = Client(build_stack(router, [partial(Telemetry, emit=self.emit), partial(Logging, log=self.parts.log)]))
-        built = _Built(key, client, router, self.parts.watch_online(router.connectivity_changed))
-        built.health = asyncio.ensure_future(self._check_health(router))
-        self._built = built
-        return built
+        self._built = _Built(key, client, router, self.parts.watch_online(router.connectivity_changed))
+        return self._built
 
-    async def _check_health(self, router: Any) -> None:
-        """Probe every route once (an endpoint's model list, WebGPU, the built-in model's availability)."""
+    async def check_health(self) -> dict[str, str]:
+        """Probe every route once (an endpoint's model list, WebGPU, the built-in model's availability);
+        the results feed the circuit breakers and the Activity view. Not run on its own: a probe sent
+        while an answer streams can cut it short (llama.cpp's server interrupts a running request when
+        another arrives)."""
+        router = self._build().router
         try:
             results = await router.check_health()
         except Exception as exc:  # a probe must never take the page down
             results = {"router": f"{type(exc).__name__}: {exc}"}
-        if self._chrome is not None:
+        if self._chrome is not None and self._chrome.state is not None:
             self.builtin.set(self._chrome.state)
         self.emit({"event": "app.health", "results": results})
+        return results
 
     def _close_built(self) -> None:
         if self._built is not None:
             if self._built.stop_watching is not None:
                 self._built.stop_watching()
-            if self._built.health is not None and not self._built.health.done():
-                self._built.health.cancel()
             self._built = None
 
     @property

@@ -249,7 +249,7 @@ def test_without_webgpu_the_page_says_so_and_chats_through_the_cloud(launch_chro
     page.press("#prompt", "Enter")
     done = page.locator("#messages .msg-assistant[data-status=done]")
     done.wait_for(timeout=120_000)
-    assert done.locator(".body").inner_text().strip()
+    assert done.locator(".body").inner_text().strip(), done.locator(".meta").inner_text()
     assert "llama.cpp test server" in done.locator(".meta").inner_text()
     w.assert_clean()
 

@@ -45,6 +45,9 @@ class Chrome(FakeBackend):
         self.state = "available"
         self.unavailable = None
 
+    async def availability(self):
+        return self.state
+
 
 class Manager:
     """What the session uses of ModelManager: load through the backend, with an app.model.load event."""
@@ -111,6 +114,7 @@ def test_webgpu_loads_the_configured_model_once_through_the_manager_and_routes_t
 
 def test_prefer_local_order_is_webllm_then_built_in_then_endpoint():
     s, _made = session(PageConfig(model="M", cloud=CLOUD), GPU, chrome=Chrome())
+    run(s.probe_builtin())
     run(s.client())
     assert names(s) == ["webllm", "chrome-ai", "test"]
     plan, _skipped = s.router.plan(__import__("app.params", fromlist=["ChatRequest"]).ChatRequest.build(messages=USER))
@@ -219,3 +223,14 @@ def test_open_session_reads_config_versions_and_saved_choices_and_embed_override
     assert s.config.limits.attempts == 1
     embedded = run(open_session(kv=kv, overrides={"model": "C"}, fetch_json=fetch_json, parts=Parts(layout=lambda v: v)))
     assert embedded.model.peek() == "C" and embedded.cloud.peek() is None and embedded._kv is None
+
+
+def test_health_is_checked_when_asked_and_reported():
+    class Probed(Cloud):
+        async def health(self):
+            raise ServerError("down", status=503)
+
+    s, _made = session(PageConfig(model=None, cloud=CLOUD), NO_GPU, cloud=Probed("test"))
+    assert run(s.check_health()) == {"test": "ServerError: down"}
+    assert [e["event"] for e in s.activity.peek()] == ["app.health"]  # nothing probes on its own
+    assert s.router.routes[0].breaker.failures == 1
