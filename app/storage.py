@@ -276,7 +276,10 @@ class Storage:
         self._catalog.get(model_id)
         report, claims = await self._survey()
         usage = report.models.get(model_id, ModelUsage(model_id))
-        stored = {m for m, u in report.models.items() if m != model_id and any(f.scope != WASM_SCOPE for f in u.files)}
+        # Another model keeps shared files only while it has more than a library stored (a model left
+        # with nothing but a shared library does not keep that library).
+        stored = {m for m, u in report.models.items()
+                  if m != model_id and any(f.scope != WASM_SCOPE for f in u.files)}
         kept_ids = [k for k in dict.fromkeys(keep) if k != model_id]
 
         def needed_by(url: str, owners: tuple[str, ...]) -> tuple[str, ...]:
@@ -292,7 +295,7 @@ class Storage:
                 doomed.append(f)
         await self._remove(doomed)
         staged = []
-        for url, n in report.staged.items():
+        for url in report.staged:
             owners = tuple(self._owners(url, claims, None))
             if model_id in owners:
                 by = needed_by(url, owners)

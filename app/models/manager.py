@@ -31,7 +31,7 @@ from app.models.catalog import Catalog
 from app.models.download import Download, DownloadPlan, DownloadProgress, holds, make_plan, stored_sizes
 from app.models.layout import StoreLayout
 from app.models.status import STATES, ModelState, ModelStatus  # noqa: F401 (STATES, ModelState: public here too)
-from app.storage import SIZES_STORE, Evicted, Storage  # noqa: F401 (SIZES_STORE: public here too)
+from app.storage import SIZES_STORE, Evicted, Storage  # noqa: F401 (SIZES_STORE: public here)
 
 
 class ModelManager:
@@ -235,21 +235,23 @@ class ModelManager:
 
         self._errors.pop(model_id, None)
         self._loading.setdefault(model_id, (0.0, ""))
-        run = asyncio.get_running_loop().create_future()
+        run = asyncio.get_running_loop().create_future()  # what a delete of these files waits for
         self._load_runs.setdefault(model_id, []).append(run)
         try:
-            await self.backend.load(model_id, on_progress=report)
-        except AppError as exc:
-            self._errors[model_id] = exc
-            raise
+            try:
+                await self.backend.load(model_id, on_progress=report)
+            except AppError as exc:
+                self._errors[model_id] = exc
+                raise
+            finally:
+                if len(self._load_runs[model_id]) == 1:
+                    self._loading.pop(model_id, None)
+            await self.storage.touch(model_id)
         finally:
-            runs = self._load_runs.get(model_id, [])
-            runs.remove(run)
-            if not runs:
-                self._load_runs.pop(model_id, None)
-                self._loading.pop(model_id, None)
+            self._load_runs[model_id].remove(run)
+            if not self._load_runs[model_id]:
+                del self._load_runs[model_id]
             run.set_result(None)
-        await self.storage.touch(model_id)
 
     async def unload(self) -> None:
         if self.backend.loaded is None:
@@ -273,7 +275,8 @@ class ModelManager:
                 await asyncio.gather(task, return_exceptions=True)
         base = self.layout.base_url(info.model_url)
         reading = [run for m, runs in self._load_runs.items() for run in runs
-                   if m == model_id or self.layout.base_url(self.catalog.get(m).model_url) == base]
+                   if m == model_id or (m in self.catalog and
+                                        self.layout.base_url(self.catalog.get(m).model_url) == base)]
         if reading:
             await asyncio.wait(reading)
         if self.backend.loaded == model_id:

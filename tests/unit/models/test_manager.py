@@ -27,7 +27,7 @@ def test_delete_while_the_same_model_loads_waits_for_the_load_then_removes_every
     assert intact, "files were removed while the load was reading them"
     assert backend.missing == set()
     assert freed == X.total_bytes and not urls(X) & stored_urls(api)
-    assert backend.loaded is None
+    assert backend.loaded is None and "synth-x" not in run(manager.storage.last_used())
     assert run(manager.status("synth-x")).state == "not-downloaded"
 
 

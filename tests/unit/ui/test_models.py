@@ -139,8 +139,10 @@ def test_twin_ids_of_one_folder_are_counted_once_and_removing_the_loaded_ones_tw
     async def make_catalog(extra):
         return catalog
 
-    parts = Parts(webllm=lambda app_config, layout: backend, catalog=make_catalog,
-                  manager=lambda catalog, backend, layout, emit: ModelManager(catalog, backend, api=api, emit=emit))
+    def make_manager(catalog, backend, layout, emit):
+        return ModelManager(catalog, backend, api=api, emit=emit)
+
+    parts = Parts(webllm=lambda app_config, layout: backend, catalog=make_catalog, manager=make_manager)
     session = Session(PageConfig(model=None), parts=parts)
     session.gpu.set(GPU)
     state = ModelsState(session, run(session.models()))
