@@ -31,9 +31,7 @@ from app.models.catalog import Catalog
 from app.models.download import Download, DownloadPlan, DownloadProgress, holds, make_plan, stored_sizes
 from app.models.layout import StoreLayout
 from app.models.status import STATES, ModelState, ModelStatus  # noqa: F401 (STATES, ModelState: public here too)
-from app.storage import Storage
-
-SIZES_STORE = "sizes"
+from app.storage import SIZES_STORE, Evicted, Storage  # noqa: F401 (SIZES_STORE: public here)
 
 
 class ModelManager:
@@ -61,6 +59,7 @@ class ModelManager:
         self._jobs: dict[str, Download] = {}
         self._listeners: dict[str, list[Callable[[DownloadProgress], None]]] = {}
         self._loading: dict[str, tuple[float, str]] = {}
+        self._load_runs: dict[str, list[asyncio.Future]] = {}  # resolved when each load call ends
         self._errors: dict[str, AppError] = {}
         self._sent_ids: tuple[str, ...] | None = None
 
@@ -236,33 +235,61 @@ class ModelManager:
 
         self._errors.pop(model_id, None)
         self._loading.setdefault(model_id, (0.0, ""))
+        run = asyncio.get_running_loop().create_future()  # what a delete of these files waits for
+        self._load_runs.setdefault(model_id, []).append(run)
         try:
-            await self.backend.load(model_id, on_progress=report)
-        except AppError as exc:
-            self._errors[model_id] = exc
-            raise
+            try:
+                await self.backend.load(model_id, on_progress=report)
+            except AppError as exc:
+                self._errors[model_id] = exc
+                raise
+            finally:
+                if len(self._load_runs[model_id]) == 1:
+                    self._loading.pop(model_id, None)
+            await self.storage.touch(model_id)
         finally:
-            self._loading.pop(model_id, None)
-        await self.storage.touch(model_id)
+            self._load_runs[model_id].remove(run)
+            if not self._load_runs[model_id]:
+                del self._load_runs[model_id]
+            run.set_result(None)
 
     async def unload(self) -> None:
         if self.backend.loaded is None:
             raise ModelNotLoaded("no model is loaded")
         await self.backend.unload()
 
+    def in_use(self) -> list[str]:
+        """Models whose files must stay: the loaded one, those loading, those downloading."""
+        ids = [self.backend.loaded, *self._loading, *self._load_runs, *self._downloads, *self._jobs]
+        return [m for m in dict.fromkeys(ids) if m]
+
     async def delete(self, model_id: str) -> int:
         """Unload it if loaded, stop its download, and remove every file it has in every store
-        (web-llm's own delete leaves the tensor manifest behind). Returns the bytes freed."""
-        self.catalog.get(model_id)
+        (web-llm's own delete leaves the tensor manifest behind). A load of the same files (this id,
+        or a twin id of the same folder) is waited for first, so nothing is removed while web-llm
+        reads it; files another stored, loaded or loading model needs are kept. Returns the bytes freed."""
+        info = self.catalog.get(model_id)
         if self.cancel(model_id):
             task = self._downloads.get(model_id)
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
+        base = self.layout.base_url(info.model_url)
+        reading = [run for m, runs in self._load_runs.items() for run in runs
+                   if m == model_id or (m in self.catalog and
+                                        self.layout.base_url(self.catalog.get(m).model_url) == base)]
+        if reading:
+            await asyncio.wait(reading)
         if self.backend.loaded == model_id:
             await self.backend.unload()
         self._errors.pop(model_id, None)
-        return await self.storage.delete(model_id)
+        self._plans.pop(model_id, None)
+        return await self.storage.delete(model_id, keep=[m for m in self.in_use() if m != model_id])
 
-    async def evict(self, target_bytes: int) -> list[str]:
-        """Delete least recently used models (never the loaded one) until at most ``target_bytes``."""
-        return await self.storage.evict(target_bytes, keep=[m for m in (self.backend.loaded,) if m])
+    async def evict(self, target_bytes: int) -> list[Evicted]:
+        """Delete least recently used models until at most ``target_bytes`` are stored, never the
+        loaded, loading or downloading ones nor any file they need (a twin id of the loaded model is
+        only forgotten: see :class:`app.storage.Evicted`)."""
+        evicted = await self.storage.evict(target_bytes, keep=self.in_use())
+        for model in evicted:
+            self._plans.pop(model, None)
+        return evicted

@@ -32,16 +32,20 @@ class StorageView:
 
     ``usage`` is the browser's own figure (``navigator.storage.estimate()``), which Chromium does not
     lower when Cache API entries are deleted (only when it compacts later); so the bar shows what the
-    models measurably occupy (``model_bytes``, read from the stores) against the quota."""
+    models measurably occupy (``model_bytes``, read from the stores) against the quota. Twin ids of one
+    model folder each list the shared files; ``total`` (the storage report's) counts them once."""
 
     usage: int
     quota: int
     persisted: bool
     models: tuple[tuple[str, int, float | None], ...]  # (id, bytes incl. staged, last used)
     orphan_bytes: int = 0
+    total: int | None = None  # every stored file once, staged parts and orphans included
 
     @property
     def model_bytes(self) -> int:
+        if self.total is not None:
+            return self.total
         return sum(n for _i, n, _u in self.models) + self.orphan_bytes
 
     @property
@@ -105,7 +109,7 @@ class ModelsState:
         used = sorted(report.models.values(), key=lambda u: (u.last_used or 0.0, u.model_id))
         view = StorageView(quota.usage, quota.quota, quota.persisted or bool(self.manager.persisted),
                            tuple((u.model_id, u.bytes + u.staged_bytes, u.last_used) for u in used),
-                           sum(f.bytes for f in report.orphans))
+                           sum(f.bytes for f in report.orphans), report.total_bytes)
         wanted = {*ids, *report.models, *(i for i in (self.selected.peek(), self.manager.backend.loaded) if i)}
         wanted |= {i for i, s in self._statuses.items() if s.peek().state != "not-downloaded"}
         statuses = {}
@@ -197,19 +201,26 @@ class ModelsState:
         return freed
 
     async def evict_lru(self) -> list[str]:
-        """Delete the least recently used stored model (never the loaded one)."""
+        """Delete the least recently used stored model (never the loaded one). Only that one: a twin
+        of the loaded model (same files) frees nothing, and the notice says it was only forgotten."""
         view = self.storage.peek()
         if view is None:
             await self.refresh()
             view = self.storage.peek()
         loaded = self.manager.backend.loaded
-        candidates = [(i, n) for i, n, _used in view.models if i != loaded]
+        candidates = [i for i, _n, _used in view.models if i != loaded]
         if not candidates:
             self.notice.set("Nothing to remove: no stored model other than the one in use.")
             return []
-        gone = await self.manager.evict(max(0, view.model_bytes - candidates[0][1]))
-        await self.refresh(*gone)
-        return gone
+        self.notice.set("")
+        first = candidates[0]
+        try:
+            freed = await self.manager.delete(first)
+        finally:
+            await self.refresh(first)
+        if freed == 0:
+            self.notice.set(f"{first} was forgotten; its files are kept, another model uses them.")
+        return [first]
 
     async def persist(self) -> bool:
         granted = await self.manager.persist()

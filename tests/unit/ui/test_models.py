@@ -129,3 +129,35 @@ def test_words():
     assert progress_line(ModelStatus("m", "loading", load_progress=0.4, load_text="shards")) == "Loading · 40% · shards"
     assert state_badge(ModelStatus("m", "loading", load_progress=0.4)) == "loading 40%"
     assert state_badge(ModelStatus("m", "not-downloaded")) == ""
+
+
+def test_twin_ids_of_one_folder_are_counted_once_and_removing_the_loaded_ones_twin_only_forgets_it():
+    api = FakeStoreApi(served(A, B))
+    catalog = Catalog([], [record(A), record(A, model_id="synth-a-1k"), record(B)], store=api)
+    backend = FakeBackend()
+
+    async def make_catalog(extra):
+        return catalog
+
+    def make_manager(catalog, backend, layout, emit):
+        return ModelManager(catalog, backend, api=api, emit=emit)
+
+    parts = Parts(webllm=lambda app_config, layout: backend, catalog=make_catalog, manager=make_manager)
+    session = Session(PageConfig(model=None), parts=parts)
+    session.gpu.set(GPU)
+    state = ModelsState(session, run(session.models()))
+
+    async def go():
+        for model_id in ("synth-a", "synth-a-1k", "synth-b"):
+            await state.download(model_id)
+        assert state.storage.peek().model_bytes == A.total_bytes + B.total_bytes
+        assert await state.use("synth-a") is True
+        await state.manager.storage.touch("synth-b")  # the twin is now the least recently used
+        await state.refresh()
+        assert await state.evict_lru() == ["synth-a-1k"]
+        assert "forgotten" in state.notice.peek()
+        assert [m[0] for m in state.storage.peek().models] == ["synth-a", "synth-b"]
+        assert state.storage.peek().model_bytes == A.total_bytes + B.total_bytes
+        assert state.status("synth-a").peek().state == "loaded"
+
+    run(go())
