@@ -80,3 +80,74 @@ def test_quota_exhausted_mid_conversation_is_said_and_the_chat_goes_on(page, cha
     assert page.locator("#messages .msg-user .body").all_inner_texts() == texts
     assert page.locator("#messages .msg-assistant[data-status=done]").count() == 3
     w.assert_clean()
+
+
+# One big shard held part-way by the server: the page's staging timer (2 s) then tries to keep the
+# bytes received so far in IndexedDB, which the quota refuses, while the store's own write still
+# waits on the stream. Before every rejection from static/storage.js was a plain Error, the refused
+# part left Python waiting on the download for good (and Cancel and Delete behind it).
+BIG = SyntheticModel("synth-quota-big", shards=1, shard_bytes=6_000_000, seed=21)
+
+
+@pytest.fixture(scope="module")
+def models():
+    server = ModelServer(BIG)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def picker_site(serve, models, tmp_path_factory):
+    config_file = tmp_path_factory.mktemp("quota-models") / "chat-config.json"
+    site = serve("/", overlay={**OVERLAY, "static/chat-config.json": config_file})
+    model_list = app_config(site.origin)["model_list"] + [models.record(BIG)]
+    config_file.write_text(json.dumps({"model": CHAT_MODEL, "app_config": {"model_list": model_list},
+                                       "policy": "prefer-local", "cloud": None}))
+    return site
+
+
+def open_models(page, model_id):
+    page.click("#models summary")
+    page.wait_for_selector("#models[data-state=ready]")
+    page.fill("#model-search", model_id)
+    page.locator(f"#model-list li[data-id='{model_id}'] button.pick").click()
+    page.wait_for_selector(f"#model-detail[data-id='{model_id}']")
+
+
+def test_quota_exhausted_mid_download_fails_at_once_typed_and_cancel_and_delete_still_work(
+        page, picker_site, server):
+    shard = BIG.shard_path(0)
+    cdp = limit_quota(page, picker_site.origin, 1_500_000)  # the small files fit, the shard does not
+    w = open_chat(page, picker_site, allowed=(server.origin,))
+    open_models(page, BIG.name)
+    server.hold_after[shard] = 5_000_000
+    page.click("#model-download")
+    # The staged part is refused: the download ends with the typed error, said in the panel, within
+    # seconds (the staging timer's 2 s and the page's reaction), while the server still holds.
+    page.wait_for_function(
+        "() => /Download of .* failed: .*refused to store more/.test(document.getElementById('model-notice').textContent)",
+        timeout=15_000)
+    assert "QuotaExceededError" in page.inner_text("#model-notice")
+    page.wait_for_function("() => document.getElementById('model-detail').dataset.state !== 'downloading'")
+    assert page.is_visible("#model-download") and not page.is_visible("#model-cancel")
+    shot(page, "quota-download-refused")
+    server.release()
+
+    # Nothing is stuck behind it: with space again a new download starts, Cancel stops it, Delete
+    # removes what it kept.
+    lift_quota(cdp, picker_site.origin)
+    server.reset()
+    server.hold_after[shard] = 1_000_000
+    page.click("#model-download")
+    page.wait_for_selector("#model-detail[data-state=downloading]")
+    page.wait_for_function("() => document.getElementById('model-progress-bar').value > 0.1")
+    page.click("#model-cancel")
+    page.wait_for_selector("#model-detail[data-state=partial]", timeout=15_000)
+    server.release()
+    item = page.locator(f"#storage-list li[data-id='{BIG.name}']")
+    item.wait_for()
+    page.once("dialog", lambda d: d.accept())
+    item.locator("button[data-action=delete]").click()
+    item.wait_for(state="detached", timeout=15_000)
+    page.wait_for_selector("#model-detail[data-state=not-downloaded]")
+    w.assert_clean()
