@@ -124,9 +124,8 @@ def test_quota_exhausted_mid_download_fails_at_once_typed_and_cancel_and_delete_
     page.click("#model-download")
     # The staged part is refused: the download ends with the typed error, said in the panel, within
     # seconds (the staging timer's 2 s and the page's reaction), while the server still holds.
-    page.wait_for_function(
-        "() => /Download of .* failed: .*refused to store more/.test(document.getElementById('model-notice').textContent)",
-        timeout=15_000)
+    page.wait_for_function("() => /Download of .* failed: .*refused to store more/"
+                           ".test(document.getElementById('model-notice').textContent)", timeout=15_000)
     assert "QuotaExceededError" in page.inner_text("#model-notice")
     page.wait_for_function("() => document.getElementById('model-detail').dataset.state !== 'downloading'")
     assert page.is_visible("#model-download") and not page.is_visible("#model-cancel")
