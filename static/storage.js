@@ -13,10 +13,31 @@ export const APP_STORES = ["models", "sizes", "usage", "staging", "conversations
 
 let appDb = null;
 
+// Every rejection that leaves this module is a plain Error keeping the original `name` (and the
+// `status`/`received` a caller may branch on): in Pyodide 314, awaiting a promise rejected with a
+// non-Error, or with a QuotaExceededError DOMException instance, never settles on the Python side,
+// so one IndexedDB quota refusal would hang the awaiting task for good. Python maps the names to
+// typed errors (app/ffi/storage.py).
+function plainError(e) {
+  if (e instanceof Error && Object.getPrototypeOf(e) === Error.prototype) return e;
+  const message = e && e.message !== undefined ? String(e.message) : String(e ?? "unknown storage failure");
+  const error = new Error(message);
+  error.name = (e && e.name) || "Error";
+  for (const field of ["status", "received"]) if (e && e[field] !== undefined) error[field] = e[field];
+  return error;
+}
+
+// `fn` with every rejection (and throw) made plain: what each export is wrapped in.
+function plainErrors(fn) {
+  return async (...args) => {
+    try { return await fn(...args); } catch (e) { throw plainError(e); }
+  };
+}
+
 function requestPromise(request) {
   return new Promise((resolve, reject) => {
     request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
+    request.onerror = () => reject(plainError(request.error));
   });
 }
 
@@ -25,7 +46,7 @@ export function openDatabase(name, version, upgrade) {
     const request = indexedDB.open(name, version);
     request.onupgradeneeded = () => upgrade(request.result);
     request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error);
+    request.onerror = () => reject(plainError(request.error));
     request.onblocked = () => reject(new Error(`IndexedDB ${name} is held open by another tab`));
   });
 }
@@ -43,42 +64,45 @@ function appDatabase() {
 
 // Runs `work(store)` in one transaction and resolves with its result once the transaction commits,
 // so a caller that awaited a write knows it is on disk.
-export async function inTransaction(dbPromise, storeName, mode, work) {
+export const inTransaction = plainErrors(async (dbPromise, storeName, mode, work) => {
   const db = await dbPromise;
   return new Promise((resolve, reject) => {
     const tx = db.transaction(storeName, mode);
     let result;
     tx.oncomplete = () => resolve(result);
-    tx.onerror = () => reject(tx.error);
-    tx.onabort = () => reject(tx.error || new Error("transaction aborted"));
-    Promise.resolve(work(tx.objectStore(storeName))).then((value) => { result = value; }, reject);
+    // A failed request's error bubbles here before the abort; a quota refusal may come only as the
+    // abort (tx.error then says QuotaExceededError).
+    tx.onerror = (event) => reject(plainError((event.target && event.target.error) || tx.error));
+    tx.onabort = () => reject(tx.error ? plainError(tx.error) : failure("AbortError", "transaction aborted"));
+    Promise.resolve(work(tx.objectStore(storeName))).then((value) => { result = value; },
+                                                          (e) => reject(plainError(e)));
   });
-}
+});
 
-export function kvGet(store, key) {
+export const kvGet = plainErrors((store, key) => {
   return inTransaction(appDatabase(), store, "readonly", async (s) => {
     const value = await requestPromise(s.get(key));
     return value === undefined ? "null" : JSON.stringify(value);
   });
-}
+});
 
-export function kvPut(store, key, json) {
+export const kvPut = plainErrors((store, key, json) => {
   return inTransaction(appDatabase(), store, "readwrite", (s) => { s.put(JSON.parse(json), key); });
-}
+});
 
-export function kvDelete(store, key) {
+export const kvDelete = plainErrors((store, key) => {
   return inTransaction(appDatabase(), store, "readwrite", (s) => { s.delete(key); });
-}
+});
 
 // Every entry of a store as JSON text of {key: value}.
-export function kvItems(store) {
+export const kvItems = plainErrors((store) => {
   return inTransaction(appDatabase(), store, "readonly", async (s) => {
     const [keys, values] = await Promise.all([requestPromise(s.getAllKeys()), requestPromise(s.getAll())]);
     const out = {};
     keys.forEach((key, i) => { out[key] = values[i]; });
     return JSON.stringify(out);
   });
-}
+});
 
 // ------------------------------------------------------------------ stores named by Python
 //
@@ -153,7 +177,7 @@ async function listEntries(spec) {
         out.push({key: c.value[spec.keyPath], bytes: sizeOf(c.value[spec.valueField])});
         c.continue();
       };
-      cursor.onerror = () => reject(cursor.error);
+      cursor.onerror = () => reject(plainError(cursor.error));
     }));
   } else if (spec.type === "opfs") {
     const dir = await directory(spec, false);
@@ -174,9 +198,9 @@ async function listEntries(spec) {
   return out;
 }
 
-export async function listStore(specJson) {
+export const listStore = plainErrors(async (specJson) => {
   return JSON.stringify(await listEntries(JSON.parse(specJson)));
-}
+});
 
 async function removeEntries(spec, entries) {
   if (spec.type === "cache") {
@@ -201,9 +225,9 @@ async function removeEntries(spec, entries) {
   }
 }
 
-export async function deleteEntries(specJson, entriesJson) {
+export const deleteEntries = plainErrors(async (specJson, entriesJson) => {
   await removeEntries(JSON.parse(specJson), JSON.parse(entriesJson));
-}
+});
 
 // Write one whole file into a store, in the shape the spec and entry say.
 async function commitEntry(spec, entry, blob, contentType) {
@@ -262,7 +286,7 @@ async function unstage(urls) {
 }
 
 // {url: bytes staged} for every partially downloaded file.
-export async function listStaging() {
+export const listStaging = plainErrors(async () => {
   return inTransaction(appDatabase(), "staging", "readonly", (store) => new Promise((resolve, reject) => {
     const out = {};
     const cursor = store.openCursor();
@@ -273,13 +297,13 @@ export async function listStaging() {
       out[url] = (out[url] || 0) + c.value.size;
       c.continue();
     };
-    cursor.onerror = () => reject(cursor.error);
+    cursor.onerror = () => reject(plainError(cursor.error));
   }));
-}
+});
 
-export async function deleteStaging(urlsJson) {
+export const deleteStaging = plainErrors(async (urlsJson) => {
   await unstage(JSON.parse(urlsJson));
-}
+});
 
 // ------------------------------------------------------------------ one file download
 //
@@ -342,22 +366,33 @@ export function startDownload(spec, onProgress) {
       cancel(reason) { return reader.cancel(reason); },
     }, {highWaterMark: 16});  // read ahead of the store: the network never waits on one chunk's write
     // Staging runs on a timer, not per chunk, so a stalled stream is staged too. Parts get their
-    // index when taken, so they stay in order however the writes interleave.
+    // index when taken, so they stay in order however the writes interleave. A refused part (the
+    // quota) ends the download at once with that error: the network is dropped, so the store's
+    // write fails and nothing waits on a stream that will never be staged.
     let staging = Promise.resolve();
+    let stageFailure = null;
     const stage = () => {
-      if (!pendingBytes) return staging;
+      if (stageFailure || !pendingBytes) return staging;
       const blob = new Blob(pending);
       pending = []; pendingBytes = 0;
       const n = index++;
-      staging = staging.then(() => stagePart(url, n, blob));
+      staging = staging.then(() => (stageFailure ? undefined : stagePart(url, n, blob))).catch((e) => {
+        if (stageFailure) return;
+        stageFailure = plainError(e);
+        controller.abort();
+        reader.cancel(stageFailure).catch(() => {});
+      });
       return staging;
     };
     const timer = setInterval(stage, STAGE_INTERVAL_MS);
     try {
       await writeEntry(store, entry, body, contentType);
     } catch (e) {
-      if (e.name === "QuotaExceededError") throw failure(e.name, e.message);  // a plain Error: see ffi.py
+      await staging;
+      if (stageFailure) throw stageFailure;
+      if (e.name === "QuotaExceededError") throw plainError(e);
       await stage();  // keep what arrived, for the resume
+      if (stageFailure) throw stageFailure;
       if (controller.signal.aborted) throw failure("AbortError", `download of ${url} cancelled`);
       throw failure("NetworkError", `the connection dropped while fetching ${url}: ${e.message}`, {received: got});
     } finally {
@@ -365,7 +400,7 @@ export function startDownload(spec, onProgress) {
       clearTimeout(reportTimer);
       report();
     }
-    await staging;
+    await staging;  // never rejects: a refused part is in stageFailure (the file is whole regardless)
     if (expected >= 0 && got !== expected) {
       await removeEntries(store, [entry]);
       await unstage([url]);
@@ -374,7 +409,7 @@ export function startDownload(spec, onProgress) {
     await unstage([url]);
     return got;
   };
-  const promise = run();
+  const promise = run().catch((e) => { throw plainError(e); });
   promise.catch(() => {});  // the caller awaits it; keep an early rejection from being "unhandled"
   return {wait: () => promise, cancel: () => controller.abort()};
 }
@@ -391,7 +426,7 @@ async function writeEntry(store, entry, stream, contentType) {
 }
 
 // Content-Length of `url` from a HEAD request (-1 when the server does not say).
-export async function headSize(url) {
+export const headSize = plainErrors(async (url) => {
   let response;
   try {
     response = await fetch(url, {method: "HEAD"});
@@ -401,9 +436,9 @@ export async function headSize(url) {
   if (!response.ok) throw failure("HttpError", `HEAD ${url} answered ${response.status}`, {status: response.status});
   const length = response.headers.get("content-length");
   return length === null ? -1 : Number(length);
-}
+});
 
-export async function fetchText(url) {
+export const fetchText = plainErrors(async (url) => {
   let response;
   try {
     response = await fetch(url);
@@ -412,20 +447,20 @@ export async function fetchText(url) {
   }
   if (!response.ok) throw failure("HttpError", `GET ${url} answered ${response.status}`, {status: response.status});
   return response.text();
-}
+});
 
-export async function estimate() {
+export const estimate = plainErrors(async () => {
   const e = await navigator.storage.estimate();
   const persisted = navigator.storage.persisted ? await navigator.storage.persisted() : false;
   return JSON.stringify({usage: e.usage ?? 0, quota: e.quota ?? 0, persisted});
-}
+});
 
-export async function persist() {
+export const persist = plainErrors(async () => {
   return navigator.storage.persist ? await navigator.storage.persist() : false;
-}
+});
 
 // A small file already in hand (the config and tensor manifest read while planning), committed
 // without fetching it again, so the stored manifest is the one the plan was made from.
-export async function commitText(specJson, entryJson, text) {
+export const commitText = plainErrors(async (specJson, entryJson, text) => {
   await commitEntry(JSON.parse(specJson), JSON.parse(entryJson), new Blob([text]), "application/json");
-}
+});

@@ -74,9 +74,17 @@ class ModelManager:
         plan = await self._saved_plan(model_id)
         if plan is None:
             plan = await make_plan(info, layout=self.layout, api=self._api)
-            await self._api.kv_put(SIZES_STORE, model_id, plan.to_json())
+            try:
+                await self._api.kv_put(SIZES_STORE, model_id, plan.to_json())
+            except QuotaExceeded as exc:  # remembered in memory; asked of the network again next visit
+                self._refused(model_id, "sizes", exc)
         self._plans[model_id] = plan
         return plan
+
+    def _refused(self, model_id: str, what: str, exc: Exception) -> None:
+        """A bookkeeping write the browser refused (quota): said as an event, never fatal."""
+        self._emit({"event": "app.storage.refused", "gen_ai.request.model": model_id, "what": what,
+                    "error": str(exc)})
 
     async def _saved_plan(self, model_id: str) -> DownloadPlan | None:
         """The plan remembered from an earlier visit, if it was made for this web-llm release (its
@@ -246,7 +254,10 @@ class ModelManager:
             finally:
                 if len(self._load_runs[model_id]) == 1:
                     self._loading.pop(model_id, None)
-            await self.storage.touch(model_id)
+            try:
+                await self.storage.touch(model_id)
+            except QuotaExceeded as exc:  # the model is loaded; only its "last used" mark is not kept
+                self._refused(model_id, "last used", exc)
         finally:
             self._load_runs[model_id].remove(run)
             if not self._load_runs[model_id]:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from app.config import Settings
 from app.context import fit_window
-from app.errors import InvalidRequest, UsageError
+from app.errors import InvalidRequest, QuotaExceeded, UsageError
 from app.middleware import redact
 from app.ui.store import Signal, batch
 
@@ -171,6 +171,15 @@ class ScopedKv:
         return {k: v for k, v in everything.items() if self.SEP not in k}
 
 
+def _unsaved_words(exc: BaseException) -> str:
+    """What the chat says when a conversation could not be stored, with a way out."""
+    keep = "This conversation stays open here and is saved again with your next change."
+    if isinstance(exc, QuotaExceeded):
+        return ("Not saved: the browser refused to store more (storage quota full). Free space by "
+                f"deleting a model under Models, or copy this conversation out. {keep}")
+    return f"Not saved: {type(exc).__name__}: {redact(str(exc))}. {keep}"
+
+
 def _context_window(client: Any, history: list[dict[str, Any]]) -> int | None:
     """The context the client's backend offers for this history (a router: its largest route)."""
     from app.params import ChatRequest
@@ -215,10 +224,14 @@ class ChatState:
         self.current: Signal[Conversation | None] = Signal(None)
         self.streaming: Signal[Message | None] = Signal(None)  # the reply being written, if any
         self.notice: Signal[str] = Signal("")  # the last failure, in words
+        # Why the conversations are not all stored, in words with a way out ("" once every write
+        # succeeded). Kept apart from `notice`, which each new answer clears.
+        self.unsaved: Signal[str] = Signal("")
         self._stream: Any = None
         self._opening: asyncio.Task | None = None  # loading the model and waiting for the first token
         self._stop_requested = False
         self._dirty: dict[str, Conversation] = {}
+        self._failed: dict[str, Conversation] = {}  # refused writes, tried again with the next change
         self._writer: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ conversations
@@ -268,6 +281,7 @@ class ChatState:
         if reply is not None and reply in conv.messages.peek():
             await self.stop()
         self._dirty.pop(conv.id, None)
+        self._failed.pop(conv.id, None)
         await self.flush()
         remaining = [c for c in self.conversations.peek() if c is not conv]
         with batch():
@@ -423,17 +437,31 @@ class ChatState:
     # ------------------------------------------------------------------ persistence
 
     def _save_soon(self, conv: Conversation) -> None:
-        """Queue a write of ``conv``; one writer task writes queued conversations in order."""
+        """Queue a write of ``conv`` (and of every conversation a write was refused for, since the
+        cause may have gone); one writer task writes queued conversations in order."""
+        for failed in self._failed.values():
+            self._dirty.setdefault(failed.id, failed)
         self._dirty[conv.id] = conv
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write_queued())
 
     async def _write_queued(self) -> None:
+        # A refused write never ends the writer with an exception nor stops the queue: the
+        # conversation stays in memory, `unsaved` says so, and the next change tries it again.
         while self._dirty:
             conv_id = next(iter(self._dirty))
             conv = self._dirty.pop(conv_id)
-            if conv.messages.peek() or conv.titled:  # an untouched new chat is not worth keeping
+            if not (conv.messages.peek() or conv.titled):  # an untouched new chat is not worth keeping
+                continue
+            try:
                 await self._kv.put(conv.id, conv.to_record())
+            except Exception as exc:  # noqa: BLE001 - every refusal is shown, none is fatal
+                self._failed[conv.id] = conv
+                self.unsaved.set(_unsaved_words(exc))
+            else:
+                self._failed.pop(conv.id, None)
+                if not self._failed:
+                    self.unsaved.set("")
 
     async def flush(self) -> None:
         """Wait until every queued write has committed."""
@@ -444,7 +472,7 @@ class ChatState:
                 break
         writer, self._writer = self._writer, None
         if writer is not None and writer.done() and not writer.cancelled() and writer.exception() is not None:
-            self.notice.set(f"could not save the conversation: {redact(str(writer.exception()))}")
+            self.unsaved.set(_unsaved_words(writer.exception()))  # type: ignore[arg-type]
 
     async def save(self, conv: Conversation) -> None:
         self._save_soon(conv)

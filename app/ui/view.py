@@ -214,7 +214,9 @@ class ChatView:
         ffi.set_node_attr(ffi.node("chat"), "aria-busy", "true" if busy else None)
 
     def _show_notice(self) -> None:
-        text = self.chat.notice.get() or self.session.status.get()
+        # A refused save stays in view next to an answer's failure until a write succeeds.
+        said = [t for t in (self.chat.notice.get(), self.chat.unsaved.get()) if t]
+        text = " ".join(said) or self.session.status.get()
         ffi.set_node_text(self.notice, text)
         ffi.set_prop(self.notice, "hidden", not text)
 

@@ -291,3 +291,20 @@ def test_unknown_model_is_a_typed_error_before_anything_runs():
     with pytest.raises(ModelNotFound):
         run(manager.download("nope"))
     assert api.gets == {}
+
+
+def test_a_refused_bookkeeping_write_does_not_fail_a_plan_or_a_load():
+    api, _, manager, events = setup()
+    run(manager.download("synth-a"))
+    manager._plans.clear()
+    api.kv.clear()
+
+    async def refuse(store, key, value):
+        raise QuotaExceeded("the browser refused to store more: QuotaExceededError")
+
+    api.kv_put = refuse
+    assert run(manager.plan("synth-a")).model_id == "synth-a"  # kept in memory, not stored
+    run(manager.load("synth-a"))
+    assert run(manager.status("synth-a")).state == "loaded"
+    refused = [(e["what"], e["gen_ai.request.model"]) for e in events if e["event"] == "app.storage.refused"]
+    assert refused == [("sizes", "synth-a"), ("last used", "synth-a")]

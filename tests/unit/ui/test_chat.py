@@ -304,3 +304,81 @@ def test_a_history_longer_than_the_context_window_loses_its_oldest_turns_and_say
     assert last[1]["role"] == "user" and len(last) < 8
     dropped = replies[-1].meta.peek()["dropped"]
     assert dropped == 7 - (len(last) - 1) and "left out to fit the model's context window" in meta_line(replies[-1])
+
+
+class FullKV(MemoryKV):
+    """A store that refuses every write (as IndexedDB does once the quota is used up) while ``full``."""
+
+    def __init__(self, data=None):
+        super().__init__(data)
+        self.full = False
+        self.refused = 0
+
+    async def put(self, key, value):
+        await asyncio.sleep(0)
+        if self.full:
+            from app.errors import QuotaExceeded
+
+            self.refused += 1
+            raise QuotaExceeded("the browser refused to store more: QuotaExceededError")
+        await super().put(key, value)
+
+
+def test_a_refused_save_is_shown_kept_in_memory_and_written_once_space_is_back():
+    async def scenario():
+        api, kv, chat = await make_chat(kv=FullKV())
+        await chat.send("kept?")
+        first = chat.current.peek()
+        assert kv.data[first.id]["messages"][-1]["status"] == "done"
+        assert chat.unsaved.peek() == ""
+
+        kv.full = True
+        reply = await within(chat.send("while full"))  # the writer ends; nothing waits forever
+        assert reply.status.peek() == "done" and kv.refused >= 1
+        said = chat.unsaved.peek()
+        assert said.startswith("Not saved") and "quota" in said and "Models" in said
+        assert len(kv.data[first.id]["messages"]) == 2  # the stored copy is the old one ...
+        assert [m[1] for m in shown(first)][2] == "while full"  # ... the chat keeps the new turn
+
+        # Still full: a change in another conversation retries the refused one too, and says so again.
+        chat.new_conversation()
+        await within(chat.send("elsewhere"))
+        second = chat.current.peek()
+        assert second.id not in kv.data and chat.unsaved.peek().startswith("Not saved")
+
+        kv.full = False
+        await within(chat.rename(second.id, "later"))  # the next change: every refused write goes through
+        assert chat.unsaved.peek() == ""
+        _, _, reloaded = await make_chat(kv=MemoryKV(kv.data))
+        return first, second, reloaded
+
+    first, second, reloaded = run(within(scenario()))
+    again = {c.id: c for c in reloaded.conversations.peek()}
+    assert shown(again[first.id]) == shown(first) and len(shown(first)) == 4
+    assert shown(again[second.id]) == shown(second) and again[second.id].title.peek() == "later"
+
+
+def test_a_save_failing_for_another_reason_is_named_and_the_writer_goes_on():
+    class BrokenKV(MemoryKV):
+        broken = True
+
+        async def put(self, key, value):
+            if self.broken:
+                from app.errors import AppError
+
+                raise AppError("browser storage failed: UnknownError: disk error")
+            await super().put(key, value)
+
+    async def scenario():
+        api, kv, chat = await make_chat(kv=BrokenKV())
+        await within(chat.send("one"))
+        assert "UnknownError" in chat.unsaved.peek() and chat.notice.peek() == ""
+        kv.broken = False
+        await within(chat.send("two"))
+        return kv, chat
+
+    kv, chat = run(within(scenario()))
+    assert chat.unsaved.peek() == ""
+    _, _, reloaded = run(make_chat(kv=MemoryKV(kv.data)))
+    assert shown(reloaded.current.peek()) == shown(chat.current.peek())
+    assert [m[1] for m in shown(chat.current.peek())][::2] == ["one", "two"]
