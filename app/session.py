@@ -342,8 +342,18 @@ class Session:
         (the endpoint without its key)."""
         self.settings.set(settings)
         self.set_cloud(cloud)
-        if self._kv is not None:
-            await self._kv.put("chat", {"settings": settings.to_record(), "cloud": cloud.to_record() if cloud else None})
+        await self._keep("chat", {"settings": settings.to_record(), "cloud": cloud.to_record() if cloud else None})
+
+    async def _keep(self, key: str, value: Any) -> None:
+        """Remember a choice for the next visit; a refused write (quota) is said, never fatal: the
+        choice is in effect for this visit either way."""
+        if self._kv is None:
+            return
+        try:
+            await self._kv.put(key, value)
+        except AppError as exc:
+            self.emit({"event": "app.storage.refused", "what": key, "error": str(exc)})
+            self.status.set(f"Your choice applies now but could not be kept for the next visit: {exc}")
 
     async def models(self) -> Any:
         """The model manager (built once: web-llm's catalog, the config's models and the user's)."""
@@ -379,8 +389,7 @@ class Session:
         manager = await self.models()
         manager.catalog.get(model_id)  # ModelNotFound before anything changes
         self.model.set(model_id)
-        if self._kv is not None:
-            await self._kv.put("model", model_id)
+        await self._keep("model", model_id)
         await self.load_model(model_id)
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from app.backends.webllm import WebLLMBackend
 from app.client import Client, Stream
-from app.errors import EngineRejected, InvalidRequest, OutputParseError
+from app.errors import InvalidRequest, OutputParseError
 from app.ir import ChatCompletion
 from tests.unit.conftest import run
 from tests.unit.fakes import HERMES, LLAMA, FakeEngineApi, text_of, within

@@ -234,3 +234,17 @@ def test_health_is_checked_when_asked_and_reported():
     assert run(s.check_health()) == {"test": "ServerError: down"}
     assert [e["event"] for e in s.activity.peek()] == ["app.health"]  # nothing probes on its own
     assert s.router.routes[0].breaker.failures == 1
+
+
+def test_a_choice_the_browser_refuses_to_keep_still_applies_and_is_said():
+    from app.errors import QuotaExceeded
+
+    class FullKv:
+        async def put(self, key, value):
+            raise QuotaExceeded("the browser refused to store more")
+
+    s, made = session(PageConfig(model="M"), GPU)
+    s._kv = FullKv()
+    run(s.use_model("N"))
+    assert s.model.peek() == "N" and made["webllm"].loaded == "N"
+    assert [e["what"] for e in s.activity.peek() if e["event"] == "app.storage.refused"] == ["model"]
