@@ -40,8 +40,17 @@ FAULTS: dict[str, tuple[str, str, str, str]] = {
     "tests/browser/test_widget.py::test_an_embedded_chat_never_sees_the_users_own_conversations":
         ("an allowed site embeds the chat", "its own conversation; none of the user's", "0", "no"),
     "tests/browser/test_store_layout.py::test_the_models_panel_downloads_into_the_vendored_releases_store":
-        ("older web-llm release vendored (0.2.79)", "Download stores what that release reads; it loads without "
-         "fetching again", "0 bytes", "no"),
+        ("older web-llm release vendored (0.2.79)", "Download stores what that release reads: its own "
+         "hasModelInCache is true", "0 bytes", "no"),
+    "tests/browser/test_faults_storage.py::test_twin_model_ids_evicted_and_deleted_keep_the_loaded_models_files":
+        ("twin model ids sharing files: evict, delete", "the unrelated model is evicted; deleting the twin frees "
+         "nothing and says so; the loaded model stays loaded", "0 bytes of the loaded model", "no"),
+    "tests/browser/test_faults_quota.py::test_quota_exhausted_mid_conversation_is_said_and_the_chat_goes_on":
+        ("quota exhausted during a conversation", "“Not saved: … storage quota full …” with the way out; answers "
+         "go on; saved once space is back", "0 messages", "no"),
+    "tests/browser/test_faults_quota.py::test_quota_exhausted_mid_download_fails_at_once_typed_and_cancel_and_delete_still_work":
+        ("quota exhausted mid-download", "“Download of … failed: … refused to store more” within seconds; Cancel "
+         "and Delete work", "0 bytes of other models", "no"),
 }
 # Fault tests from other files are listed too, when present: file -> (what the row's fault column says).
 MORE = ("tests/browser/test_faults_storage.py", "tests/browser/test_faults_quota.py",
