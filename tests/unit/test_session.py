@@ -219,3 +219,26 @@ def test_open_session_reads_config_versions_and_saved_choices_and_embed_override
     assert s.config.limits.attempts == 1
     embedded = run(open_session(kv=kv, overrides={"model": "C"}, fetch_json=fetch_json, parts=Parts(layout=lambda v: v)))
     assert embedded.model.peek() == "C" and embedded.cloud.peek() is None and embedded._kv is None
+
+
+def test_a_model_lost_with_its_worker_is_loaded_again_by_the_next_request_with_a_notice():
+    local = Local()
+    s, made = session(PageConfig(model="M"), GPU, local=local)
+    seen = []
+    load = local.load
+
+    async def watched_load(model, on_progress=None):
+        seen.append(s.status.peek())
+        await load(model, on_progress=on_progress)
+        local.lost = None
+
+    local.load = watched_load
+
+    async def go():
+        await ask(s)
+        local.loaded, local.lost = None, "worker crashed"  # what WebLLMBackend does when its worker dies
+        return await ask(s)
+
+    reply = run(go())
+    assert seen == ["Loading M", "The model stopped (worker crashed); reloading M…"]
+    assert reply.backend == "webllm" and local.loaded == "M" and s.status.peek() == ""
