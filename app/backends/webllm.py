@@ -103,7 +103,10 @@ class WebLLMBackend:
 
     async def _ensure_engine(self) -> Any:
         if self._engine is not None:
-            return self._engine
+            failure = self._api.engine_failure(self._engine)
+            if not failure:
+                return self._engine
+            self._lost(EngineCrashed(failure))  # died with no model loaded: start a new one now
         if self._starting is None:
             self._starting = asyncio.ensure_future(self._start_engine())
         starting = self._starting

@@ -419,3 +419,17 @@ def test_an_engine_that_does_not_stop_when_its_caller_gives_up_is_restarted():
         return (await backend.complete(request())).choices[0].message.content
 
     assert run(within(scenario())) == "Echo: Hi"
+
+
+def test_a_worker_that_died_before_any_model_loaded_is_replaced_by_the_load():
+    async def scenario():
+        api = FakeEngineApi(reload_errors={LLAMA: "NetworkError: Failed to fetch"})
+        backend = WebLLMBackend(engine_api=api)
+        with pytest.raises(ModelFetchFailed):
+            await backend.load(LLAMA)
+        api.crash()
+        api.reload_errors.clear()
+        await backend.load(LLAMA)
+        return len(api.handles), api.handles[0].closed, backend.loaded
+
+    assert run(within(scenario())) == (2, True, LLAMA)
