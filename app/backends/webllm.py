@@ -163,11 +163,12 @@ class WebLLMBackend:
             raise ModelNotFound(f"{model_id!r} is not in the model list ({len(self.models)} models known)")
         await self._check_gpu(self.models.get(model_id, {"model_id": model_id}))
         async with self._turn:
+            engine = await self._ensure_engine()  # the one found before may have died meanwhile
             self.loaded = None
             try:
                 await self._api.engine_reload(engine, model_id)
             except ENGINE_GONE as exc:
-                self._lost(exc)
+                self._lost(exc, engine)
                 raise
             self.loaded = model_id
             self.lost = None
@@ -245,10 +246,11 @@ class WebLLMBackend:
         request = _for_engine(self._target(request))
         async with self._turn:
             self._check_still_loaded(request)
+            engine = self._engine
             try:
-                raw = await self._api.engine_chat(self._engine, request.to_openai())
+                raw = await self._api.engine_chat(engine, request.to_openai())
             except ENGINE_GONE as exc:
-                self._lost(exc)
+                self._lost(exc, engine)
                 raise
         return ChatCompletion.from_dict(raw, backend=self.name)
 
@@ -258,9 +260,12 @@ class WebLLMBackend:
             raise ModelNotLoaded(f"{request.model!r} is no longer loaded"
                                  + (f" ({self.lost})" if self.lost else ""))
 
-    def _lost(self, error: BaseException) -> None:
+    def _lost(self, error: BaseException, engine: Any = None) -> None:
         """The engine is gone or unusable (worker crashed, GPU device lost, stuck): terminate the worker
-        and forget the model, so the next load starts a new worker and loads it again."""
+        and forget the model, so the next load starts a new worker and loads it again. ``engine``: the
+        one that failed, when known (a stale stream's failure must not stop a newer worker)."""
+        if engine is not None and engine is not self._engine:
+            return
         if isinstance(error, DeviceLost):
             self.lost = "GPU device lost"
         elif isinstance(error, EngineCrashed):
@@ -307,6 +312,7 @@ class WebLLMStream:
         self._backend = backend
         self._request = request
         self._chunks: Any = None
+        self._engine: Any = None  # the engine this stream runs on, from start()
         self._holding = False
         self._finished = False
         self._sent = False
@@ -324,7 +330,8 @@ class WebLLMStream:
         except ModelNotLoaded:
             await self._finish()
             raise
-        self._chunks = self._backend._api.ChunkIterator(self._backend._engine, self._request.to_openai())
+        self._engine = self._backend._engine
+        self._chunks = self._backend._api.ChunkIterator(self._engine, self._request.to_openai())
 
     def __aiter__(self) -> WebLLMStream:
         return self
@@ -344,12 +351,12 @@ class WebLLMStream:
             raw = await self._chunks.__anext__()
         except asyncio.CancelledError:
             # The caller gave up (Stop before the first token, a timeout): stop the engine too, or it
-            # generates on to max_tokens; one that does not stop is restarted (see _end_within_grace).
+            # generates on to max_tokens; one that does not stop is restarted (see _give_up).
             await asyncio.shield(self._give_up())
             raise
         except BaseException as exc:
             if isinstance(exc, ENGINE_GONE):
-                self._backend._lost(exc)
+                self._backend._lost(exc, self._engine)
             await self._finish()
             raise
         return ChatCompletionChunk.from_dict(raw)
@@ -359,8 +366,8 @@ class WebLLMStream:
         if self._finished or self.stopped:
             return
         self.stopped = True
-        if self._sent and self._backend._engine is not None:  # a restarted engine has nothing to stop
-            await self._backend._api.engine_interrupt(self._backend._engine)
+        if self._sent and self._engine is self._backend._engine:  # a restarted engine has nothing to stop
+            await self._backend._api.engine_interrupt(self._engine)
 
     async def aclose(self) -> None:
         """Stop now and release the engine; safe to call at any time, more than once."""
@@ -373,7 +380,7 @@ class WebLLMStream:
         except Aborted:
             pass
         except ENGINE_GONE as exc:  # nothing left to close
-            self._backend._lost(exc)
+            self._backend._lost(exc, self._engine)
         finally:
             await self._finish()  # whatever happened, the engine's turn is released
 
@@ -388,11 +395,11 @@ class WebLLMStream:
                 try:
                     await asyncio.wait_for(self._chunks.aclose(), self._backend.stop_grace_s)
                 except TimeoutError:
-                    self._backend._lost(TimeoutError())
+                    self._backend._lost(TimeoutError(), self._engine)
         except Aborted:
             pass
         except ENGINE_GONE as exc:
-            self._backend._lost(exc)
+            self._backend._lost(exc, self._engine)
         finally:
             await self._finish()
 

@@ -433,3 +433,22 @@ def test_a_worker_that_died_before_any_model_loaded_is_replaced_by_the_load():
         return len(api.handles), api.handles[0].closed, backend.loaded
 
     assert run(within(scenario())) == (2, True, LLAMA)
+
+
+def test_a_load_waiting_behind_an_answer_whose_worker_dies_loads_into_a_new_worker():
+    async def scenario():
+        api = FakeEngineApi(handler=lambda req: "one two three four")
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        stream = backend.stream(request())
+        await stream.__anext__()  # the answer holds the engine's turn
+        loading = asyncio.ensure_future(backend.load(PHI_1K))
+        for _ in range(5):
+            await asyncio.sleep(0)  # the load found the engine alive and waits for the turn
+        api.crash(api.handles[0])
+        with pytest.raises(EngineCrashed):
+            await stream.__anext__()
+        await loading
+        return len(api.handles), backend.loaded, api.handles[1].loaded
+
+    assert run(within(scenario())) == (2, PHI_1K, PHI_1K)
