@@ -99,3 +99,20 @@ def test_an_answer_that_stalls_mid_stream_ends_with_a_typed_error_and_the_chat_g
     # The engine did not stop when asked (its step never ends): it is restarted, not waited for.
     recovers(page, "engine stopped responding")
     w.assert_clean()
+
+
+def test_an_error_event_from_the_worker_fails_the_answer_with_its_message(page, serve, tmp_path_factory):
+    """An uncaught error in the worker leaves web-llm's state unknown: the worker is let go of. (The
+    event is dispatched by the test: the double's worker has no uncaught errors of its own.)"""
+    site = ui_site(serve, tmp_path_factory.mktemp("error-event"), model=SLOW_MODEL)
+    page.add_init_script(RECORD_WORKERS)
+    w = open_chat(page, site)
+    send(page, "go [[tokens=400]] [[delay=30]]")
+    wait_for_text(page, 0, 2)
+    page.evaluate("() => window.__workers[0].dispatchEvent(new ErrorEvent('error', {message: 'Uncaught RangeError: Array buffer allocation failed'}))")
+    failed = page.locator("#messages .msg-assistant[data-status=error]")
+    failed.wait_for(timeout=10_000)
+    assert "EngineCrashed" in page.inner_text("#chat-notice")
+    assert "Array buffer allocation failed" in page.inner_text("#chat-notice")
+    recovers(page, "worker crashed")
+    w.assert_clean()
