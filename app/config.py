@@ -100,13 +100,16 @@ class RequestLimits:
     """How every chat request is bounded (app.middleware Retry and Timeout).
 
     ``first_token_s``: a stream must yield its first token within this (a hung endpoint, a lost
-    worker); ``request_s``: a whole non-streamed answer; ``attempts``: tries of an endpoint on
-    failures another try may cure (5xx, 429, unreachable, timed out). A local model gets
-    ``local_first_token_s``: its prefill on a slow GPU may take much longer than a server's.
+    worker); ``idle_s``: then each next token within this of the one before (an answer that stalls
+    mid-way ends with StreamStalled, keeping what came); ``request_s``: a whole non-streamed answer;
+    ``attempts``: tries of an endpoint on failures another try may cure (5xx, 429, unreachable, timed
+    out). A local model gets ``local_first_token_s``: its prefill on a slow GPU may take much longer
+    than a server's.
     """
 
     first_token_s: float = 60.0
     local_first_token_s: float = 300.0
+    idle_s: float = 60.0
     request_s: float = 300.0
     attempts: int = 2
 

@@ -15,6 +15,7 @@
     |   +-- ModelFetchFailed          fetching model files failed (.status: the HTTP status, or None)
     |   +-- ContextWindowExceeded     the prompt does not fit the model's context window
     |   +-- DeviceLost                the GPU device was lost (often out of memory)
+    |   +-- EngineCrashed             the engine's worker died (crashed, out of memory, terminated)
     |   +-- QuotaExceeded             the browser's storage quota is too small for the model files
     |   |   +-- InsufficientStorage   ... found before a download starts (.needed, .available, .evictable)
     |   +-- Aborted                   the request was stopped (stream.aclose(), a cancel handle)
@@ -23,7 +24,8 @@
     |   +-- AuthenticationFailed      a cloud endpoint refused the API key (401/403)
     |   +-- RateLimited               a cloud endpoint said 429 (.retry_after seconds, or None)
     |   +-- ServerError               a cloud endpoint failed (5xx; .status)
-    |   +-- BackendUnreachable        no answer from a cloud endpoint (network down, CORS, DNS)
+    |   +-- BackendUnreachable        no answer from a cloud endpoint (network down, CORS, DNS), or in time
+    |   |   +-- StreamStalled         a stream stopped yielding tokens mid-answer (what came is kept)
     |   +-- NoBackendAvailable        the router found no backend for the request (.attempts says why)
     +-- ToolLoopLimit                 run_tools() reached max_steps with the model still calling tools
 
@@ -120,6 +122,11 @@ class DeviceLost(EngineError):
     """The WebGPU device was lost, most often because the GPU ran out of memory."""
 
 
+class EngineCrashed(EngineError):
+    """The engine's Web Worker died (an uncaught error, out of memory, or it was terminated). What was
+    in flight fails with this at once; the next load starts a new worker."""
+
+
 class QuotaExceeded(EngineError):
     """The browser's storage quota cannot hold the model's files."""
 
@@ -161,6 +168,11 @@ class ServerError(EngineError):
 
 class BackendUnreachable(EngineError):
     """The endpoint could not be reached: network down, DNS, CORS, or the server is gone."""
+
+
+class StreamStalled(BackendUnreachable):
+    """A streamed answer stopped yielding chunks for ``idle_seconds`` (the middleware's Timeout); the
+    stream was closed and what arrived before stays the caller's."""
 
 
 class NoBackendAvailable(EngineError):
@@ -220,6 +232,7 @@ _BY_NAME: dict[str, type[EngineError]] = {
     "UnclearModelToUseError": ModelNotLoaded,
     "ContextWindowSizeExceededError": ContextWindowExceeded,
     "DeviceLostError": DeviceLost,
+    "EngineCrashedError": EngineCrashed,
     "QuotaExceededError": QuotaExceeded,
     "AbortError": Aborted,
     "NetworkError": ModelFetchFailed,

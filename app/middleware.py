@@ -12,8 +12,10 @@ wraps another, so they stack like Starlette's middleware and the client cannot t
 Order matters: Timeout inside Retry makes a timed-out attempt retryable (it raises
 BackendUnreachable); Telemetry outside Retry reports one request with its total time.
 
-Streams are wrapped too. Retry and Timeout act only until the first chunk reaches the caller; a
-chunk once shown cannot be taken back, so an error after it propagates unchanged.
+Streams are wrapped too. Retry acts only until the first chunk reaches the caller; a chunk once shown
+cannot be taken back, so an error after it propagates unchanged. Timeout bounds the first chunk, and
+then each wait for the next one (``idle_seconds``): a stream that stalls mid-answer ends with
+StreamStalled, and what came before stays the caller's.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.backends.base import Backend, Capabilities, ChunkStream
-from app.errors import BackendUnreachable, RateLimited, ServerError
+from app.errors import BackendUnreachable, RateLimited, ServerError, StreamStalled
 from app.ir import ChatCompletion, ChatCompletionChunk, Usage
 from app.params import ChatRequest
 
@@ -449,18 +451,22 @@ class _RetryStream(_FirstChunkStream):
 class Timeout(_Wrapper):
     """Bounds how long a request may take; past it raises BackendUnreachable("timed out after Ns").
 
-        backend = Timeout(inner, 60, first_token_seconds=20)
+        backend = Timeout(inner, 60, first_token_seconds=20, idle_seconds=30)
 
     ``complete()`` must finish within ``seconds``. A stream must yield its first chunk within
     ``first_token_seconds`` (default ``seconds``) of ``start()``, waiting for the engine's turn
-    included; it is then closed, so the engine stops. Later chunks are not timed: a long answer that
-    keeps coming is not a failure.
+    included, and then each further chunk within ``idle_seconds`` of the one before (None: no bound);
+    past either it is closed, so the engine stops. The total length is not bounded: a long answer
+    that keeps coming is not a failure. A stall after the first chunk raises StreamStalled (a
+    BackendUnreachable), which nobody retries: the caller has seen output.
     """
 
-    def __init__(self, inner: Backend, seconds: float, *, first_token_seconds: float | None = None) -> None:
+    def __init__(self, inner: Backend, seconds: float, *, first_token_seconds: float | None = None,
+                 idle_seconds: float | None = 60.0) -> None:
         super().__init__(inner)
         self.seconds = seconds
         self.first_token_seconds = first_token_seconds if first_token_seconds is not None else seconds
+        self.idle_seconds = idle_seconds
 
     async def complete(self, request: ChatRequest) -> ChatCompletion:
         try:
@@ -470,13 +476,25 @@ class Timeout(_Wrapper):
             raise BackendUnreachable(f"timed out after {self.seconds:g}s") from None
 
     def stream(self, request: ChatRequest) -> ChunkStream:
-        return _TimeoutStream(self.inner.stream(request), self.first_token_seconds)
+        return _TimeoutStream(self.inner.stream(request), self.first_token_seconds, self.idle_seconds)
 
 
 class _TimeoutStream(_FirstChunkStream):
-    def __init__(self, inner: ChunkStream, seconds: float) -> None:
+    def __init__(self, inner: ChunkStream, seconds: float, idle: float | None = None) -> None:
         super().__init__(inner)
         self._seconds = seconds
+        self._idle = idle
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        await self.start()
+        if self._first is not None or self._idle is None:
+            return await super().__anext__()
+        try:
+            return await asyncio.wait_for(self._inner.__anext__(), self._idle)
+        except TimeoutError:
+            with contextlib.suppress(Exception):  # its cleanup must not hide why it ended
+                await self._inner.aclose()  # or the engine goes on generating for nobody
+            raise StreamStalled(f"no new token for {self._idle:g}s: the answer stalled") from None
 
     async def _open(self) -> Any:
         try:

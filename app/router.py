@@ -35,6 +35,8 @@ from app.errors import (
     BackendUnreachable,
     AppError,
     ContextWindowExceeded,
+    DeviceLost,
+    EngineCrashed,
     EngineError,
     FeatureUnsupported,
     ModelFetchFailed,
@@ -55,9 +57,11 @@ POLICIES = ("priority", "prefer-local", "offline-only", "cost", "latency")
 EXPECTED_TOKENS = 256  # answer length the latency policy assumes when a request gives no max_tokens
 # Failures that say nothing about the request itself: another backend may well succeed.
 # FeatureUnsupported: this device cannot do it (shader-f16, no built-in model, a language or schema
-# feature the built-in model lacks); another backend may.
+# feature the built-in model lacks); another backend may. DeviceLost, EngineCrashed: the local engine
+# died (its next request restarts it); another backend can answer this one.
 FALLBACK_ERRORS = (BackendUnreachable, ServerError, RateLimited, ModelNotLoaded, ModelNotDownloaded,
-                   ModelNotFound, ModelFetchFailed, WebGPUUnavailable, ContextWindowExceeded, FeatureUnsupported)
+                   ModelNotFound, ModelFetchFailed, WebGPUUnavailable, ContextWindowExceeded, FeatureUnsupported,
+                   DeviceLost, EngineCrashed)
 
 
 class CircuitBreaker:

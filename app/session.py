@@ -15,8 +15,10 @@ session owns every part the page uses and nothing else builds them:
   (config file or Settings);
 - the request path ``Client -> Telemetry -> Logging -> Router -> [Retry ->] Timeout -> backend``:
   one telemetry event stream (``gen_ai.*``, seen in ``session.activity``), one log line per request
-  (errors redacted), and per route a timeout on the first token (a hung endpoint or a dead worker
-  ends with a typed error) and, for endpoints, retries of what another try may cure;
+  (errors redacted), and per route a timeout on the first token and between tokens (a hung endpoint
+  or a stalled answer ends with a typed error) and, for endpoints, retries of what another try may
+  cure; a web-llm worker that died (EngineCrashed, DeviceLost) is restarted and its model loaded
+  again by the next request, ``status`` saying so;
 - the model manager, whose store layout is the vendored web-llm release's;
 - the chosen model, the endpoint and the chat settings, as signals the UI renders.
 
@@ -230,10 +232,12 @@ class Session:
         from app.router import Route
 
         limits = self.config.limits
-        bound = partial(Timeout, seconds=limits.request_s, first_token_seconds=limits.first_token_s)
+        bound = partial(Timeout, seconds=limits.request_s, first_token_seconds=limits.first_token_s,
+                        idle_seconds=limits.idle_s)
         routes = []
         if self._local_wanted():
-            local = partial(Timeout, seconds=limits.request_s, first_token_seconds=limits.local_first_token_s)
+            local = partial(Timeout, seconds=limits.request_s, first_token_seconds=limits.local_first_token_s,
+                            idle_seconds=limits.idle_s)
             routes.append(Route(build_stack(self.local_backend(), [local]), priority=0))
         if self._builtin_usable():
             routes.append(Route(build_stack(self._chrome_backend(), [bound]), priority=1))
@@ -305,8 +309,9 @@ class Session:
         model = self.model.peek()
         if self._local_wanted() and self.local_backend().loaded != model:
             fallback = len(built.router.routes) > 1
+            lost = getattr(self.local_backend(), "lost", None)
             try:
-                await self.load_model(model)
+                await self.load_model(model, reason=f"The model stopped ({lost}); reloading" if lost else None)
             except AppError as exc:
                 if not fallback:
                     raise
@@ -368,17 +373,19 @@ class Session:
         catalog = await self.parts.catalog(list((self.config.app_config or {}).get("model_list", [])))
         return self.parts.manager(catalog, self.local_backend(), self.layout(), self.emit)
 
-    async def load_model(self, model_id: str) -> None:
+    async def load_model(self, model_id: str, *, reason: str | None = None) -> None:
         """Load ``model_id`` into web-llm through the manager (its progress: ``app.model.load``
-        events and ``status``)."""
+        events and ``status``, which starts with ``reason`` when given: "The model stopped (worker
+        crashed); reloading")."""
         manager = await self.models()
+        saying = f"{reason} {model_id}" if reason else f"Loading {model_id}"
 
         def progress(report: dict[str, Any]) -> None:
             share = report.get("progress")
             percent = f": {round(float(share) * 100)}%" if isinstance(share, (int, float)) else ""
-            self.status.set(f"Loading {model_id}{percent}")
+            self.status.set(f"{saying}{percent}")
 
-        self.status.set(f"Loading {model_id}")
+        self.status.set(f"{saying}…" if reason else saying)
         try:
             await manager.load(model_id, on_progress=progress)
         finally:

@@ -7,6 +7,11 @@
 One engine per backend. Requests are served one at a time in arrival order (an asyncio lock, which
 is FIFO): a request made while another streams waits for it instead of interleaving with it. Loads
 are single-flight: two loads of one model share one.
+
+When the engine stops for good (its worker crashed or was terminated: EngineCrashed; the GPU device
+was lost: DeviceLost; a stream that a stop could not end within ``stop_grace_s``), the request in
+flight fails with that typed error, the worker is terminated and the model forgotten (``loaded`` is
+None, ``lost`` says why), and the next ``load()`` starts a new worker.
 """
 
 from __future__ import annotations
@@ -18,7 +23,15 @@ from dataclasses import replace
 from typing import Any
 
 from app.backends.base import Capabilities
-from app.errors import Aborted, DeviceLost, ModelNotFound, ModelNotLoaded, ShaderF16Unsupported, UsageError
+from app.errors import (
+    Aborted,
+    DeviceLost,
+    EngineCrashed,
+    ModelNotFound,
+    ModelNotLoaded,
+    ShaderF16Unsupported,
+    UsageError,
+)
 from app.ffi import engine
 from app.ffi.engine import EngineBridge
 from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
@@ -28,6 +41,12 @@ from app.params import ChatRequest
 
 MODULE_URL = "static/vendor/web-llm/index.js"
 WORKER_URL = "static/webllm-worker.js"
+# After a stop, web-llm ends a stream at its next decode step (well under a second). An engine that
+# has not ended it this long after is stuck (a hung GPU, a stalled worker): it is restarted. A stop
+# during a prefill longer than this restarts it too, which costs a reload from the cache.
+STOP_GRACE_S = 5.0
+# Failures after which the engine is gone: the worker must be restarted and the model loaded again.
+ENGINE_GONE = (DeviceLost, EngineCrashed)
 
 
 class WebLLMBackend:
@@ -42,7 +61,7 @@ class WebLLMBackend:
 
     def __init__(self, *, app_config: dict[str, Any] | None = None, layout: StoreLayout | None = None,
                  cache_backend: str = "cache", module_url: str = MODULE_URL, worker_url: str = WORKER_URL,
-                 engine_api: EngineBridge = engine) -> None:
+                 engine_api: EngineBridge = engine, stop_grace_s: float = STOP_GRACE_S) -> None:
         # Checked now, before any worker starts.
         if layout is not None:
             layout.check_backend(cache_backend)
@@ -54,22 +73,40 @@ class WebLLMBackend:
         self._module_url = module_url
         self._worker_url = worker_url
         self._api = engine_api
+        self.stop_grace_s = stop_grace_s
         self._engine: Any = None
         self._starting: asyncio.Task | None = None
         self._loads: dict[str, asyncio.Task] = {}
         self._turn = asyncio.Lock()  # FIFO: one request at a time, in arrival order
         self.version: tuple[int, int, int] | None = None
         self.models: dict[str, dict[str, Any]] = {}  # model_id -> model record
-        self.loaded: str | None = None
+        self._loaded: str | None = None
+        self.lost: str | None = None  # why the model was lost ("the worker crashed", ...), until it loads again
         self.gpu: Any = None  # app.runtime.WebGPUReport, probed on first load
         self.function_calling_ids: frozenset[str] = frozenset()
         self._progress_listeners: list[Callable[[dict[str, Any]], None]] = []
 
     # ------------------------------------------------------------------ engine lifecycle
 
+    @property
+    def loaded(self) -> str | None:
+        """The model loaded in a live engine. A worker found dead here is let go of (see ``lost``)."""
+        if self._engine is not None and self._loaded is not None:
+            failure = self._api.engine_failure(self._engine)
+            if failure:
+                self._lost(EngineCrashed(failure))
+        return self._loaded
+
+    @loaded.setter
+    def loaded(self, model_id: str | None) -> None:
+        self._loaded = model_id
+
     async def _ensure_engine(self) -> Any:
         if self._engine is not None:
-            return self._engine
+            failure = self._api.engine_failure(self._engine)
+            if not failure:
+                return self._engine
+            self._lost(EngineCrashed(failure))  # died with no model loaded: start a new one now
         if self._starting is None:
             self._starting = asyncio.ensure_future(self._start_engine())
         starting = self._starting
@@ -126,9 +163,15 @@ class WebLLMBackend:
             raise ModelNotFound(f"{model_id!r} is not in the model list ({len(self.models)} models known)")
         await self._check_gpu(self.models.get(model_id, {"model_id": model_id}))
         async with self._turn:
+            engine = await self._ensure_engine()  # the one found before may have died meanwhile
             self.loaded = None
-            await self._api.engine_reload(engine, model_id)
+            try:
+                await self._api.engine_reload(engine, model_id)
+            except ENGINE_GONE as exc:
+                self._lost(exc, engine)
+                raise
             self.loaded = model_id
+            self.lost = None
 
     async def _check_gpu(self, record: dict[str, Any]) -> None:
         """Fail before downloading anything when this device cannot run the model."""
@@ -192,6 +235,8 @@ class WebLLMBackend:
     def _target(self, request: ChatRequest) -> ChatRequest:
         """The request aimed at the loaded model, or ModelNotLoaded before anything is sent."""
         if self.loaded is None or self._engine is None:
+            if self.lost:
+                raise ModelNotLoaded(f"the model was lost ({self.lost}); load it again")
             raise ModelNotLoaded(f"no model is loaded; call load({request.model or 'model_id'!r}) first")
         if request.model is not None and request.model != self.loaded:
             raise ModelNotLoaded(f"{request.model!r} is not loaded (loaded: {self.loaded!r})")
@@ -200,16 +245,34 @@ class WebLLMBackend:
     async def complete(self, request: ChatRequest) -> ChatCompletion:
         request = _for_engine(self._target(request))
         async with self._turn:
+            self._check_still_loaded(request)
+            engine = self._engine
             try:
-                raw = await self._api.engine_chat(self._engine, request.to_openai())
-            except DeviceLost:
-                self._lost()
+                raw = await self._api.engine_chat(engine, request.to_openai())
+            except ENGINE_GONE as exc:
+                self._lost(exc, engine)
                 raise
         return ChatCompletion.from_dict(raw, backend=self.name)
 
-    def _lost(self) -> None:
-        """web-llm unloads every model when the GPU device is lost: the next request must load again."""
-        self.loaded = None
+    def _check_still_loaded(self, request: ChatRequest) -> None:
+        """After waiting for the turn: the engine may have gone meanwhile (the request before crashed)."""
+        if self.loaded is None or self._engine is None:
+            raise ModelNotLoaded(f"{request.model!r} is no longer loaded"
+                                 + (f" ({self.lost})" if self.lost else ""))
+
+    def _lost(self, error: BaseException, engine: Any = None) -> None:
+        """The engine is gone or unusable (worker crashed, GPU device lost, stuck): terminate the worker
+        and forget the model, so the next load starts a new worker and loads it again. ``engine``: the
+        one that failed, when known (a stale stream's failure must not stop a newer worker)."""
+        if engine is not None and engine is not self._engine:
+            return
+        if isinstance(error, DeviceLost):
+            self.lost = "GPU device lost"
+        elif isinstance(error, EngineCrashed):
+            self.lost = "worker crashed"
+        else:
+            self.lost = "engine stopped responding"
+        self.close()
 
     def stream(self, request: ChatRequest) -> WebLLMStream:
         return WebLLMStream(self, _for_engine(self._target(request)))
@@ -249,6 +312,7 @@ class WebLLMStream:
         self._backend = backend
         self._request = request
         self._chunks: Any = None
+        self._engine: Any = None  # the engine this stream runs on, from start()
         self._holding = False
         self._finished = False
         self._sent = False
@@ -261,7 +325,13 @@ class WebLLMStream:
         await self._backend._turn.acquire()
         self._holding = True
         self._loop = asyncio.get_running_loop()
-        self._chunks = self._backend._api.ChunkIterator(self._backend._engine, self._request.to_openai())
+        try:
+            self._backend._check_still_loaded(self._request)
+        except ModelNotLoaded:
+            await self._finish()
+            raise
+        self._engine = self._backend._engine
+        self._chunks = self._backend._api.ChunkIterator(self._engine, self._request.to_openai())
 
     def __aiter__(self) -> WebLLMStream:
         return self
@@ -280,12 +350,13 @@ class WebLLMStream:
         try:
             raw = await self._chunks.__anext__()
         except asyncio.CancelledError:
-            # The caller gave up: stop the engine too, or it generates on to max_tokens.
-            await asyncio.shield(self.aclose())
+            # The caller gave up (Stop before the first token, a timeout): stop the engine too, or it
+            # generates on to max_tokens; one that does not stop is restarted (see _give_up).
+            await asyncio.shield(self._give_up())
             raise
         except BaseException as exc:
-            if isinstance(exc, DeviceLost):
-                self._backend._lost()
+            if isinstance(exc, ENGINE_GONE):
+                self._backend._lost(exc, self._engine)
             await self._finish()
             raise
         return ChatCompletionChunk.from_dict(raw)
@@ -295,8 +366,8 @@ class WebLLMStream:
         if self._finished or self.stopped:
             return
         self.stopped = True
-        if self._sent:
-            await self._backend._api.engine_interrupt(self._backend._engine)
+        if self._sent and self._engine is self._backend._engine:  # a restarted engine has nothing to stop
+            await self._backend._api.engine_interrupt(self._engine)
 
     async def aclose(self) -> None:
         """Stop now and release the engine; safe to call at any time, more than once."""
@@ -308,8 +379,29 @@ class WebLLMStream:
                 await self._chunks.aclose()
         except Aborted:
             pass
+        except ENGINE_GONE as exc:  # nothing left to close
+            self._backend._lost(exc, self._engine)
         finally:
             await self._finish()  # whatever happened, the engine's turn is released
+
+    async def _give_up(self) -> None:
+        """Like aclose(), but an engine that does not end the stream within the backend's
+        ``stop_grace_s`` after the interrupt is stuck: it is restarted instead of waited for."""
+        if self._finished:
+            return
+        try:
+            await self.stop()
+            if self._chunks is not None and self._sent:
+                try:
+                    await asyncio.wait_for(self._chunks.aclose(), self._backend.stop_grace_s)
+                except TimeoutError:
+                    self._backend._lost(TimeoutError(), self._engine)
+        except Aborted:
+            pass
+        except ENGINE_GONE as exc:
+            self._backend._lost(exc, self._engine)
+        finally:
+            await self._finish()
 
     def __del__(self) -> None:
         # Dropped mid-answer without aclose() (a `break` out of `async for` with no `async with`):

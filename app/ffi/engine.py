@@ -2,7 +2,9 @@
 
 The page side is web-llm's own ``WebWorkerMLCEngine``, created here on first use; requests go in as
 plain dicts (through ``to_js``) and responses come back as plain dicts. Every JS failure is
-translated, once, into app.errors. No ``JsProxy`` leaves this module except inside
+translated, once, into app.errors. ``static/bridge/engine.js`` creates the worker and watches it: when
+it dies (an uncaught error, out of memory, ``terminate()``), whatever is in flight fails at once with
+:class:`app.errors.EngineCrashed` and :func:`engine_failure` says why. No ``JsProxy`` leaves this module except inside
 :class:`EngineHandle`, an opaque token consumers hand back to it.
 """
 
@@ -16,7 +18,7 @@ from app.ffi._reader import READER_MODULE_URL, TextReader
 from app.ffi.page import probe_webgpu
 
 __all__ = ["EngineBridge", "EngineHandle", "ChunkIterator", "call_method", "create_engine", "engine_chat",
-           "engine_interrupt", "engine_reload", "engine_set_app_config", "engine_unload", "probe_webgpu",
+           "engine_failure", "engine_interrupt", "engine_reload", "engine_set_app_config", "engine_unload", "probe_webgpu",
            "webllm_exports"]
 
 
@@ -49,6 +51,7 @@ class EngineBridge(Protocol):
     async def engine_set_app_config(self, handle: Any, app_config: dict[str, Any]) -> None: ...
     async def engine_interrupt(self, handle: Any) -> None: ...
     async def engine_chat(self, handle: Any, request: dict[str, Any]) -> dict[str, Any]: ...
+    def engine_failure(self, handle: Any) -> str | None: ...
     def ChunkIterator(self, handle: Any, request: dict[str, Any]) -> ChunkStream: ...  # noqa: N802
 
 
@@ -80,21 +83,35 @@ async def call_method(obj: Any, path: str, *args: Any) -> Any:
         raise _engine_error(exc) from None
 
 
-class EngineHandle:
-    """The page side of one web-llm worker engine. Opaque outside this module."""
+ENGINE_MODULE_URL = "static/bridge/engine.js"
 
-    def __init__(self, engine: Any, worker: Any, progress_proxy: Any) -> None:
-        self._engine = engine
-        self._worker = worker
+
+class EngineHandle:
+    """The page side of one web-llm worker engine (static/bridge/engine.js's watched engine).
+    Opaque outside this module."""
+
+    def __init__(self, watched: Any, progress_proxy: Any) -> None:
+        self._watched = watched
         self._progress = progress_proxy
         self.closed = False
+
+    async def call(self, path: str, *args: Any) -> Any:
+        """``await engine.<path>(*args)``; EngineCrashed at once if the worker dies meanwhile."""
+        try:
+            return await self._watched.call(path, _core.to_js(list(args)))
+        except _core.JsException as exc:
+            raise _engine_error(exc) from None
+
+    def failure(self) -> str | None:
+        """Why the worker is gone (crashed, terminated, out of memory), or None while it lives."""
+        return str(self._watched.failure()) or None
 
     def close(self) -> None:
         """Stop the worker and free the progress callback proxy."""
         if self.closed:
             return
         self.closed = True
-        self._worker.terminate()
+        self._watched.close()
         if self._progress is not None:
             self._progress.destroy()
             self._progress = None
@@ -118,38 +135,42 @@ async def create_engine(module_url: str, worker_url: str, app_config: dict[str, 
                         on_progress: Callable[[dict[str, Any]], None] | None = None) -> EngineHandle:
     """Start the worker and web-llm's page-side ``WebWorkerMLCEngine`` (no model loaded yet)."""
     module = await _core.import_module(module_url)
-    js = _core.js
-    worker = js.Worker.new(_core.absolute_url(worker_url), _core.to_js({"type": "module"}))
+    bridge = await _core.import_module(ENGINE_MODULE_URL)
     proxy = None
     engine_config = _core.to_js({"appConfig": app_config})
     if on_progress is not None:
         proxy = _core.create_proxy(lambda report: on_progress(_core.to_py(report)))
         engine_config.initProgressCallback = proxy
-    engine = module.WebWorkerMLCEngine.new(worker, engine_config)
-    return EngineHandle(engine, worker, proxy)
+    watched = bridge.createEngine(module, _core.absolute_url(worker_url), engine_config)
+    return EngineHandle(watched, proxy)
 
 
 async def engine_reload(handle: EngineHandle, model_id: str, chat_opts: dict[str, Any] | None = None) -> None:
     args = [model_id] if chat_opts is None else [model_id, chat_opts]
-    await call_method(handle._engine, "reload", *args)
+    await handle.call("reload", *args)
 
 
 async def engine_unload(handle: EngineHandle) -> None:
-    await call_method(handle._engine, "unload")
+    await handle.call("unload")
 
 
 async def engine_set_app_config(handle: EngineHandle, app_config: dict[str, Any]) -> None:
-    await call_method(handle._engine, "setAppConfig", app_config)
+    await handle.call("setAppConfig", app_config)
 
 
 async def engine_interrupt(handle: EngineHandle) -> None:
-    await call_method(handle._engine, "interruptGenerate")
+    await handle.call("interruptGenerate")
 
 
 async def engine_chat(handle: EngineHandle, request: dict[str, Any]) -> dict[str, Any]:
     """A non-streaming chat completion: plain dict in, plain dict out."""
-    result = await call_method(handle._engine, "chat.completions.create", request)
+    result = await handle.call("chat.completions.create", request)
     return _core.to_py(result)
+
+
+def engine_failure(handle: EngineHandle) -> str | None:
+    """Why the engine's worker is gone, or None while it lives (nothing crosses to the worker)."""
+    return handle.failure()
 
 
 class ChunkIterator(TextReader):
@@ -158,6 +179,9 @@ class ChunkIterator(TextReader):
 
     def __init__(self, handle: EngineHandle, request: dict[str, Any]) -> None:
         async def start() -> Any:
-            return await call_method(handle._engine, "chat.completions.create", request)
+            try:
+                return await handle._watched.stream("chat.completions.create", _core.to_js([request]))
+            except _core.JsException as exc:
+                raise _engine_error(exc) from None
 
         super().__init__(start, _engine_error)

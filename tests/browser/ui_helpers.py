@@ -12,14 +12,16 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots
 
 
 def ui_site(serve, tmp_dir: Path, *, cloud: dict | None = None, model: str | None = CHAT_MODEL,
-            overlay: dict[str, Path] | None = None):
-    """A server whose static/chat-config.json selects the double's model (and ``cloud``): config
-    only; the page's code is the shipped code (plus the double's worker, as in test_adapter, and
-    ``overlay``)."""
+            overlay: dict[str, Path] | None = None, limits: dict | None = None):
+    """A server whose static/chat-config.json selects the double's model (and ``cloud``, ``limits``):
+    config only; the page's code is the shipped code (plus the double's worker, as in test_adapter,
+    and ``overlay``)."""
     config_file = tmp_dir / "chat-config.json"
     site = serve("/", overlay={**OVERLAY, **(overlay or {}), "static/chat-config.json": config_file})
-    config_file.write_text(json.dumps({"model": model, "app_config": app_config(site.origin),
-                                       "policy": "prefer-local", "cloud": cloud}))
+    config = {"model": model, "app_config": app_config(site.origin), "policy": "prefer-local", "cloud": cloud}
+    if limits is not None:
+        config["limits"] = limits
+    config_file.write_text(json.dumps(config))
     return site
 
 

@@ -24,6 +24,8 @@ Pyodide bridge does (so other tasks get their turn between chunks, as in the bro
 ``api.paused = True`` a new stream waits at its ``gate`` (an ``asyncio.Event``) before its first
 chunk; ``stream.waiting`` is set while it waits, ``stream.gate.set()`` lets it go.
 ``engine_interrupt`` makes the running stream's next chunk the final one, finish_reason "abort".
+``api.crash(handle)`` kills a worker as static/bridge/engine.js sees it: ``engine_failure`` says why,
+and every call on it, the running stream's next chunk included, fails with EngineCrashed at once.
 """
 
 from __future__ import annotations
@@ -111,11 +113,19 @@ class FakeEngineHandle:
         self.on_progress = on_progress
         self.loaded: str | None = None
         self.closed = False
+        self.failure: str | None = None  # why the worker died (api.crash), None while it lives
 
     def close(self) -> None:
         self._api._log("EngineHandle.close")
         self.closed = True
         self.loaded = None
+        self.failure = self.failure or "the model's worker was closed"
+        if self._api.running is not None and self._api.running.handle is self:
+            self._api.running.gate.set()  # a stream waiting on a dead worker fails at once
+
+    def check_alive(self) -> None:
+        if self.failure is not None:
+            raise from_engine_message(f"EngineCrashedError: {self.failure}")
 
 
 class FakeEngineApi:
@@ -147,6 +157,18 @@ class FakeEngineApi:
         # Plain data is copied (later changes by the caller must not rewrite the log); handles are not.
         self.calls.append(Call(name, tuple(copy.deepcopy(a) if isinstance(a, (dict, list)) else a
                                            for a in args)))
+
+    def crash(self, handle: FakeEngineHandle | None = None,
+              cause: str = "the model's worker stopped (crashed, ran out of memory or was terminated)") -> None:
+        """The worker of ``handle`` (default: the newest) dies, as out of memory or terminate() do."""
+        handle = handle or self.handles[-1]
+        handle.failure = cause
+        handle.loaded = None
+        if self.running is not None and self.running.handle is handle:
+            self.running.gate.set()
+
+    def engine_failure(self, handle: FakeEngineHandle) -> str | None:
+        return handle.failure  # not logged: it asks the page, nothing crosses to the worker
 
     def names(self, since: int = 0) -> list[str]:
         return [c.name for c in self.calls[since:]]
@@ -183,6 +205,7 @@ class FakeEngineApi:
     async def engine_reload(self, handle: FakeEngineHandle, model_id: str,
                             chat_opts: dict[str, Any] | None = None) -> None:
         self._log("engine_reload", handle, model_id, chat_opts)
+        handle.check_alive()
         handle.loaded = None  # web-llm unloads what it had first
         if model_id not in {m["model_id"] for m in handle.app_config.get("model_list", ())}:
             raise from_engine_message(
@@ -205,17 +228,20 @@ class FakeEngineApi:
 
     async def engine_unload(self, handle: FakeEngineHandle) -> None:
         self._log("engine_unload", handle)
+        handle.check_alive()
         await _bridge_crossing()
         handle.loaded = None
 
     async def engine_set_app_config(self, handle: FakeEngineHandle, app_config: dict[str, Any]) -> None:
         self._log("engine_set_app_config", handle, app_config)
+        handle.check_alive()
         await _bridge_crossing()
         handle.app_config = copy.deepcopy(app_config)
 
     async def engine_interrupt(self, handle: FakeEngineHandle) -> None:
         """web-llm's interruptGenerate: the running generation stops at its next step."""
         self._log("engine_interrupt", handle)
+        handle.check_alive()
         if self.running is not None:
             self.running.interrupted = True
             self.running.gate.set()  # an interrupted generation does not wait for anything
@@ -224,6 +250,7 @@ class FakeEngineApi:
     async def engine_chat(self, handle: FakeEngineHandle, request: dict[str, Any]) -> dict[str, Any]:
         """A non-streaming ``chat.completions.create``."""
         self._log("engine_chat", handle, request)
+        handle.check_alive()
         await _bridge_crossing()
         model = self._check(handle, request)
         text = self.handler(copy.deepcopy(request))
@@ -368,6 +395,7 @@ class FakeChunkIterator:
             await self.gate.wait()
             self.waiting.clear()
         try:
+            self.handle.check_alive()
             if self._source is None:
                 self._source = self.api._generate(self)
             chunk = next(self._source)

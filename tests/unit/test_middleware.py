@@ -16,6 +16,7 @@ from app.errors import (
     InvalidRequest,
     RateLimited,
     ServerError,
+    StreamStalled,
 )
 from app.ir import (
     ChatCompletion,
@@ -362,6 +363,60 @@ def test_timeout_inside_retry_is_retried():
     with pytest.raises(BackendUnreachable):
         run(backend.complete(request()))
     assert len(fake.calls) == 2 and len(sleeps) == 1
+
+
+class StallingStream(FakeStream):
+    """Yields its items, then never answers again (an engine that stalls mid-answer)."""
+
+    async def __anext__(self):
+        if not self.items and not self.closed:
+            await asyncio.Event().wait()
+        return await super().__anext__()
+
+
+class StallingBackend(FakeBackend):
+    def stream(self, request):
+        self.calls.append(("stream", request))
+        s = StallingStream([chunk("Hel"), chunk("lo")])
+        self.streams.append(s)
+        return s
+
+
+def test_timeout_stream_that_stalls_mid_answer_ends_with_stream_stalled_and_keeps_what_came():
+    fake = StallingBackend()
+    client = Client(Timeout(fake, 60, first_token_seconds=60, idle_seconds=0.01))
+
+    async def go():
+        stream = await client.chat.completions.create(messages=USER, stream=True)
+        got = []
+        with pytest.raises(StreamStalled, match=r"no new token for 0.01s"):
+            async for c in stream:
+                got.append(c.choices[0].delta.content)
+        return got
+
+    assert run(asyncio.wait_for(go(), 5)) == ["Hel", "lo"]
+    assert fake.streams[0].closed  # the engine was told to stop
+    assert issubclass(StreamStalled, BackendUnreachable)
+
+
+def test_timeout_idle_bound_is_per_chunk_not_per_answer():
+    """A slow stream whose every chunk comes within the idle bound is not cut, however long it runs."""
+
+    class Slow(FakeStream):
+        async def __anext__(self):
+            await asyncio.sleep(0.02)
+            return await super().__anext__()
+
+    fake = FakeBackend()
+    fake.stream = lambda request: Slow([chunk(str(i)) for i in range(6)] + [chunk(finish="stop")])
+    client = Client(Timeout(fake, 60, idle_seconds=0.05))
+
+    async def go():
+        stream = await client.chat.completions.create(messages=USER, stream=True)
+        await collect(stream)
+        return stream.content
+
+    assert run(go()) == "012345"
 
 
 # --------------------------------------------------------------------------------------------- stack

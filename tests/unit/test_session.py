@@ -248,3 +248,26 @@ def test_a_choice_the_browser_refuses_to_keep_still_applies_and_is_said():
     run(s.use_model("N"))
     assert s.model.peek() == "N" and made["webllm"].loaded == "N"
     assert [e["what"] for e in s.activity.peek() if e["event"] == "app.storage.refused"] == ["model"]
+
+
+def test_a_model_lost_with_its_worker_is_loaded_again_by_the_next_request_with_a_notice():
+    local = Local()
+    s, made = session(PageConfig(model="M"), GPU, local=local)
+    seen = []
+    load = local.load
+
+    async def watched_load(model, on_progress=None):
+        seen.append(s.status.peek())
+        await load(model, on_progress=on_progress)
+        local.lost = None
+
+    local.load = watched_load
+
+    async def go():
+        await ask(s)
+        local.loaded, local.lost = None, "worker crashed"  # what WebLLMBackend does when its worker dies
+        return await ask(s)
+
+    reply = run(go())
+    assert seen == ["Loading M", "The model stopped (worker crashed); reloading M…"]
+    assert reply.backend == "webllm" and local.loaded == "M" and s.status.peek() == ""

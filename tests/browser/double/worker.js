@@ -8,7 +8,8 @@
 // FakePipeline into the engine's own maps. See the top of engine_double.js.
 import { MLCEngine, WebWorkerMLCEngineHandler } from "./vendor/web-llm/index.js";
 import { installEngineDouble } from "./engine-double.js";
+import { serveLifeline } from "./bridge/lifeline.js";
 
 installEngineDouble(MLCEngine);
 const handler = new WebWorkerMLCEngineHandler();
-self.onmessage = (message) => handler.onmessage(message);
+self.onmessage = (message) => serveLifeline(message) || handler.onmessage(message);

@@ -7,6 +7,7 @@ import pytest
 from app.backends.webllm import WebLLMBackend
 from app.errors import (
     DeviceLost,
+    EngineCrashed,
     ModelFetchFailed,
     ModelNotFound,
     ModelNotLoaded,
@@ -303,3 +304,151 @@ def test_device_lost_mid_request_means_the_model_must_be_loaded_again():
         return api.names(before)
 
     assert run(within(scenario())) == []
+
+
+# ---------------------------------------------------------------- a dead worker
+
+
+async def _two_chunks_then(api, backend, fault):
+    """Stream an answer, take two chunks, apply ``fault`` and read on: the error, what arrived."""
+    stream = backend.stream(request())
+    got = []
+    async for chunk in stream:
+        got.append(chunk.choices[0].delta.content)
+        if len(got) == 2:
+            fault()
+    return got
+
+
+def test_a_worker_that_dies_mid_answer_fails_the_answer_at_once_and_the_next_load_starts_a_new_one():
+    async def scenario():
+        api = FakeEngineApi(handler=lambda req: "one two three four five six")
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        first = api.handles[-1]
+        with pytest.raises(EngineCrashed, match="worker stopped"):
+            await _two_chunks_then(api, backend, lambda: api.crash(first))
+        assert backend.loaded is None and backend.lost == "worker crashed"
+        assert first.closed  # terminated: it holds no GPU memory any more
+        with pytest.raises(ModelNotLoaded, match="worker crashed"):
+            backend.stream(request())
+        before = len(api.calls)
+        await backend.load(LLAMA)
+        assert api.names(before) == ["webllm_exports", "create_engine", "engine_reload"]
+        assert api.handles[-1] is not first and backend.lost is None
+        reply = await backend.complete(request())
+        return reply.choices[0].message.content
+
+    assert run(within(scenario())) == "one two three four five six"
+
+
+def test_a_worker_that_died_while_idle_is_noticed_before_the_next_request():
+    async def scenario():
+        api = FakeEngineApi()
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        api.crash()
+        assert backend.loaded is None and backend.lost == "worker crashed"
+        before = len(api.calls)
+        with pytest.raises(ModelNotLoaded):
+            await backend.complete(request())
+        assert api.names(before) == []  # nothing was sent to a dead worker
+        await backend.load(LLAMA)
+        return (await backend.complete(request())).choices[0].message.content, len(api.handles)
+
+    assert run(within(scenario())) == ("Echo: Hi", 2)
+
+
+def test_a_request_queued_behind_one_whose_worker_dies_fails_fast_instead_of_waiting_forever():
+    async def scenario():
+        api = FakeEngineApi(handler=lambda req: "one two three four")
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        first = backend.stream(request())
+        second = backend.stream(request())  # targeted now; waits for the engine's turn
+        waiting = asyncio.ensure_future(second.__anext__())
+        await first.__anext__()
+        api.crash()
+        with pytest.raises(EngineCrashed):
+            await first.__anext__()
+        with pytest.raises(ModelNotLoaded):
+            await waiting
+
+    run(within(scenario()))
+
+
+def test_device_lost_mid_answer_restarts_the_worker_on_the_next_load():
+    def handler(req):
+        raise DeviceLost("The WebGPU device was lost", original="DeviceLostError: The WebGPU device was lost")
+
+    async def scenario():
+        api = FakeEngineApi(handler=handler)
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        with pytest.raises(DeviceLost):
+            await backend.stream(request()).__anext__()
+        assert backend.loaded is None and backend.lost == "GPU device lost" and api.handles[0].closed
+        api.handler = lambda req: "back"
+        await backend.load(LLAMA)
+        return len(api.handles), (await backend.complete(request())).choices[0].message.content
+
+    assert run(within(scenario())) == (2, "back")
+
+
+def test_an_engine_that_does_not_stop_when_its_caller_gives_up_is_restarted():
+    """A caller that gives up (a timeout, Stop before the first token) interrupts the engine; one that
+    does not end the stream within stop_grace_s is stuck, and is restarted instead of waited for."""
+
+    async def scenario():
+        api = FakeEngineApi()
+        backend = WebLLMBackend(engine_api=api, stop_grace_s=0.05)
+        await backend.load(LLAMA)
+        stream = backend.stream(request())
+        await stream.start()
+        stream._chunks.aclose = lambda: asyncio.Event().wait()  # web-llm never ends the stream
+        api.paused = True
+        stream._chunks.gate.clear()
+        reading = asyncio.ensure_future(stream.__anext__())
+        await stream._chunks.waiting.wait()
+        stream._chunks.gate = asyncio.Event()  # the interrupt does not reach the stuck generation
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        assert backend.loaded is None and backend.lost == "engine stopped responding"
+        await backend.load(LLAMA)  # the engine's turn was released, a new worker answers
+        return (await backend.complete(request())).choices[0].message.content
+
+    assert run(within(scenario())) == "Echo: Hi"
+
+
+def test_a_worker_that_died_before_any_model_loaded_is_replaced_by_the_load():
+    async def scenario():
+        api = FakeEngineApi(reload_errors={LLAMA: "NetworkError: Failed to fetch"})
+        backend = WebLLMBackend(engine_api=api)
+        with pytest.raises(ModelFetchFailed):
+            await backend.load(LLAMA)
+        api.crash()
+        api.reload_errors.clear()
+        await backend.load(LLAMA)
+        return len(api.handles), api.handles[0].closed, backend.loaded
+
+    assert run(within(scenario())) == (2, True, LLAMA)
+
+
+def test_a_load_waiting_behind_an_answer_whose_worker_dies_loads_into_a_new_worker():
+    async def scenario():
+        api = FakeEngineApi(handler=lambda req: "one two three four")
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        stream = backend.stream(request())
+        await stream.__anext__()  # the answer holds the engine's turn
+        loading = asyncio.ensure_future(backend.load(PHI_1K))
+        for _ in range(5):
+            await asyncio.sleep(0)  # the load found the engine alive and waits for the turn
+        api.crash(api.handles[0])
+        with pytest.raises(EngineCrashed):
+            await stream.__anext__()
+        await loading
+        return len(api.handles), backend.loaded, api.handles[1].loaded
+
+    assert run(within(scenario())) == (2, PHI_1K, PHI_1K)
