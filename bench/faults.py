@@ -51,6 +51,17 @@ FAULTS: dict[str, tuple[str, str, str, str]] = {
     "tests/browser/test_faults_quota.py::test_quota_exhausted_mid_download_fails_at_once_typed_and_cancel_and_delete_still_work":
         ("quota exhausted mid-download", "“Download of … failed: … refused to store more” within seconds; Cancel "
          "and Delete work", "0 bytes of other models", "no"),
+    "tests/browser/test_faults_worker.py::test_a_worker_killed_mid_answer_ends_the_answer_at_once_and_the_next_message_restarts_it":
+        ("engine worker killed mid-answer", "the answer ends with EngineCrashed, its text kept; the next message "
+         "says “reloading”, starts a new worker and answers", "0 messages", "no"),
+    "tests/browser/test_faults_worker.py::test_gpu_device_lost_mid_answer_fails_fast_and_the_next_message_restarts_the_worker":
+        ("GPU device lost mid-answer", "DeviceLost at once; the next message reloads the model with a notice",
+         "0 messages", "no"),
+    "tests/browser/test_faults_worker.py::test_an_answer_that_stalls_mid_stream_ends_with_a_typed_error_and_the_chat_goes_on":
+        ("answer stalls mid-stream", "“StreamStalled: no new token for 1s”; what arrived is kept; the chat goes on",
+         "0 messages", "no"),
+    "tests/browser/test_faults_worker.py::test_an_error_event_from_the_worker_fails_the_answer_with_its_message":
+        ("uncaught error in the engine worker", "EngineCrashed with the worker's message", "0 messages", "no"),
 }
 # Fault tests from other files are listed too, when present: file -> (what the row's fault column says).
 MORE = ("tests/browser/test_faults_storage.py", "tests/browser/test_faults_quota.py",
