@@ -287,12 +287,14 @@ def test_request_without_model_is_sent_to_the_loaded_model():
     assert reply.model == LLAMA and reply.backend == "webllm"
 
 
-def test_device_lost_mid_request_means_the_model_must_be_loaded_again():
-    def handler(req):
-        raise DeviceLost("The WebGPU device was lost", original="DeviceLostError: The WebGPU device was lost")
+def device_lost(req):
+    """An engine handler whose GPU device is lost at the first request (web-llm's DeviceLostError)."""
+    raise DeviceLost("The WebGPU device was lost", original="DeviceLostError: The WebGPU device was lost")
 
+
+def test_device_lost_mid_request_means_the_model_must_be_loaded_again():
     async def scenario():
-        api = FakeEngineApi(handler=handler)
+        api = FakeEngineApi(handler=device_lost)
         backend = WebLLMBackend(engine_api=api)
         await backend.load(LLAMA)
         with pytest.raises(DeviceLost):
@@ -378,11 +380,8 @@ def test_a_request_queued_behind_one_whose_worker_dies_fails_fast_instead_of_wai
 
 
 def test_device_lost_mid_answer_restarts_the_worker_on_the_next_load():
-    def handler(req):
-        raise DeviceLost("The WebGPU device was lost", original="DeviceLostError: The WebGPU device was lost")
-
     async def scenario():
-        api = FakeEngineApi(handler=handler)
+        api = FakeEngineApi(handler=device_lost)
         backend = WebLLMBackend(engine_api=api)
         await backend.load(LLAMA)
         with pytest.raises(DeviceLost):
