@@ -62,10 +62,16 @@ FAULTS: dict[str, tuple[str, str, str, str]] = {
          "0 messages", "no"),
     "tests/browser/test_faults_worker.py::test_an_error_event_from_the_worker_fails_the_answer_with_its_message":
         ("uncaught error in the engine worker", "EngineCrashed with the worker's message", "0 messages", "no"),
+    "tests/browser/test_faults_tabs.py::test_two_tabs_chatting_in_one_conversation_keep_and_show_every_message":
+        ("two tabs chatting in one conversation, also at once", "each tab shows the other's messages as they "
+         "stream; a third tab reads all of them", "0 messages", "no"),
+    "tests/browser/test_faults_tabs.py::test_a_conversation_deleted_in_one_tab_leaves_the_other_and_storage_for_good":
+        ("conversation deleted in one tab while the other answers in it", "it leaves the other tab at once, its "
+         "answer stopped; it never comes back", "0 other messages", "no"),
 }
 # Fault tests from other files are listed too, when present: file -> (what the row's fault column says).
 MORE = ("tests/browser/test_faults_storage.py", "tests/browser/test_faults_quota.py",
-        "tests/browser/test_faults_worker.py")
+        "tests/browser/test_faults_worker.py", "tests/browser/test_faults_tabs.py")
 
 
 def _docstrings(files: list[str]) -> dict[str, str]:

@@ -94,6 +94,15 @@ export const kvDelete = plainErrors((store, key) => {
   return inTransaction(appDatabase(), store, "readwrite", (s) => { s.delete(key); });
 });
 
+// Several puts ({key: value}, as JSON text) and deletes ([key]) in one transaction: all or none.
+export const kvWrite = plainErrors((store, putsJson, deletesJson) => {
+  const puts = JSON.parse(putsJson), deletes = JSON.parse(deletesJson);
+  return inTransaction(appDatabase(), store, "readwrite", (s) => {
+    for (const key of deletes) s.delete(key);
+    for (const [key, value] of Object.entries(puts)) s.put(value, key);
+  });
+});
+
 // Every entry of a store as JSON text of {key: value}.
 export const kvItems = plainErrors((store) => {
   return inTransaction(appDatabase(), store, "readonly", async (s) => {

@@ -19,6 +19,7 @@ module             what                                                         
 ``prompt_api``     Chrome's LanguageModel (static/bridge/prompt-api.js)             PromptApiBridge
 ``dom``            Node handles, element, listen, render_markdown, set_text, ...    DomBridge
 ``page``           page_query, host_channel, service worker, online, probe_webgpu   PageBridge
+``channel``        open_channel: messages between the app's tabs (BroadcastChannel)  ChannelBridge
 =================  ===============================================================  =================
 
 Everything converts values across the Pyodide bridge, wraps Python callables for JS (and destroys
@@ -30,6 +31,7 @@ the page can forbid eval in its Content-Security-Policy.
 """
 
 from app.ffi._core import IN_BROWSER, fetch_json, import_module, load_packages, to_js, to_py, versions
+from app.ffi.channel import ChannelBridge, open_channel
 from app.ffi.dom import (
     DomBridge,
     Node,
@@ -103,6 +105,7 @@ from app.ffi.storage import (
     kv_get,
     kv_items,
     kv_put,
+    kv_write,
     staging_delete,
     staging_list,
     storage_estimate,
@@ -113,6 +116,7 @@ from app.ffi.storage import (
 )
 
 __all__ = [
+    "ChannelBridge", "open_channel",
     "IN_BROWSER", "fetch_json", "import_module", "load_packages", "to_js", "to_py", "versions",
     "DomBridge", "Node", "append", "append_node_text", "confirm", "copy_text", "element", "focus", "get_prop",
     "insert_before", "listen", "node", "remove", "render_markdown", "replace_children", "scroll_to_end",
@@ -127,6 +131,6 @@ __all__ = [
     "PromptApiBridge", "PromptSession", "PromptStream", "prompt_api_availability", "prompt_api_create",
     "prompt_api_present",
     "FileDownload", "KeyValueBridge", "StorageBridge", "fetch_text", "head_size", "kv_delete", "kv_get",
-    "kv_items", "kv_put", "staging_delete", "staging_list", "storage_estimate", "storage_persist",
+    "kv_items", "kv_put", "kv_write", "staging_delete", "staging_list", "storage_estimate", "storage_persist",
     "store_delete", "store_list", "store_put_text",
 ]

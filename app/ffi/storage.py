@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from app.ffi import _core
 
 __all__ = ["FileDownload", "KeyValueBridge", "StorageBridge", "fetch_text", "head_size", "kv_delete",
-           "kv_get", "kv_items", "kv_put", "staging_delete", "staging_list", "storage_estimate",
+           "kv_get", "kv_items", "kv_put", "kv_write", "staging_delete", "staging_list", "storage_estimate",
            "storage_persist", "store_delete", "store_list", "store_put_text"]
 
 STORAGE_MODULE_URL = "static/storage.js"
@@ -26,6 +26,7 @@ class KeyValueBridge(Protocol):
     async def kv_put(self, store: str, key: str, value: Any) -> None: ...
     async def kv_delete(self, store: str, key: str) -> None: ...
     async def kv_items(self, store: str) -> dict[str, Any]: ...
+    async def kv_write(self, store: str, puts: dict[str, Any], deletes: list[str]) -> None: ...
 
 
 @runtime_checkable
@@ -104,6 +105,12 @@ async def kv_delete(store: str, key: str) -> None:
 async def kv_items(store: str) -> dict[str, Any]:
     """Every entry of a store as ``{key: value}``."""
     return json.loads(await _storage_call("kvItems", store))
+
+
+async def kv_write(store: str, puts: dict[str, Any], deletes: list[str]) -> None:
+    """Store every ``puts`` entry and remove every ``deletes`` key in one transaction: all or none,
+    committed when this returns (a refusal, e.g. ``QuotaExceeded``, leaves the store as it was)."""
+    await _storage_call("kvWrite", store, json.dumps(puts), json.dumps(list(deletes)))
 
 
 # --------------------------------------------------------------------------- web-llm's model stores

@@ -10,165 +10,41 @@ message's ``text`` signal; the conversation's message list changes only when a m
 removed. While an answer streams, the conversation is written to storage at most every
 ``save_every`` seconds (and once at the end), so a reload keeps what was already received; a
 message that was streaming when the page went away comes back as "interrupted".
+
+Other tabs of the app (same origin, same conversation scope) keep their own ChatState over the same
+store; what one writes reaches the others through ``receive`` (app/ui/page.py wires a
+BroadcastChannel), and each writes only its own messages (:mod:`app.ui.conversations`), so two
+tabs chatting in one conversation both keep every message, and a conversation deleted in one
+is gone from the other at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from app.config import Settings
 from app.context import fit_window
 from app.errors import InvalidRequest, QuotaExceeded, UsageError
 from app.middleware import redact
+from app.ui.conversations import (
+    STATUSES,
+    Conversation,
+    ConversationStore,
+    KeyValue,
+    KvStore,
+    Message,
+    Remote,
+    ScopedKv,
+    merge,
+    title_from,
+)
 from app.ui.store import Signal, batch
 
-# Message lifecycle: a reply starts "streaming" and ends in one of the others.
-STATUSES = ("done", "streaming", "stopped", "error", "interrupted")
-TITLE_CHARS = 48
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def title_from(text: str) -> str:
-    """A conversation title from its first message: first line, at most ``TITLE_CHARS`` characters."""
-    line = " ".join(text.strip().split())
-    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
-
-
-class Message:
-    """One turn. ``text`` and ``status`` are signals; ``meta`` holds what the answer says about itself:
-    backend, model, completion tokens, tokens/s, finish reason, error."""
-
-    def __init__(self, role: str, text: str = "", *, status: str = "done", id: str | None = None,
-                 meta: dict[str, Any] | None = None) -> None:
-        self.id = id or _new_id()
-        self.role = role
-        self.text = Signal(text)
-        self.status = Signal(status)
-        self.meta: Signal[dict[str, Any]] = Signal(dict(meta or {}))
-
-    def append(self, delta: str) -> None:
-        self.text.set(self.text.peek() + delta)
-
-    def to_record(self) -> dict[str, Any]:
-        return {"id": self.id, "role": self.role, "content": self.text.peek(), "status": self.status.peek(),
-                "meta": self.meta.peek()}
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Message:
-        status = record.get("status", "done")
-        if status == "streaming":  # the page went away mid-answer: keep what arrived
-            status = "interrupted"
-        return cls(record["role"], record.get("content") or "", status=status if status in STATUSES else "done",
-                   id=record.get("id"), meta=record.get("meta") or {})
-
-    def __repr__(self) -> str:
-        return f"Message({self.role!r}, {self.text.peek()[:30]!r}, status={self.status.peek()!r})"
-
-
-class Conversation:
-    """Messages in order, a title (from the first message until the user renames it)."""
-
-    def __init__(self, *, id: str | None = None, title: str = "New chat", titled: bool = False,
-                 created: float = 0.0, updated: float = 0.0, messages: list[Message] | None = None) -> None:
-        self.id = id or _new_id()
-        self.title = Signal(title)
-        self.titled = titled  # renamed by the user: keep the title
-        self.created = created
-        self.updated = Signal(updated)
-        self.messages: Signal[list[Message]] = Signal(list(messages or []))
-
-    def find(self, message_id: str) -> int:
-        for i, m in enumerate(self.messages.peek()):
-            if m.id == message_id:
-                return i
-        raise UsageError(f"no message {message_id!r} in this conversation")
-
-    def request_messages(self, system_prompt: str) -> list[dict[str, Any]]:
-        """The history in OpenAI form; failed or empty replies are left out."""
-        out: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        for m in self.messages.peek():
-            text = m.text.peek()
-            if m.role == "assistant" and (m.status.peek() == "error" or not text):
-                continue
-            out.append({"role": m.role, "content": text})
-        return out
-
-    def to_record(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title.peek(), "titled": self.titled, "created": self.created,
-                "updated": self.updated.peek(), "messages": [m.to_record() for m in self.messages.peek()]}
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Conversation:
-        return cls(id=record["id"], title=record.get("title") or "New chat", titled=bool(record.get("titled")),
-                   created=float(record.get("created") or 0), updated=float(record.get("updated") or 0),
-                   messages=[Message.from_record(m) for m in record.get("messages") or ()])
-
-
-class KeyValue(Protocol):
-    async def put(self, key: str, value: Any) -> None: ...
-
-    async def delete(self, key: str) -> None: ...
-
-    async def items(self) -> dict[str, Any]: ...
-
-
-class KvStore:
-    """One of the app's IndexedDB stores (``app.ffi.kv_*``) as a :class:`KeyValue`."""
-
-    def __init__(self, store: str, api: Any = None) -> None:
-        if api is None:
-            from app import ffi as api
-        self._store = store
-        self._api = api
-
-    async def get(self, key: str) -> Any:
-        return await self._api.kv_get(self._store, key)
-
-    async def put(self, key: str, value: Any) -> None:
-        await self._api.kv_put(self._store, key, value)
-
-    async def delete(self, key: str) -> None:
-        await self._api.kv_delete(self._store, key)
-
-    async def items(self) -> dict[str, Any]:
-        return await self._api.kv_items(self._store)
-
-
-class ScopedKv:
-    """One scope of a :class:`KeyValue`: keys ``<scope>|<key>`` (scope "" is the page's own, plain keys).
-    ``items()`` lists only this scope's entries, so an embedded chat (app.ui.embed.conversation_scope)
-    never sees the user's conversations, nor they its."""
-
-    SEP = "|"
-
-    def __init__(self, inner: KeyValue, scope: str) -> None:
-        self._inner = inner
-        self._prefix = f"{scope}{self.SEP}" if scope else ""
-
-    def _key(self, key: str) -> str:
-        return self._prefix + key
-
-    async def get(self, key: str) -> Any:
-        return await self._inner.get(self._key(key))  # type: ignore[attr-defined]
-
-    async def put(self, key: str, value: Any) -> None:
-        await self._inner.put(self._key(key), value)
-
-    async def delete(self, key: str) -> None:
-        await self._inner.delete(self._key(key))
-
-    async def items(self) -> dict[str, Any]:
-        everything = await self._inner.items()
-        if self._prefix:
-            return {k[len(self._prefix):]: v for k, v in everything.items() if k.startswith(self._prefix)}
-        return {k: v for k, v in everything.items() if self.SEP not in k}
+__all__ = ["STATUSES", "ChatState", "Conversation", "KeyValue", "KvStore", "Message", "ScopedKv", "Settings",
+           "title_from"]
 
 
 def _unsaved_words(exc: BaseException) -> str:
@@ -213,9 +89,10 @@ class ChatState:
 
     def __init__(self, *, connect: Callable[[], Awaitable[Any]], kv: KeyValue,
                  settings: Signal[Settings] | None = None, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, save_every: float = 0.25) -> None:
+                 wall: Callable[[], float] = time.time, save_every: float = 0.25,
+                 broadcast: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._connect = connect
-        self._kv = kv
+        self._records = ConversationStore(kv, broadcast=broadcast)
         self.settings = settings or Signal(Settings())
         self._clock = clock
         self._wall = wall
@@ -233,17 +110,22 @@ class ChatState:
         self._dirty: dict[str, Conversation] = {}
         self._failed: dict[str, Conversation] = {}  # refused writes, tried again with the next change
         self._writer: asyncio.Task | None = None
+        self._early: list[Any] | None = None  # announcements that came while load() read the store
 
     # ------------------------------------------------------------------ conversations
 
     async def load(self) -> None:
         """Read every stored conversation; the most recently updated becomes current."""
-        records = await self._kv.items()
-        convs = [Conversation.from_record(r) for r in records.values() if isinstance(r, dict) and "id" in r]
-        convs.sort(key=lambda c: c.updated.peek(), reverse=True)
-        with batch():
-            self.conversations.set(convs)
-            self.current.set(convs[0] if convs else None)
+        self._early = []  # what other tabs announce while this reads: applied after
+        try:
+            convs = await self._records.load()
+            with batch():
+                self.conversations.set(convs)
+                self.current.set(convs[0] if convs else None)
+        finally:
+            early, self._early = self._early, None
+        for message in early:
+            self.receive(message)
 
     def get(self, conversation_id: str) -> Conversation:
         for c in self.conversations.peek():
@@ -283,12 +165,44 @@ class ChatState:
         self._dirty.pop(conv.id, None)
         self._failed.pop(conv.id, None)
         await self.flush()
+        self._drop(conv)
+        await self._records.delete(conv)
+
+    def _drop(self, conv: Conversation) -> None:
         remaining = [c for c in self.conversations.peek() if c is not conv]
         with batch():
             self.conversations.set(remaining)
             if self.current.peek() is conv:
                 self.current.set(remaining[0] if remaining else None)
-        await self._kv.delete(conv.id)
+
+    def receive(self, message: Any) -> None:
+        """Another tab's announcement (a BroadcastChannel message): show what it wrote."""
+        if self._early is not None:
+            self._early.append(message)
+            return
+        remote = self._records.receive(message)
+        if remote is not None:
+            self._apply(remote)
+
+    def _apply(self, remote: Remote) -> None:
+        conv = next((c for c in self.conversations.peek() if c.id == remote.conv_id), None)
+        if remote.deleted:
+            self._dirty.pop(remote.conv_id, None)
+            self._failed.pop(remote.conv_id, None)
+            if conv is not None:
+                reply = self.streaming.peek()
+                if reply is not None and reply in conv.messages.peek():
+                    asyncio.ensure_future(self.stop())
+                self._drop(conv)
+            return
+        with batch():
+            if conv is None:
+                conv = Conversation.from_record({**remote.header, "messages": []})
+                convs = [*self.conversations.peek(), conv]
+                convs.sort(key=lambda c: c.updated.peek(), reverse=True)
+                self.conversations.set(convs)
+            reply = self.streaming.peek()
+            merge(conv, remote, busy=[reply] if reply is not None else [])
 
     # ------------------------------------------------------------------ messages
 
@@ -300,7 +214,7 @@ class ChatState:
         self._check_idle()
         conv = self.current.peek() or self.new_conversation()
         with batch():
-            conv.messages.set([*conv.messages.peek(), Message("user", text)])
+            conv.messages.set([*conv.messages.peek(), self._message(conv, "user", text)])
             if not conv.titled and len(conv.messages.peek()) == 1:
                 conv.title.set(title_from(text))
         return await self._answer(conv)
@@ -354,7 +268,7 @@ class ChatState:
         return conv
 
     async def _answer(self, conv: Conversation) -> Message:
-        reply = Message("assistant", status="streaming")
+        reply = self._message(conv, "assistant", status="streaming")
         history = conv.request_messages(self.settings.peek().system_prompt)
         with batch():
             conv.messages.set([*conv.messages.peek(), reply])
@@ -428,6 +342,12 @@ class ChatState:
         return await client.chat.completions.create(
             messages=history, stream=True, stream_options={"include_usage": True}, **params)
 
+    def _message(self, conv: Conversation, role: str, text: str = "", **kw: Any) -> Message:
+        """A new last message of ``conv``: created now, after every message it holds."""
+        messages = conv.messages.peek()
+        at = max([self._wall(), *(m.at for m in messages[-1:])])
+        return Message(role, text, at=at, n=len(messages), **kw)
+
     def _to_front(self, conv: Conversation) -> None:
         convs = self.conversations.peek()
         if convs and convs[0] is conv:
@@ -454,7 +374,7 @@ class ChatState:
             if not (conv.messages.peek() or conv.titled):  # an untouched new chat is not worth keeping
                 continue
             try:
-                await self._kv.put(conv.id, conv.to_record())
+                await self._records.save(conv)
             except Exception as exc:  # noqa: BLE001 - every refusal is shown, none is fatal
                 self._failed[conv.id] = conv
                 self.unsaved.set(_unsaved_words(exc))

@@ -52,9 +52,15 @@ async def mount(gpu: Awaitable[Any]) -> App | None:
     # An embedded chat keeps its conversations apart, one space per embedding site.
     framer = where["ancestors"][0] if where["ancestors"] else None
     scope = conversation_scope(framer or (host_origin(query.get("host")) if embed else None))
-    chat = ChatState(connect=session.client, kv=ScopedKv(KvStore("conversations"), scope), settings=session.settings)
+    # Other tabs of this scope announce what they wrote on one channel; the chat shows it live.
+    tabs: list[ChatState] = []
+    post, close_channel = ffi.open_channel(f"py-chat-conversations|{scope}", lambda message: tabs[0].receive(message))
+    chat = ChatState(connect=session.client, kv=ScopedKv(KvStore("conversations"), scope), settings=session.settings,
+                     broadcast=post)
+    tabs.append(chat)
     await chat.load()
     current = App(chat, session, settings_store, str(theme))
+    current.scope.add(close_channel)
     # The picker needs web-llm's module (6 MB) for its catalog: it loads when the panel is opened,
     # so a page that only chats pays nothing for it.
     panel = ffi.node("models-open")

@@ -191,11 +191,17 @@ class ChatView:
         keep = {m.id for m in messages}
         for message_id in [i for i in self._views if i not in keep]:
             self._views.pop(message_id).dispose()
-        for message in messages:  # messages are only appended or cut at the end: append new ones
+        # Messages of this tab are appended or cut at the end; another tab's may land in between
+        # (app.ui.conversations orders them): then every view is put back in order.
+        in_order = list(self._views) == [m.id for m in messages[: len(self._views)]]
+        for message in messages:
             if message.id not in self._views:
-                view = MessageView(message, self.chat, self.log)
-                self._views[message.id] = view
-                ffi.append(self.log, view.root)
+                self._views[message.id] = MessageView(message, self.chat, self.log)
+                if in_order:
+                    ffi.append(self.log, self._views[message.id].root)
+        if not in_order:
+            self._views = {m.id: self._views[m.id] for m in messages}
+            ffi.append(self.log, *(view.root for view in self._views.values()))
         ffi.set_prop(self.empty, "hidden", bool(messages))
         ffi.scroll_to_end(self.log)
 

@@ -48,7 +48,12 @@ async def scenario(api):
     got = await api.kv_get("settings", "contract")
     listed = await api.kv_items("settings")
     await api.kv_delete("settings", "contract")
-    return {"got": got, "listed": listed, "after": await api.kv_get("settings", "contract")}
+    await api.kv_write("settings", {"b1": [1], "b2": {"x": None}}, [])
+    await api.kv_write("settings", {"b3": "three"}, ["b1", "absent"])
+    batch = {k: v for k, v in (await api.kv_items("settings")).items() if k.startswith("b")}
+    await api.kv_write("settings", {}, ["b2", "b3"])
+    return {"got": got, "listed": listed, "after": await api.kv_get("settings", "contract"), "batch": batch,
+            "batch_after": sorted(k for k in await api.kv_items("settings") if k.startswith("b"))}
 '''
 
 MODEL_STORE = SCENARIO_HEAD + '''
@@ -70,7 +75,8 @@ def test_storage_bridge(page, site):
     watch = open_app(page, site)
     real, fake = both(page, KEY_VALUE, "storage", FakeStoreApi({}))
     assert real == fake == {"got": {"n": 1, "none": None, "list": [1.5, "x"]},
-                            "listed": {"contract": {"n": 1, "none": None, "list": [1.5, "x"]}}, "after": None}
+                            "listed": {"contract": {"n": 1, "none": None, "list": [1.5, "x"]}}, "after": None,
+                            "batch": {"b2": {"x": None}, "b3": "three"}, "batch_after": []}
     real, fake = both(page, MODEL_STORE, "storage", FakeStoreApi({}), site.origin + "/m/mlc-chat-config.json")
     assert real["listed"] == fake["listed"] == [{"key": site.origin + "/m/mlc-chat-config.json", "bytes": 14}]
     assert real["after"] == fake["after"] == [] and real["staged"] == fake["staged"] == {}

@@ -10,7 +10,7 @@ import pytest
 
 from tests.browser.conftest import QUIET_FLAGS, READY_TIMEOUT_MS, PagePython
 from tests.browser.double import CHAT_MODEL
-from tests.browser.ui_helpers import answers, open_chat, shot, ui_site
+from tests.browser.ui_helpers import READ_STORED, answers, open_chat, shot, ui_site
 
 
 @pytest.fixture(scope="session")
@@ -108,18 +108,6 @@ def test_escape_stops_then_retry_and_edit_resend(page, chat_site):
     assert answers(page).count() == 1
     assert answers(page).locator(".body").inner_text().strip() == "Echo: edited words here"
     w.assert_clean()
-
-
-READ_STORED = """
-() => new Promise((resolve, reject) => {
-  const open = indexedDB.open('webllm-py');
-  open.onsuccess = () => {
-    const req = open.result.transaction('conversations').objectStore('conversations').getAll();
-    req.onsuccess = () => { resolve(req.result); open.result.close(); };
-    req.onerror = () => reject(req.error);
-  };
-})
-"""
 
 
 def test_reload_mid_stream_keeps_what_arrived_and_conversations_are_managed(page, chat_site):

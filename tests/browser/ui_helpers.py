@@ -42,3 +42,33 @@ def shot(page, name: str) -> Path:
 
 def answers(page):
     return page.locator("#messages .msg-assistant")
+
+
+# The conversations kept in IndexedDB, each put back together from its records (a header, one record
+# per message, ordered as app/ui/conversations.py orders them); deleted ones (tombstones) left out.
+READ_STORED = """
+() => new Promise((resolve, reject) => {
+  const open = indexedDB.open('webllm-py');
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const store = open.result.transaction('conversations').objectStore('conversations');
+    const keys = store.getAllKeys(), values = store.getAll();
+    values.onerror = () => reject(values.error);
+    values.onsuccess = () => {
+      open.result.close();
+      const convs = {}, messages = {};
+      keys.result.forEach((key, i) => {
+        if (key.endsWith('#deleted')) return;
+        const [conv, message] = key.split('/');
+        if (message) (messages[conv] = messages[conv] || []).push(values.result[i]);
+        else convs[conv] = {...values.result[i], messages: values.result[i].messages || []};
+      });
+      for (const [conv, list] of Object.entries(messages)) {
+        if (!convs[conv]) continue;
+        convs[conv].messages = list.sort((a, b) => a.at - b.at || a.n - b.n || (a.id < b.id ? -1 : 1));
+      }
+      resolve(Object.values(convs));
+    };
+  };
+})
+"""

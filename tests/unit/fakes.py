@@ -424,3 +424,35 @@ class FakeChunkIterator:
 async def within(coro: Any, seconds: float = 10.0) -> Any:
     """Run ``coro`` with a deadline, so a deadlock fails the test instead of hanging the suite."""
     return await asyncio.wait_for(coro, seconds)
+
+
+class FakeChannels:
+    """``app.ffi.channel`` between tabs in one process: what one ``post``s reaches the handlers of the
+    other channels of the same name (never its own) on a later loop turn, as a BroadcastChannel
+    delivers; messages cross as JSON text."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, list[Any]] = {}
+        self.sent: list[dict[str, Any]] = []
+
+    def open_channel(self, name: str, handler: Any) -> tuple[Any, Any]:
+        import asyncio
+
+        members = self._open.setdefault(name, [])
+        me = [handler]
+        members.append(me)
+
+        def post(message: dict[str, Any]) -> None:
+            if me not in members:
+                return
+            text = json.dumps(message)
+            self.sent.append(json.loads(text))
+            for other in list(members):
+                if other is not me:
+                    asyncio.get_running_loop().call_soon(lambda h=other[0]: h(json.loads(text)))
+
+        def close() -> None:
+            if me in members:
+                members.remove(me)
+
+        return post, close

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from app.ffi import _reader, dom, engine, http, page, prompt_api, storage
+from app.ffi import _reader, channel, dom, engine, http, page, prompt_api, storage
 from app.models.catalog import CatalogBridge
 from tests.unit.backends.test_chrome_ai import FakePromptApi, FakePromptStream, FakeSession
 from tests.unit.backends.test_openai_compat import ANSWER, FakeHttp
-from tests.unit.fakes import FakeChunkIterator, FakeEngineApi, FakeEngineHandle
+from tests.unit.fakes import FakeChannels, FakeChunkIterator, FakeEngineApi, FakeEngineHandle
 from tests.unit.models.fake_store import FakeFileDownload, FakeStoreApi
 
 
@@ -60,6 +60,7 @@ BRIDGES = [
     (storage.KeyValueBridge, storage, FakeStoreApi({})),
     (http.HttpBridge, http, FakeHttp(ANSWER)),
     (prompt_api.PromptApiBridge, prompt_api, FakePromptApi()),
+    (channel.ChannelBridge, channel, FakeChannels()),
 ]
 
 

@@ -110,6 +110,12 @@ class FakeStoreApi:
     async def kv_items(self, store: str) -> dict[str, Any]:
         return json.loads(json.dumps(self.kv.get(store, {})))
 
+    async def kv_write(self, store: str, puts: dict[str, Any], deletes: list[str]) -> None:
+        entries = self.kv.setdefault(store, {})
+        for key in deletes:
+            entries.pop(key, None)
+        entries.update(json.loads(json.dumps(puts)))
+
     async def webllm_exports(self, module_url: str, versions_url: str = "static/vendor/VERSIONS.json") -> dict[str, Any]:
         return {"version": "0.2.86", "prebuiltAppConfig": {"model_list": self.prebuilt},
                 "functionCallingModelIds": []}

@@ -2,6 +2,7 @@
 key-value store: what users see in the message list and what is kept for the next visit."""
 
 import asyncio
+import json
 
 import pytest
 
@@ -15,22 +16,33 @@ from tests.unit.fakes import LLAMA, FakeEngineApi, within
 
 
 class MemoryKV:
-    """The ``conversations`` store, in memory; ``puts`` records each write as stored."""
+    """The ``conversations`` store, in memory; ``puts`` records each write (one transaction) as stored."""
 
     def __init__(self, data=None):
         self.data = dict(data or {})
         self.puts = []
 
-    async def put(self, key, value):
+    async def write(self, puts, deletes):
         await asyncio.sleep(0)
-        self.data[key] = value
-        self.puts.append(value)
+        for key in deletes:
+            self.data.pop(key, None)
+        self.data.update(json.loads(json.dumps(puts)))
+        self.puts.append(puts)
+
+    async def put(self, key, value):
+        await self.write({key: value}, [])
 
     async def delete(self, key):
-        self.data.pop(key, None)
+        await self.write({}, [key])
 
     async def items(self):
         return dict(self.data)
+
+
+def stored(kv, conv_id):
+    """The messages of one conversation as stored, in order."""
+    records = [v for k, v in kv.data.items() if k.startswith(conv_id + "/")]
+    return sorted(records, key=lambda r: (r["at"], r["n"], r["id"]))
 
 
 async def make_chat(kv=None, handler=None, settings=None, **chat):
@@ -80,8 +92,8 @@ def test_send_streams_the_reply_and_records_backend_and_rate():
     assert meta["backend"] == "webllm" and meta["model"] == LLAMA
     assert meta["tokens"] == 3 and meta["tokens_per_s"] == 40.0  # web-llm's own decode rate
     assert meta["finish_reason"] == "stop"
-    stored = kv.data[conv.id]
-    assert [m["content"] for m in stored["messages"]] == ["hello world", "Echo: hello world"]
+    assert kv.data[conv.id]["title"] == "hello world"
+    assert [m["content"] for m in stored(kv, conv.id)] == ["hello world", "Echo: hello world"]
     assert chat.streaming.peek() is None
 
 
@@ -113,7 +125,7 @@ def test_stop_keeps_what_arrived_and_marks_it_stopped():
     assert reply.meta.peek()["finish_reason"] == "abort"
     text = reply.text.peek()
     assert text.startswith("Echo: a") and not text.endswith("p")
-    assert kv.data[chat.current.peek().id]["messages"][-1]["status"] == "stopped"
+    assert stored(kv, chat.current.peek().id)[-1]["status"] == "stopped"
 
 
 def test_stop_before_the_first_token_ends_the_reply_and_frees_the_engine():
@@ -224,7 +236,7 @@ def test_streaming_writes_are_throttled_and_a_reload_keeps_the_partial_answer():
         while len(kv.puts) < 3:
             await asyncio.sleep(0)
         snapshot = {k: v for k, v in kv.data.items()}
-        partial = snapshot[chat.current.peek().id]["messages"][-1]
+        partial = stored(MemoryKV(snapshot), chat.current.peek().id)[-1]
         await task
         _, _, reloaded = await make_chat(kv=MemoryKV(snapshot))
         return kv, partial, reloaded
@@ -314,14 +326,14 @@ class FullKV(MemoryKV):
         self.full = False
         self.refused = 0
 
-    async def put(self, key, value):
+    async def write(self, puts, deletes):
         await asyncio.sleep(0)
         if self.full:
             from app.errors import QuotaExceeded
 
             self.refused += 1
             raise QuotaExceeded("the browser refused to store more: QuotaExceededError")
-        await super().put(key, value)
+        await super().write(puts, deletes)
 
 
 def test_a_refused_save_is_shown_kept_in_memory_and_written_once_space_is_back():
@@ -329,7 +341,7 @@ def test_a_refused_save_is_shown_kept_in_memory_and_written_once_space_is_back()
         api, kv, chat = await make_chat(kv=FullKV())
         await chat.send("kept?")
         first = chat.current.peek()
-        assert kv.data[first.id]["messages"][-1]["status"] == "done"
+        assert stored(kv, first.id)[-1]["status"] == "done"
         assert chat.unsaved.peek() == ""
 
         kv.full = True
@@ -337,7 +349,7 @@ def test_a_refused_save_is_shown_kept_in_memory_and_written_once_space_is_back()
         assert reply.status.peek() == "done" and kv.refused >= 1
         said = chat.unsaved.peek()
         assert said.startswith("Not saved") and "quota" in said and "Models" in said
-        assert len(kv.data[first.id]["messages"]) == 2  # the stored copy is the old one ...
+        assert len(stored(kv, first.id)) == 2  # the stored copy is the old one ...
         assert [m[1] for m in shown(first)][2] == "while full"  # ... the chat keeps the new turn
 
         # Still full: a change in another conversation retries the refused one too, and says so again.
@@ -362,12 +374,12 @@ def test_a_save_failing_for_another_reason_is_named_and_the_writer_goes_on():
     class BrokenKV(MemoryKV):
         broken = True
 
-        async def put(self, key, value):
+        async def write(self, puts, deletes):
             if self.broken:
                 from app.errors import AppError
 
                 raise AppError("browser storage failed: UnknownError: disk error")
-            await super().put(key, value)
+            await super().write(puts, deletes)
 
     async def scenario():
         api, kv, chat = await make_chat(kv=BrokenKV())
