@@ -18,7 +18,7 @@ from tests.browser.double import CHAT_MODEL, CHROME_AI, OVERLAY, app_config
 from tests.unit.backends.test_chrome_ai import FakePromptApi
 from tests.unit.backends.test_openai_compat import FakeHttp
 from tests.unit.conftest import run
-from tests.unit.fakes import FakeEngineApi
+from tests.unit.fakes import FakeChannels, FakeEngineApi
 from tests.unit.models.fake_store import FakeStoreApi
 
 
@@ -191,4 +191,32 @@ stop = dom.listen(button, "click", lambda facts: seen.append(facts))
     assert shape(facts) == {"action": "str", "alt": "bool", "composing": "bool", "ctrl": "bool", "id": "NoneType",
                             "key": "NoneType", "meta": "bool", "shift": "bool", "type": "str", "value": "str"}
     assert (facts["type"], facts["action"]) == ("click", "contract")
+    watch.assert_clean()
+
+
+CHANNEL = SCENARIO_HEAD + '''
+import asyncio
+
+async def scenario(api):
+    got = {"one": [], "two": [], "other": []}
+    post_one, close_one = api.open_channel("contract", got["one"].append)
+    post_two, close_two = api.open_channel("contract", got["two"].append)
+    _post, close_other = api.open_channel("another name", got["other"].append)
+    post_one({"n": 1, "text": "é", "none": None})
+    post_two({"n": 2})
+    while not (got["one"] and got["two"]):
+        await asyncio.sleep(0.01)
+    close_two()
+    post_one({"n": 3})   # no one left on this name: nobody gets it
+    post_two({"n": 4})   # closed: does nothing
+    close_one()
+    close_other()
+    return got
+'''
+
+
+def test_channel_bridge(page, site):
+    watch = open_app(page, site)
+    real, fake = both(page, CHANNEL, "channel", FakeChannels())
+    assert real == fake == {"one": [{"n": 2}], "two": [{"n": 1, "text": "é", "none": None}], "other": []}
     watch.assert_clean()
