@@ -315,7 +315,9 @@ class Session:
             except AppError as exc:
                 if not fallback:
                     raise
-                # The router skips a web-llm backend without its model and another route answers.
+                # The router skips a web-llm backend without its model and another route answers;
+                # if none can, the answer's error says why this model did not load.
+                self.local_backend().load_failure = f"{model} could not load: {type(exc).__name__}: {exc}"
                 self.status.set(f"{model} could not load ({type(exc).__name__}); another backend answers")
         return built.client
 

@@ -82,6 +82,8 @@ class WebLLMBackend:
         self.models: dict[str, dict[str, Any]] = {}  # model_id -> model record
         self._loaded: str | None = None
         self.lost: str | None = None  # why the model was lost ("the worker crashed", ...), until it loads again
+        # Why the model the app wanted did not load (said by the app: "X could not load: ..."), until one loads.
+        self.load_failure: str | None = None
         self.gpu: Any = None  # app.runtime.WebGPUReport, probed on first load
         self.function_calling_ids: frozenset[str] = frozenset()
         self._progress_listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -172,6 +174,7 @@ class WebLLMBackend:
                 raise
             self.loaded = model_id
             self.lost = None
+            self.load_failure = None
 
     async def _check_gpu(self, record: dict[str, Any]) -> None:
         """Fail before downloading anything when this device cannot run the model."""
@@ -237,6 +240,8 @@ class WebLLMBackend:
         if self.loaded is None or self._engine is None:
             if self.lost:
                 raise ModelNotLoaded(f"the model was lost ({self.lost}); load it again")
+            if self.load_failure:
+                raise ModelNotLoaded(self.load_failure)
             raise ModelNotLoaded(f"no model is loaded; call load({request.model or 'model_id'!r}) first")
         if request.model is not None and request.model != self.loaded:
             raise ModelNotLoaded(f"{request.model!r} is not loaded (loaded: {self.loaded!r})")

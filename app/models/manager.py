@@ -242,6 +242,8 @@ class ModelManager:
                 on_progress(raw)
 
         self._errors.pop(model_id, None)
+        if self.backend.loaded != model_id and model_id not in self._load_runs:
+            await self._space_for_load(model_id)
         self._loading.setdefault(model_id, (0.0, ""))
         run = asyncio.get_running_loop().create_future()  # what a delete of these files waits for
         self._load_runs.setdefault(model_id, []).append(run)
@@ -263,6 +265,26 @@ class ModelManager:
             if not self._load_runs[model_id]:
                 del self._load_runs[model_id]
             run.set_result(None)
+
+    async def _space_for_load(self, model_id: str) -> None:
+        """Before a load downloads what is missing (the chat's load, an embedded chat's too, not only
+        the Models panel's Download): refuse with :class:`InsufficientStorage` what cannot fit, before
+        one byte is fetched. When the sizes cannot be known (no network, a model package manifest),
+        the load goes ahead and web-llm says what is wrong."""
+        try:
+            plan = await self.plan(model_id)
+            stored, staged = await asyncio.gather(
+                stored_sizes(self.cache_backend, self._api, layout=self.layout), self._api.staging_list())
+        except AppError:
+            return
+        missing = Download(plan, self.cache_backend, layout=self.layout, stored=stored, staged=staged,
+                           api=self._api).remaining_bytes
+        if missing:
+            try:
+                await self._check_space(model_id, missing)
+            except InsufficientStorage as exc:
+                self._errors[model_id] = exc
+                raise
 
     async def unload(self) -> None:
         if self.backend.loaded is None:

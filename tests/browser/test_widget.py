@@ -34,6 +34,8 @@ def sites(serve, tmp_path_factory):
         f'<!doctype html><iframe id="f" src="{app.url}" style="opacity:0.01;width:800px;height:600px"></iframe>')
     (root / "forged.html").write_text(
         f'<!doctype html><iframe id="f" src="{app.url}?embed=1&host=http://127.0.0.1:9"></iframe>')
+    (root / "huge.html").write_text(html.replace("http://127.0.0.1:8000/", app.url).replace(
+        'data-policy="prefer-local"', 'data-policy="prefer-local" data-model="Double-huge-q4f32_1-MLC"'))
     host = serve("/", root=root)
     assert host.origin != app.origin
     # The deployer allows this one host to embed the chat (static/chat-config.json).
@@ -161,3 +163,29 @@ def test_an_embedded_chat_never_sees_the_users_own_conversations(page, sites):
     open_chat(page, app)
     titles = page.locator("#conversation-list li").all_inner_texts()
     assert len(titles) == 1 and "my private note" in titles[0]
+
+
+def test_an_embedded_chat_asking_for_a_model_larger_than_the_quota_downloads_nothing(page, sites):
+    """The host asks for a model whose files exceed what the site may store: refused before a byte
+    is fetched, with the sizes in words; the next message is refused as fast, nothing hangs."""
+    app, host, _stranger = sites
+    w = watch(page, host.origin, allowed=(app.origin,))
+    page.goto(host.url + "huge.html")
+    page.wait_for_function("() => window.WebGPUChat !== undefined")
+    page.evaluate(RECORD)
+    assert page.evaluate("WebGPUChat.ready.then((e) => e.model)") == "Double-huge-q4f32_1-MLC"
+    for attempt in (1, 2):
+        page.evaluate("WebGPUChat.send('hello')")
+        page.wait_for_function(f"() => window.__events.filter((e) => e.type === 'error' || e.type === 'done')"
+                               f".length === {attempt}", timeout=READY_TIMEOUT_MS)
+    ends = [e for e in page.evaluate("window.__events") if e["type"] in ("error", "done")]
+    assert [e["type"] for e in ends] == ["error", "error"], ends
+    # Said in words the first time too, when Chrome's built-in model might still have answered.
+    assert {e["error"] for e in ends} <= {"InsufficientStorage", "NoBackendAvailable"}, json.dumps(ends)
+    assert all("Double-huge-q4f32_1-MLC needs 4 TiB more" in e["message"] for e in ends), json.dumps(ends)
+    frame = page.frame_locator("[data-webgpu-chat] iframe")
+    assert "InsufficientStorage" in frame.locator("#messages .msg-assistant").first.inner_text()
+    # What was asked of the network: the config and the tensor manifest (the sizes), not one weight.
+    assert not [u for u in w.requests if "params_shard" in u]
+    assert [u for u in w.requests if u.endswith("Double-huge-q4f32_1-MLC/resolve/main/tensor-cache.json")]
+    w.assert_clean()

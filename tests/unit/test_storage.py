@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from app.errors import ModelFetchFailed
 from app.models.catalog import Catalog
 from app.models.manager import ModelManager
 from app.storage import Storage
@@ -124,6 +125,11 @@ def test_evict_never_deletes_what_a_loading_model_needs():
     api.kv["sizes"].pop("synth-x")
     manager._plans.clear()
     backend = manager.backend = GatedBackend(api)
+
+    async def unknown(model_id):  # and none can be made before the load (offline): it goes ahead
+        raise ModelFetchFailed("offline")
+
+    manager.plan = unknown
 
     async def go():
         load = asyncio.ensure_future(manager.load("synth-x"))

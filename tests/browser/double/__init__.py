@@ -10,13 +10,41 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).parent
 
+def _model_files() -> dict[str, Path]:
+    """What the app reads of each double model before loading it (its size check, app/models/manager.py):
+    config, tensor manifest (both names web-llm releases use) and model library. The manifest lists
+    one shard, never served: 1 MiB, or 4 TiB (more than any quota) for an id containing "huge"."""
+    out = Path(tempfile.gettempdir()) / "py-chat-double-model-files"
+    out.mkdir(exist_ok=True)
+    files: dict[str, Path] = {}
+
+    def put(rel: str, data: bytes) -> None:
+        path = out / rel.replace("/", "__")
+        path.write_bytes(data)
+        files[rel] = path
+
+    config = json.dumps({"model_type": "double", "context_window_size": 4096, "tokenizer_files": []}).encode()
+    for record in json.loads((HERE / "models.json").read_text())["model_list"]:
+        base = record["model"].replace("{origin}/", "")
+        nbytes = 4 << 40 if "huge" in record["model_id"] else 1 << 20
+        manifest = json.dumps({"metadata": {"ParamSize": 1}, "records": [
+            {"dataPath": "params_shard_0.bin", "format": "raw-shard", "nbytes": nbytes, "records": []}]}).encode()
+        put(base + "mlc-chat-config.json", config)
+        put(base + "tensor-cache.json", manifest)
+        put(base + "ndarray-cache.json", manifest)
+        put(record["model_lib"].replace("{origin}/", ""), b"\0asm\1\0\0\0")
+    return files
+
+
 OVERLAY = {
     "static/webllm-worker.js": HERE / "worker.js",
     "static/engine-double.js": HERE / "engine_double.js",
+    **_model_files(),
 }
 
 CHROME_AI = HERE / "chrome_ai.js"

@@ -269,6 +269,22 @@ def test_not_enough_quota_is_refused_before_anything_is_written():
     assert not any("synth-a/resolve/main/params_shard" in u for u in api.gets)
 
 
+def test_a_load_that_would_download_more_than_fits_is_refused_before_anything_is_fetched():
+    # The chat (or an embedded chat, which has no Models panel) loads a model web-llm would download.
+    api, _, manager, _ = setup(quota=B.total_bytes + 100)
+    run(manager.download("synth-b"))
+    before = {k: dict(v) for k, v in api.stores.items()}
+    with pytest.raises(InsufficientStorage) as info:
+        run(manager.load("synth-a"))
+    assert info.value.needed == A.total_bytes and "synth-a needs" in str(info.value)
+    assert manager.backend.loaded is None and api.stores == before
+    assert not any("params_shard" in u and "synth-a" in u for u in api.gets)
+    assert run(manager.status("synth-a")).error == info.value
+    # A model whose files are all stored loads whatever the quota says.
+    run(manager.load("synth-b"))
+    assert manager.backend.loaded == "synth-b"
+
+
 def test_quota_hit_while_writing_removes_what_the_download_wrote():
     api, _, manager, _ = setup()
     run(manager.download("synth-b"))
