@@ -196,7 +196,12 @@ class ModelManager:
 
         report = await self.storage.report()
         keep = [m for m in (model_id, self.backend.loaded) if m]
-        evictable = tuple(self.storage.lru_order(report, keep=keep))
+        kept = set(keep)
+
+        def frees(model: str) -> bool:  # a twin of a kept model shares all its files: deleting it frees nothing
+            return any(not kept & set(report.shared.get(f, ())) for f in report.models[model].files)
+
+        evictable = tuple(m for m in self.storage.lru_order(report, keep=keep) if frees(m))
         hint = f"; deleting {', '.join(evictable[:3])} would free space" if evictable else ""
         raise InsufficientStorage(
             f"{model_id} needs {format_bytes(needed)} more, and this site may store only "

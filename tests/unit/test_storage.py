@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from app.errors import ModelFetchFailed
+import pytest
+
+from app.errors import InsufficientStorage, ModelFetchFailed
 from app.models.catalog import Catalog
 from app.models.manager import ModelManager
 from app.storage import Storage
@@ -164,3 +166,16 @@ def test_an_unrelated_model_sharing_only_a_library_keeps_it():
     assert [f.url for f in report.shared] == [shared]
     assert run(manager.delete("synth-x")) == X.total_bytes - len(X.files[f"/libs/{X.name}-webgpu.wasm"])
     assert shared in stored_urls(api)
+
+
+def test_not_enough_space_names_only_models_whose_deletion_frees_something():
+    big = SyntheticModel("synth-big", shards=2, shard_bytes=200_000, seed=23)
+    api, manager = setup()
+    api.files.update(served(big))
+    run(manager.catalog.add(record(big)))  # a user model, not downloaded
+    run(manager.load("synth-x"))
+    api.quota = run(manager.storage.quota()).usage + 100_000  # less than big needs
+    with pytest.raises(InsufficientStorage) as info:
+        run(manager.download("synth-big"))
+    # The twin shares every file with the loaded model: deleting it would free nothing.
+    assert info.value.evictable == ("synth-u",) and TWIN not in str(info.value)
