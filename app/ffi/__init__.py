@@ -20,6 +20,7 @@ module             what                                                         
 ``dom``            Node handles, element, listen, render_markdown, set_text, ...    DomBridge
 ``page``           page_query, host_channel, service worker, online, probe_webgpu   PageBridge
 ``channel``        open_channel: messages between the app's tabs (BroadcastChannel)  ChannelBridge
+``editor``         the Python panel's editor, file download/upload, URL fragment     EditorBridge
 =================  ===============================================================  =================
 
 Everything converts values across the Pyodide bridge, wraps Python callables for JS (and destroys

@@ -19,6 +19,7 @@ from app.ui.view import App, spawn
 current: App | None = None  # the mounted app (tests and the host API reach it here)
 models: Any = None  # the model picker's state (app.ui.models.ModelsState) once mounted
 bridge: Any = None  # the host API (app.ui.embed.HostBridge) when embedded by static/widget.js
+python: Any = None  # the Python panel (app.ui.playground.PanelView) once opened
 
 
 async def mount(gpu: Awaitable[Any]) -> App | None:
@@ -74,6 +75,8 @@ async def mount(gpu: Awaitable[Any]) -> App | None:
 
     current.scope.add(ffi.listen(panel, "toggle", on_toggle))
     on_toggle({})  # already open (e.g. restored by the browser)
+    if not embed:
+        mount_python_on_open(session, current)
     if embed:
         mount_host_bridge(chat, query)
     ffi.set_attr("chat", "data-state", "ready")
@@ -114,6 +117,39 @@ async def mount_models(session: Session) -> Any:
     models = state
     await state.refresh()
     return state
+
+
+def mount_python_on_open(session: Session, app: App) -> None:
+    """The Python panel (app/ui/playground.py) mounts when first opened; a link carrying code
+    (``#py=...``) opens it, with the code in the editor, not run."""
+    from app.ffi import editor
+    from app.ui.playground import decode_link
+
+    panel = ffi.node("python")
+    opened: list[bool] = []
+
+    def on_toggle(_facts: dict[str, Any]) -> bool:
+        if not opened and ffi.get_prop(panel, "open"):
+            opened.append(True)
+            spawn(_mount_python(session))
+        return False
+
+    app.scope.add(ffi.listen(panel, "toggle", on_toggle))
+    if decode_link(editor.page_fragment()) is not None:
+        ffi.set_prop(panel, "open", True)
+    on_toggle({})
+
+
+async def _mount_python(session: Session) -> None:
+    global python
+    from app.ui.playground import mount as mount_panel
+
+    try:
+        python = await mount_panel(session)
+    except Exception as exc:  # noqa: BLE001 - the chat goes on without the panel; the panel says why
+        ffi.set_attr("python", "data-state", "failed")
+        ffi.set_text("py-said", f"The Python panel could not start: {type(exc).__name__}: {exc}")
+        raise
 
 
 def _query() -> dict[str, str]:

@@ -43,10 +43,13 @@ def test_the_package_still_offers_every_public_name_of_its_modules():
 
 def test_no_javascript_is_built_from_strings():
     # The page's Content-Security-Policy forbids eval; this keeps the app's own code from needing it.
-    pattern = re.compile(r"Function\.new|new Function|\beval\(|Function\(")
-    files = [p for p in (ROOT / "app").rglob("*.py")]
-    files += [p for p in (ROOT / "static").rglob("*.js") if "vendor" not in p.parts]
-    found = [f"{p.relative_to(ROOT)}:{n}" for p in files
+    # In Python, a JS eval is an attribute (js.eval, window.eval); Python's own eval of the user's
+    # Python in the Python panel (app/playground.py) is not JavaScript.
+    js_pattern = re.compile(r"Function\.new|new Function|\beval\(|Function\(")
+    py_pattern = re.compile(r"Function\.new|new Function|\.eval\(|Function\(")
+    files = [(p, py_pattern) for p in (ROOT / "app").rglob("*.py")]
+    files += [(p, js_pattern) for p in (ROOT / "static").rglob("*.js") if "vendor" not in p.parts]
+    found = [f"{p.relative_to(ROOT)}:{n}" for p, pattern in files
              for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert found == []
 

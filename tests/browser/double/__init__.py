@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import random
 import tempfile
 from pathlib import Path
 
@@ -17,10 +18,10 @@ HERE = Path(__file__).parent
 
 def _model_files() -> dict[str, Path]:
     """What the app reads of each double model before loading it (its size check, app/models/manager.py):
-    config, tensor manifest (both names web-llm releases use) and model library. The manifest lists
-    one shard, never served: 1 MiB, or 4 TiB (more than any quota) for an id containing "huge"."""
-    out = Path(tempfile.gettempdir()) / "py-chat-double-model-files"
-    out.mkdir(exist_ok=True)
+    config, tensor manifest (both names web-llm releases use) and model library; and the one shard the
+    manifest lists (1 MiB of random bytes), so a double model can be downloaded like a real one. An id
+    containing "huge" lists a 4 TiB shard (more than any quota), never served."""
+    out = Path(tempfile.mkdtemp(prefix="double-model-files-"))
     files: dict[str, Path] = {}
 
     def put(rel: str, data: bytes) -> None:
@@ -34,6 +35,8 @@ def _model_files() -> dict[str, Path]:
         nbytes = 4 << 40 if "huge" in record["model_id"] else 1 << 20
         manifest = json.dumps({"metadata": {"ParamSize": 1}, "records": [
             {"dataPath": "params_shard_0.bin", "format": "raw-shard", "nbytes": nbytes, "records": []}]}).encode()
+        if nbytes < 1 << 30:  # a download through the Models panel (or `models.download`) stores it
+            put(base + "params_shard_0.bin", random.Random(record["model_id"]).randbytes(nbytes))
         put(base + "mlc-chat-config.json", config)
         put(base + "tensor-cache.json", manifest)
         put(base + "ndarray-cache.json", manifest)
