@@ -10,7 +10,8 @@ printed (``emit("out", text)``; ``"err"`` for stderr), the value of a last bare 
 own lines only (``emit("error", text)``). The namespace lives on between runs. Names the code uses
 are provided on first use (``provide(names)``): ``client`` (the session's client, so asking it loads
 the chosen model only when a script uses it), ``models`` (the model manager), ``session``; an
-``import pydantic`` or ``import micropip`` loads the vendored wheel first.
+``import pydantic`` or ``import micropip`` loads the vendored wheel first. ``user(text)``,
+``system(text)`` and ``assistant(text)`` build messages.
 
 Stop cancels the run's task: an ``await`` in progress raises CancelledError inside the code, and every
 stream the run opened through ``client`` is closed, so the engine is free for the chat at once. A loop
@@ -91,6 +92,22 @@ def short_repr(value: Any) -> str:
     return text if len(text) <= MAX_REPR else text[:MAX_REPR] + f"… ({len(text) - MAX_REPR} more characters)"
 
 
+def user(content: Any) -> dict[str, Any]:
+    """``{"role": "user", "content": content}``: a message for ``messages=[...]``."""
+    return {"role": "user", "content": content}
+
+
+def system(content: str) -> dict[str, Any]:
+    return {"role": "system", "content": content}
+
+
+def assistant(content: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": content}
+
+
+HELPERS = {"user": user, "system": system, "assistant": assistant}
+
+
 class StreamTracker:
     """``client`` as scripts see it: the session's client, with every stream a run opens remembered
     so that Stop (or the run's end) can close those still open and free the engine."""
@@ -136,7 +153,7 @@ class Runner:
         self._provide = provide
         self._emit = emit
         self._load_packages = load_packages
-        self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+        self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__, **HELPERS}
         self._task: asyncio.Task | None = None
         self._streams: list[Any] = []
         self._provided: dict[str, Any] = {}

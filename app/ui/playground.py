@@ -42,7 +42,7 @@ def decode_link(fragment: str) -> str | None:
         return None
     data = fragment[len(FRAGMENT_KEY):]
     try:
-        return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)).decode()
+        return base64.b64decode(data + "=" * (-len(data) % 4), altchars=b"-_", validate=True).decode()
     except (binascii.Error, ValueError):
         return None
 

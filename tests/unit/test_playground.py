@@ -123,3 +123,23 @@ def test_every_example_compiles_and_uses_the_session_only_through_its_names():
     for title, source in EXAMPLES.items():
         _, used = compile_cell(source)
         assert "client" in used or "models" in used, title
+
+
+def test_message_helpers_and_links_and_script_names():
+    from app.errors import InvalidRequest
+    from app.ui.playground import check_name, decode_link, encode_link
+
+    async def scenario():
+        runner, shown, *_ = await make_runner()
+        await runner.run("[system('be brief'), user('hi'), assistant('hello')]")
+        return shown
+
+    assert run(scenario())[-1] == ("result", "[{'role': 'system', 'content': 'be brief'}, {'role': 'user', "
+                                   "'content': 'hi'}, {'role': 'assistant', 'content': 'hello'}]")
+    code = "print('héllo')\n# ünïcode & symbols +/=?#"
+    assert decode_link(encode_link(code)) == code and "=" not in encode_link(code)[3:]
+    assert decode_link("py=%%%") is None and decode_link("other=1") is None
+    assert check_name(" demo.py ") == "demo"
+    for bad in ("", "a/b", "x" * 81, "tab\there"):
+        with pytest.raises(InvalidRequest):
+            check_name(bad)
