@@ -18,7 +18,8 @@ module             what                                                         
                    (static/storage.js)                                              KeyValueBridge
 ``prompt_api``     Chrome's LanguageModel (static/bridge/prompt-api.js)             PromptApiBridge
 ``dom``            Node handles, element, listen, render_markdown, set_text, ...    DomBridge
-``page``           page_query, host_channel, service worker, online, probe_webgpu   PageBridge
+``page``           page_query, host_channel, service worker (+ apply_update),       PageBridge
+                   online, probe_webgpu
 =================  ===============================================================  =================
 
 Everything converts values across the Pyodide bridge, wraps Python callables for JS (and destroys
@@ -75,6 +76,7 @@ from app.ffi.engine import (
 from app.ffi.http import HttpBridge, HttpStream
 from app.ffi.page import (
     PageBridge,
+    apply_update,
     framing,
     host_channel,
     is_online,
@@ -122,7 +124,7 @@ __all__ = [
     "engine_failure", "engine_interrupt", "engine_reload", "engine_set_app_config", "engine_unload", "webllm_exports",
     "HttpBridge", "HttpStream",
     "PageBridge", "framing", "host_channel", "is_online", "page_is_secure", "page_query", "parent_origin_matches",
-    "probe_webgpu",
+    "apply_update", "probe_webgpu",
     "register_service_worker", "watch_online",
     "PromptApiBridge", "PromptSession", "PromptStream", "prompt_api_availability", "prompt_api_create",
     "prompt_api_present",
