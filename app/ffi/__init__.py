@@ -15,7 +15,8 @@ module             what                                                         
 ``engine``         web-llm's worker engine, ChunkIterator, webllm_exports           EngineBridge
 ``http``           fetch as SSE texts or one body (static/bridge/http.js)           HttpBridge
 ``storage``        kv_*, store_*, staging_*, FileDownload, estimate/persist          StorageBridge,
-                   (static/storage.js)                                              KeyValueBridge
+                   (static/storage.js), watch_storage (other tabs)                  KeyValueBridge,
+                                                                                    StorageEvents
 ``prompt_api``     Chrome's LanguageModel (static/bridge/prompt-api.js)             PromptApiBridge
 ``dom``            Node handles, element, listen, render_markdown, set_text, ...    DomBridge
 ``page``           page_query, host_channel, service worker (+ apply_update),       PageBridge
@@ -99,6 +100,7 @@ from app.ffi.storage import (
     FileDownload,
     KeyValueBridge,
     StorageBridge,
+    StorageEvents,
     fetch_text,
     head_size,
     kv_delete,
@@ -112,6 +114,7 @@ from app.ffi.storage import (
     store_delete,
     store_list,
     store_put_text,
+    watch_storage,
 )
 
 __all__ = [
@@ -130,5 +133,5 @@ __all__ = [
     "prompt_api_present",
     "FileDownload", "KeyValueBridge", "StorageBridge", "fetch_text", "head_size", "kv_delete", "kv_get",
     "kv_items", "kv_put", "staging_delete", "staging_list", "storage_estimate", "storage_persist",
-    "store_delete", "store_list", "store_put_text",
+    "store_delete", "store_list", "store_put_text", "StorageEvents", "watch_storage",
 ]

@@ -31,7 +31,9 @@ async def mount(gpu: Awaitable[Any]) -> App | None:
     from app.ui.embed import check_option, conversation_scope, host_origin, refusal
     from app.ui.view import THEMES
 
+    # First: an open that waits for an older tab, or a newer tab taking the storage, is said at once.
     notice = AppNotice(ffi.apply_update)
+    await ffi.watch_storage(notice.show)
     settings_store = KvStore("settings")
     query = _query()
     embed = bool(query.get("embed"))
