@@ -65,7 +65,11 @@ function reloadWhenTakenOver() {
 // version waits takes it at once, so a plain reload updates too. Nothing of this page runs yet, and
 // the open tabs of the old version go on being served their own version by the new worker.
 export function takeWaitingVersion() {
-  if (!("serviceWorker" in navigator) || navigator.serviceWorker.controller === null) return;
+  try {  // an opaque origin (a sandboxed frame) may not even look at navigator.serviceWorker
+    if (!("serviceWorker" in navigator) || !navigator.serviceWorker.controller) return;
+  } catch (e) {
+    return;
+  }
   navigator.serviceWorker.getRegistration().then((reg) => {
     if (!reg || !reg.waiting) return;
     registration = reg;
