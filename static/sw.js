@@ -22,8 +22,9 @@
 // - skipWaiting() hands every open tab of the old version to the new worker. So that those tabs
 //   (which did not ask) keep their version too, each worker remembers which cache served each page
 //   (a navigation's resultingClientId -> cache name, kept in the `py-chat-clients` cache, since a
-//   worker may be stopped at any time) and serves a page's later requests from that cache. An old
-//   version's cache is deleted once no open page uses it (at activation and on each navigation).
+//   worker may be stopped at any time) and serves a page's later requests from that cache; a Web
+//   Worker a page starts (web-llm's engine) is remembered with its page's version. An old version's
+//   cache is deleted once no open page uses it (at activation and on each navigation).
 // - A page that was not controlled (the first visit, before any worker was active) loads from the
 //   network like any page without a service worker; it is not claimed.
 //

@@ -170,8 +170,8 @@ def test_an_open_tab_keeps_its_version_after_a_deploy_and_takes_the_new_one_on_r
 
 def test_a_new_tab_takes_the_new_version_while_the_old_tab_keeps_its_own(page, deployment, releases):
     """A tab opened after a deploy runs the new version at once, while a tab open since before keeps
-    running the old one (now served by the new worker from the old version's cache) and offers the
-    update; its reload then lands on the new version."""
+    running the old one (now served by the new worker from the old version's cache, its engine worker
+    too) and offers the update; its reload then lands on the new version."""
     v1, v2 = releases
     site = deployment
     w = open_controlled(page, site)
@@ -190,6 +190,12 @@ def test_a_new_tab_takes_the_new_version_while_the_old_tab_keeps_its_own(page, d
     assert page.evaluate(RENDERER_RELEASE) == "v1"
     assert page.is_visible("#app-notice")
     assert page.inner_text("#app-notice-reload") == "Reload to update"
+    # So does the engine worker it starts now (static/webllm-worker.js, as static/bridge/engine.js does).
+    with page.expect_worker() as started:
+        page.evaluate("() => { window.engineWorker = new Worker("
+                      "new URL('static/webllm-worker.js', document.baseURI), {type: 'module'}); }")
+    assert started.value.evaluate("() => fetch('../index.html').then((r) => r.text())") == shell(v1)["index"]
+    page.evaluate("() => window.engineWorker.terminate()")
 
     with page.expect_navigation():
         page.click("#app-notice-reload")
