@@ -27,6 +27,7 @@
     |   +-- BackendUnreachable        no answer from a cloud endpoint (network down, CORS, DNS), or in time
     |   |   +-- StreamStalled         a stream stopped yielding tokens mid-answer (what came is kept)
     |   +-- NoBackendAvailable        the router found no backend for the request (.attempts says why)
+    +-- StorageClosed                 this tab closed its IndexedDB storage: a newer app version opened it
     +-- ToolLoopLimit                 run_tools() reached max_steps with the model still calling tools
 
 Catch by class, never by message text: ``except ContextWindowExceeded: shorten()``.
@@ -202,6 +203,11 @@ class OutputParseError(EngineError):
     def __init__(self, message: str, *, text: str | None) -> None:
         super().__init__(message)
         self.text = text
+
+
+class StorageClosed(AppError):
+    """This tab's IndexedDB storage was closed because another tab opened it at a newer version (a
+    newer release of the app): nothing can be read or written here until the page is reloaded."""
 
 
 class ToolLoopLimit(AppError):

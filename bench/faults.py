@@ -71,6 +71,21 @@ FAULTS: dict[str, tuple[str, str, str, str]] = {
     "tests/browser/test_faults_tabs.py::test_a_conversation_deleted_in_one_tab_leaves_the_other_and_storage_for_good":
         ("conversation deleted in one tab while the other answers in it", "it leaves the other tab at once, its "
          "answer stopped; it never comes back", "0 other messages", "no"),
+    "tests/browser/test_sw_update.py::test_an_open_tab_keeps_its_version_after_a_deploy_and_takes_the_new_one_on_reload":
+        ("new version deployed while a tab is open", "the tab keeps running its version (every file it loads "
+         "after the deploy is its own) and says “A new version is ready” with “Reload to update”; the button or "
+         "a plain reload puts it on the new version", "0 (nothing reloads unasked)", "no"),
+    "tests/browser/test_sw_update.py::test_a_new_tab_takes_the_new_version_while_the_old_tab_keeps_its_own":
+        ("service-worker update with another tab open", "a new tab starts on the new version; the old tab, now "
+         "under the new worker, still gets its own version's files and offers the update", "0", "no"),
+    "tests/browser/test_storage_upgrade.py::test_a_newer_version_opening_the_database_closes_this_tabs_storage_with_a_notice":
+        ("database upgrade with an old tab open", "the old tab closes its storage at once: “This tab closed its "
+         "storage because a newer version of the app opened; reload”; its later saves fail typed (StorageClosed); "
+         "the new version opens without waiting", "0 (the new version reads what was stored)", "no"),
+    "tests/browser/test_storage_upgrade.py::test_an_open_blocked_by_an_old_tab_waits_and_the_app_starts_when_that_tab_closes":
+        ("database held open by an older tab that ignores the upgrade", "“Waiting for another tab of this app (an "
+         "older version) to close its storage …”; the chat starts when that tab closes", "0 (kept through the "
+         "upgrade)", "no"),
 }
 # Fault tests from other files are listed too, when present: file -> (what the row's fault column says).
 MORE = ("tests/browser/test_faults_storage.py", "tests/browser/test_faults_quota.py",

@@ -11,8 +11,6 @@ const APP_DB_VERSION = 2;
 // what each model's download costs, so the catalog can show it without asking the network again.
 export const APP_STORES = ["models", "sizes", "usage", "staging", "conversations", "settings"];
 
-let appDb = null;
-
 // Every rejection that leaves this module is a plain Error keeping the original `name` (and the
 // `status`/`received` a caller may branch on): in Pyodide 314, awaiting a promise rejected with a
 // non-Error, or with a QuotaExceededError DOMException instance, never settles on the Python side,
@@ -41,33 +39,100 @@ function requestPromise(request) {
   });
 }
 
-export function openDatabase(name, version, upgrade) {
+// ------------------------------------------------------------------ connections and other tabs
+//
+// Another tab may open a database at a higher version (a newer app, or web-llm release). Every
+// connection opened here then closes itself (`versionchange`), so that tab's upgrade is never held
+// up, and this tab is told: its storage is closed, and any later use fails at once with a typed
+// `StorageClosed` error instead of hanging or reading an outdated shape. A tab whose own open is
+// `blocked` by an older tab that does not close (older code without this handler) waits: its open
+// settles when that tab closes, and the page is told it is waiting. A failed open is never kept:
+// the next use opens again.
+
+export const SUPERSEDED = "This tab closed its storage because a newer version of the app opened; reload.";
+export const BLOCKED = "Waiting for another tab of this app (an older version) to close its storage; " +
+  "close or reload that tab.";
+const watchers = new Set();
+let storageState = null;  // the last thing said: [kind, message], told to late watchers too
+
+function tell(kind, message) {
+  storageState = kind === "opened" ? null : [kind, message];
+  for (const handler of watchers) {
+    try { handler(kind, message); } catch (e) { console.warn("storage watcher failed:", e); }
+  }
+}
+
+// `handler(kind, message)` hears "blocked" (an open waits for an older tab), "opened" (it is over)
+// and "superseded" (a newer version took the database: reload); returns a function removing it.
+export function watchStorage(handler) {
+  watchers.add(handler);
+  if (storageState !== null) handler(...storageState);
+  return () => { watchers.delete(handler); };
+}
+
+// Open `name` at `version` (`upgrade(db)` runs when it is created or older). `onClosed(newVersion)`
+// is called when the connection closed itself for another tab (`newVersion` null: the database is
+// being deleted). Rejections are plain Errors; `blocked` does not reject: the open waits.
+export function openDatabase(name, version, upgrade, onClosed = () => {}) {
   return new Promise((resolve, reject) => {
     const request = indexedDB.open(name, version);
+    let blocked = false;
     request.onupgradeneeded = () => upgrade(request.result);
-    request.onsuccess = () => resolve(request.result);
+    request.onsuccess = () => {
+      const db = request.result;
+      db.onversionchange = (event) => {
+        db.close();
+        onClosed(event.newVersion);
+        if (event.newVersion !== null) tell("superseded", SUPERSEDED);
+      };
+      if (blocked) tell("opened", `${name} is open`);
+      resolve(db);
+    };
     request.onerror = () => reject(plainError(request.error));
-    request.onblocked = () => reject(new Error(`IndexedDB ${name} is held open by another tab`));
+    request.onblocked = () => {
+      blocked = true;
+      tell("blocked", BLOCKED);
+    };
   });
 }
 
-function appDatabase() {
-  if (appDb === null) {
-    appDb = openDatabase(APP_DB, APP_DB_VERSION, (db) => {
-      for (const store of APP_STORES) {
-        if (!db.objectStoreNames.contains(store)) db.createObjectStore(store);
-      }
-    });
-  }
-  return appDb;
+// A cached open: the same connection until it fails or closes. After a newer version took the
+// database, every use fails with StorageClosed; after a deletion (or a failed open) the next use
+// opens it again.
+function connection(name, version, upgrade) {
+  let current = null;
+  let superseded = false;
+  return () => {
+    if (superseded) return Promise.reject(failure("StorageClosed", SUPERSEDED));
+    if (current === null) {
+      const opening = openDatabase(name, version, upgrade, (newVersion) => {
+        if (current === opening) current = null;
+        if (newVersion !== null) superseded = true;
+      });
+      current = opening;
+      opening.catch(() => { if (current === opening) current = null; });
+    }
+    return current;
+  };
 }
+
+const appDatabase = connection(APP_DB, APP_DB_VERSION, (db) => {
+  for (const store of APP_STORES) {
+    if (!db.objectStoreNames.contains(store)) db.createObjectStore(store);
+  }
+});
 
 // Runs `work(store)` in one transaction and resolves with its result once the transaction commits,
 // so a caller that awaited a write knows it is on disk.
 export const inTransaction = plainErrors(async (dbPromise, storeName, mode, work) => {
   const db = await dbPromise;
   return new Promise((resolve, reject) => {
-    const tx = db.transaction(storeName, mode);
+    let tx;
+    try {
+      tx = db.transaction(storeName, mode);
+    } catch (e) {  // closed between the open and now (versionchange): said, not an InvalidStateError
+      throw e.name === "InvalidStateError" ? failure("StorageClosed", SUPERSEDED) : e;
+    }
     let result;
     tx.oncomplete = () => resolve(result);
     // A failed request's error bubbles here before the abort; a quota refusal may come only as the
@@ -139,11 +204,11 @@ const databases = new Map();
 function database(spec) {
   const id = JSON.stringify([spec.database, spec.version, spec.objectStore, spec.keyPath]);
   if (!databases.has(id)) {
-    databases.set(id, openDatabase(spec.database, spec.version, (db) => {
+    databases.set(id, connection(spec.database, spec.version, (db) => {
       if (!db.objectStoreNames.contains(spec.objectStore)) db.createObjectStore(spec.objectStore, {keyPath: spec.keyPath});
     }));
   }
-  return databases.get(id);
+  return databases.get(id)();
 }
 
 async function directory(spec, create) {

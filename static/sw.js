@@ -1,40 +1,62 @@
-// The app shell's service worker: after one visit the app starts offline.
+// The app shell's service worker: after one visit the app starts offline, and a tab runs one app
+// version from start to end.
 //
 // `python build.py` writes this file to dist/sw.js (the site's root, so its scope is the whole app,
 // also under a GitHub Pages sub-path) with SHELL filled in: a version (a digest of the shell's
 // files) and the shell's files (index.html, pyscript.toml, app.zip, static/ with the vendored
-// Pyodide, PyScript, web-llm and renderers). A new build is a new sw.js, so the browser installs
-// it, it fills a new cache, and on activation the old app-shell caches (and only those) are deleted.
+// Pyodide, PyScript, web-llm, renderers and chat-config.json). A new build is a new sw.js.
+//
+// Versions never mix in a tab:
+// - Every shell file, the page itself (navigations) and static/chat-config.json included, is served
+//   from ONE versioned cache (`py-chat-shell-<version>`, filled completely at install), and the
+//   network is asked only for a file that cache lacks. A tab whose page came from version 1 gets
+//   version 1's app.zip, modules and config, whatever has been deployed since. chat-config.json is
+//   data, but the build hashes it into the version and its shape follows app/config.py: a changed
+//   config is a new version, announced and taken like code, never read by the old code.
+// - A new worker does not skipWaiting() on install and nobody calls clients.claim(): it installs
+//   its cache and waits while any tab of the old version is open. The page (static/bridge/page.js)
+//   sees it installed and waiting and says "A new version is ready — Reload to update"; the button
+//   posts {type: "skip-waiting"} here, and the tab reloads on `controllerchange`. A plain reload
+//   keeps the old version (the old page is still a client while the new one loads), as does a new
+//   tab opened while an old one is open: both run the old version, consistently, and show the banner.
+// - skipWaiting() hands every open tab of the old version to the new worker. So that those tabs
+//   (which did not ask) keep their version too, each worker remembers which cache served each page
+//   (a navigation's resultingClientId -> cache name, kept in the `py-chat-clients` cache, since a
+//   worker may be stopped at any time) and serves a page's later requests from that cache; a Web
+//   Worker a page starts (web-llm's engine) is remembered with its page's version. An old version's
+//   cache is deleted once no open page uses it (at activation and on each navigation).
+// - A page that was not controlled (the first visit, before any worker was active) loads from the
+//   network like any page without a service worker; it is not claimed.
 //
 // Left alone: web-llm's own caches (webllm/model, webllm/config, webllm/wasm) and every other
 // request: model files, cloud endpoints, anything not in the shell pass straight to the network.
-// Pages (navigations) and static/chat-config.json are network-first (fresh when online, the cached
-// copy offline); the rest of the shell is cache-first (versioned with this file).
 // Registered by app/ui/page.py only on http(s), when static/chat-config.json has "offline" set
 // (see app/config.py PageConfig.offline).
 "use strict";
 const SHELL = /*SHELL*/ { version: "dev", files: [] } /*END*/;
 const PREFIX = "py-chat-shell-";
 const CACHE = PREFIX + SHELL.version;
+const CLIENTS = "py-chat-clients";  // page (client id) -> the shell cache that served it
 const BASE = new URL("./", self.location.href);
+const INDEX = new URL("index.html", BASE).href;
 const FILES = new Set(SHELL.files.map((f) => new URL(f, BASE).href));
-const FRESH = new Set([BASE.href, new URL("index.html", BASE).href, new URL("static/chat-config.json", BASE).href]);
+const CLIENT_KEYS = new URL("__clients/", BASE).href;  // never fetched: keys of the CLIENTS cache
+const served = new Map();  // client id -> cache name, in memory while this worker runs
 
 self.addEventListener("install", (event) => {
   event.waitUntil((async () => {
     const cache = await caches.open(CACHE);
     await cache.addAll(SHELL.files.map((f) => new Request(new URL(f, BASE), { cache: "reload" })));
-    await self.skipWaiting();
   })());
 });
 
 self.addEventListener("activate", (event) => {
-  event.waitUntil((async () => {
-    for (const key of await caches.keys()) {
-      if (key.startsWith(PREFIX) && key !== CACHE) await caches.delete(key);
-    }
-    await self.clients.claim();
-  })());
+  event.waitUntil(prune(null));
+});
+
+// The page's "Reload to update" button, and only it, makes a waiting worker take over.
+self.addEventListener("message", (event) => {
+  if (event.data && event.data.type === "skip-waiting") event.waitUntil(self.skipWaiting());
 });
 
 self.addEventListener("fetch", (event) => {
@@ -43,30 +65,61 @@ self.addEventListener("fetch", (event) => {
   const url = new URL(request.url);
   url.search = "";
   url.hash = "";
-  const key = request.mode === "navigate" && url.href.startsWith(BASE.href) && !FILES.has(url.href)
-    ? new URL("index.html", BASE).href : url.href;
-  if (!FILES.has(key) && key !== BASE.href) return;  // not the shell: the network, untouched
-  const shellKey = key === BASE.href ? new URL("index.html", BASE).href : key;
-  event.respondWith(FRESH.has(key) || request.mode === "navigate"
-    ? networkFirst(request, shellKey) : cacheFirst(request, shellKey));
+  const navigate = request.mode === "navigate";
+  let key = url.href;
+  if (key === BASE.href || (navigate && key.startsWith(BASE.href) && !FILES.has(key))) key = INDEX;
+  if (!FILES.has(key)) return;  // not the shell: the network, untouched
+  event.respondWith(serve(event, key, navigate));
 });
 
-async function cacheFirst(request, key) {
-  const hit = await caches.match(key, { cacheName: CACHE });
-  return hit || fetch(request);
+async function serve(event, key, navigate) {
+  let name = CACHE;  // a page loads from this worker's version...
+  if (navigate) {
+    event.waitUntil(remember(event.resultingClientId, CACHE).then(() => prune(event.resultingClientId)));
+  } else {
+    name = await cacheOf(event.clientId);  // ...and everything after from the version that served it
+    if (event.resultingClientId) event.waitUntil(remember(event.resultingClientId, name));  // its workers
+  }
+  const hit = await caches.match(key, { cacheName: name });
+  return hit || fetch(event.request);
 }
 
-async function networkFirst(request, key) {
-  try {
-    const response = await fetch(request);
-    if (response.ok && request.mode !== "navigate") {
-      const copy = response.clone();
-      caches.open(CACHE).then((cache) => cache.put(key, copy));
+async function remember(clientId, name) {
+  if (!clientId) return;
+  served.set(clientId, name);
+  const entry = JSON.stringify({ cache: name, at: Date.now() });
+  await (await caches.open(CLIENTS)).put(CLIENT_KEYS + encodeURIComponent(clientId), new Response(entry));
+}
+
+async function cacheOf(clientId) {
+  if (!clientId) return CACHE;
+  if (!served.has(clientId)) {
+    const hit = await caches.match(CLIENT_KEYS + encodeURIComponent(clientId), { cacheName: CLIENTS });
+    served.set(clientId, hit ? (await hit.json()).cache : CACHE);  // unknown: this worker's version
+  }
+  return served.get(clientId);
+}
+
+// Forget closed pages, and delete every shell cache that is neither this version's nor used by an
+// open page. `keep`: the page being navigated to (not yet among the clients); a page remembered in
+// the last minute counts as open too (another navigation may still be under way).
+async function prune(keep) {
+  const open = new Set((await self.clients.matchAll({ includeUncontrolled: true, type: "all" })).map((c) => c.id));
+  if (keep) open.add(keep);
+  const pages = await caches.open(CLIENTS);
+  const used = new Set([CACHE]);
+  for (const request of await pages.keys()) {
+    const id = decodeURIComponent(request.url.slice(CLIENT_KEYS.length));
+    const hit = await pages.match(request);
+    const entry = hit ? await hit.json() : { at: 0 };
+    if (open.has(id) || Date.now() - entry.at < 60_000) {
+      if (entry.cache) used.add(entry.cache);
+    } else {
+      served.delete(id);
+      await pages.delete(request);
     }
-    return response;
-  } catch (error) {
-    const hit = await caches.match(key, { cacheName: CACHE });
-    if (hit) return hit;
-    throw error;
+  }
+  for (const name of await caches.keys()) {
+    if (name.startsWith(PREFIX) && !used.has(name)) await caches.delete(name);
   }
 }

@@ -15,12 +15,15 @@ module             what                                                         
 ``engine``         web-llm's worker engine, ChunkIterator, webllm_exports           EngineBridge
 ``http``           fetch as SSE texts or one body (static/bridge/http.js)           HttpBridge
 ``storage``        kv_*, store_*, staging_*, FileDownload, estimate/persist          StorageBridge,
-                   (static/storage.js)                                              KeyValueBridge
+                   (static/storage.js), watch_storage (other tabs)                  KeyValueBridge,
+                                                                                    StorageEvents
 ``prompt_api``     Chrome's LanguageModel (static/bridge/prompt-api.js)             PromptApiBridge
 ``dom``            Node handles, element, listen, render_markdown, set_text, ...    DomBridge
-``page``           page_query, host_channel, service worker, online, probe_webgpu   PageBridge
+``page``           page_query, host_channel, service worker (+ apply_update),       PageBridge
+                   online, probe_webgpu
 ``channel``        open_channel: messages between the app's tabs (BroadcastChannel)  ChannelBridge
-``editor``         the Python panel's editor, file download/upload, URL fragment     EditorBridge
+``editor``         the Python panel's editor, the URL fragment                      EditorBridge
+``files``          save text as a download, read a picked file                      FilesBridge
 =================  ===============================================================  =================
 
 Everything converts values across the Pyodide bridge, wraps Python callables for JS (and destroys
@@ -78,6 +81,7 @@ from app.ffi.engine import (
 from app.ffi.http import HttpBridge, HttpStream
 from app.ffi.page import (
     PageBridge,
+    apply_update,
     framing,
     host_channel,
     is_online,
@@ -100,6 +104,7 @@ from app.ffi.storage import (
     FileDownload,
     KeyValueBridge,
     StorageBridge,
+    StorageEvents,
     fetch_text,
     head_size,
     kv_delete,
@@ -114,6 +119,7 @@ from app.ffi.storage import (
     store_delete,
     store_list,
     store_put_text,
+    watch_storage,
 )
 
 __all__ = [
@@ -127,11 +133,11 @@ __all__ = [
     "engine_failure", "engine_interrupt", "engine_reload", "engine_set_app_config", "engine_unload", "webllm_exports",
     "HttpBridge", "HttpStream",
     "PageBridge", "framing", "host_channel", "is_online", "page_is_secure", "page_query", "parent_origin_matches",
-    "probe_webgpu",
+    "apply_update", "probe_webgpu",
     "register_service_worker", "watch_online",
     "PromptApiBridge", "PromptSession", "PromptStream", "prompt_api_availability", "prompt_api_create",
     "prompt_api_present",
     "FileDownload", "KeyValueBridge", "StorageBridge", "fetch_text", "head_size", "kv_delete", "kv_get",
     "kv_items", "kv_put", "kv_write", "staging_delete", "staging_list", "storage_estimate", "storage_persist",
-    "store_delete", "store_list", "store_put_text",
+    "store_delete", "store_list", "store_put_text", "StorageEvents", "watch_storage",
 ]

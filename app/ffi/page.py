@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from app.ffi import _core
 
-__all__ = ["PageBridge", "framing", "host_channel", "is_online", "page_is_secure", "page_query",
+__all__ = ["PageBridge", "apply_update", "framing", "host_channel", "is_online", "page_is_secure", "page_query",
            "parent_origin_matches", "probe_webgpu", "register_service_worker", "watch_online"]
 
 
@@ -29,7 +29,9 @@ class PageBridge(Protocol):
     def parent_origin_matches(self, origin: str) -> bool: ...
     def host_channel(self, origin: str, tag: str, handler: Callable[[dict[str, Any]], None]
                      ) -> tuple[Callable[[dict[str, Any]], None], Callable[[], None]]: ...
-    def register_service_worker(self, url: str, *, even_automated: bool = False) -> bool: ...
+    def register_service_worker(self, url: str, *, even_automated: bool = False,
+                                on_update: Callable[[str], None] | None = None) -> bool: ...
+    def apply_update(self) -> None: ...
 
 
 async def probe_webgpu() -> dict[str, Any]:
@@ -152,10 +154,29 @@ def host_channel(origin: str, tag: str, handler: Callable[[dict[str, Any]], None
     return post, close
 
 
-def register_service_worker(url: str, *, even_automated: bool = False) -> bool:
+def register_service_worker(url: str, *, even_automated: bool = False,
+                            on_update: Callable[[str], None] | None = None) -> bool:
     """Register the app-shell service worker at ``url`` (relative to the document), only on http(s)
     and, unless ``even_automated``, not in a browser driven by automation (``navigator.webdriver``).
-    Returns whether registration was started; its outcome is logged by the browser."""
+    Returns whether registration was started; its outcome is logged by the browser.
+
+    ``on_update(state)`` hears of a new version of the app: ``"waiting"`` (installed; it takes over
+    when no tab of this version is open, or when :func:`apply_update` is called) or ``"activated"``
+    (another tab let it take over; this page goes on running its own version). static/sw.js says
+    how a tab keeps one version from start to end.
+    """
     if not _core.IN_BROWSER:
         raise _core.browser_only("service workers")
-    return bool(_core.bridge_module("page").registerServiceWorker(url, even_automated))
+    callback = _core.create_proxy(lambda state: on_update(str(state)) if on_update else None)
+    started = bool(_core.bridge_module("page").registerServiceWorker(url, even_automated, callback))
+    if not started:
+        callback.destroy()
+    return started  # the proxy lives as long as the page: a new version may come at any time
+
+
+def apply_update() -> None:
+    """Take the new version the user asked for: the waiting service worker takes over and the page
+    reloads (at once when no worker waits)."""
+    if not _core.IN_BROWSER:
+        raise _core.browser_only("service workers")
+    _core.bridge_module("page").applyUpdate()

@@ -13,7 +13,7 @@ from app.ffi import _core
 
 __all__ = ["FileDownload", "KeyValueBridge", "StorageBridge", "fetch_text", "head_size", "kv_delete",
            "kv_get", "kv_items", "kv_put", "kv_write", "staging_delete", "staging_list", "storage_estimate",
-           "storage_persist", "store_delete", "store_list", "store_put_text"]
+           "storage_persist", "store_delete", "store_list", "store_put_text", "StorageEvents", "watch_storage"]
 
 STORAGE_MODULE_URL = "static/storage.js"
 
@@ -51,6 +51,13 @@ class StorageBridge(KeyValueBridge, Protocol):
     def FileDownload(self, spec: dict[str, Any], on_progress: Callable[[int, bool], None]) -> Download: ...  # noqa: N802
 
 
+@runtime_checkable
+class StorageEvents(Protocol):
+    """What the page (app/ui/page.py) hears about its storage connections."""
+
+    async def watch_storage(self, on_event: Callable[[str, str], None]) -> Callable[[], None]: ...
+
+
 async def _storage() -> Any:
     if not _core.IN_BROWSER:
         raise _core.browser_only("browser storage")
@@ -65,13 +72,15 @@ async def _storage_call(name: str, *args: Any) -> Any:
 
 
 def _storage_error(exc: BaseException) -> Exception:
-    from app.errors import Aborted, AppError, ModelFetchFailed, QuotaExceeded
+    from app.errors import Aborted, AppError, ModelFetchFailed, QuotaExceeded, StorageClosed
 
     error = getattr(exc, "js_error", None)
     name = str(getattr(error, "name", "") or getattr(exc, "name", ""))
     message = str(getattr(error, "message", "") or exc)
     if name == "AbortError":
         return Aborted(message)
+    if name == "StorageClosed":
+        return StorageClosed(message)
     if name == "QuotaExceededError":
         return QuotaExceeded(f"the browser refused to store more: {message}", original=message)
     if name in ("NetworkError", "SizeMismatch"):
@@ -111,6 +120,29 @@ async def kv_write(store: str, puts: dict[str, Any], deletes: list[str]) -> None
     """Store every ``puts`` entry and remove every ``deletes`` key in one transaction: all or none,
     committed when this returns (a refusal, e.g. ``QuotaExceeded``, leaves the store as it was)."""
     await _storage_call("kvWrite", store, json.dumps(puts), json.dumps(list(deletes)))
+
+
+async def watch_storage(on_event: Callable[[str, str], None]) -> Callable[[], None]:
+    """Call ``on_event(kind, message)`` when another tab affects this tab's IndexedDB connections:
+    ``"blocked"`` (an open waits for an older tab to close the database), ``"opened"`` (that wait is
+    over) and ``"superseded"`` (a newer version of the app opened the database: this tab closed its
+    connection and every later storage call raises :class:`~app.errors.StorageClosed`). What was
+    said before the call is said again at once. Returns ``stop()``, which frees the proxy.
+
+        stop = await ffi.watch_storage(lambda kind, message: print(kind, message))
+    """
+    module = await _storage()
+    proxy = _core.create_proxy(lambda kind, message: on_event(str(kind), str(message)))
+    unwatch = module.watchStorage(proxy)
+    done = [False]
+
+    def stop() -> None:
+        if not done[0]:
+            done[0] = True
+            unwatch()
+            proxy.destroy()
+
+    return stop
 
 
 # --------------------------------------------------------------------------- web-llm's model stores

@@ -27,7 +27,7 @@ from typing import Any
 
 from app.config import Settings
 from app.context import fit_window
-from app.errors import InvalidRequest, QuotaExceeded, UsageError
+from app.errors import InvalidRequest, QuotaExceeded, StorageClosed, UsageError
 from app.middleware import redact
 from app.ui.conversations import (
     STATUSES,
@@ -53,6 +53,9 @@ def _unsaved_words(exc: BaseException) -> str:
     if isinstance(exc, QuotaExceeded):
         return ("Not saved: the browser refused to store more (storage quota full). Free space by "
                 f"deleting a model under Models, or copy this conversation out. {keep}")
+    if isinstance(exc, StorageClosed):  # nothing can be saved in this tab until it reloads
+        return ("Not saved: this tab closed its storage because a newer version of the app opened. Copy "
+                "this conversation out if you need what is not saved, then reload.")
     return f"Not saved: {type(exc).__name__}: {redact(str(exc))}. {keep}"
 
 

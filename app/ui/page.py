@@ -17,6 +17,7 @@ from app.ui.chat import ChatState, KvStore, ScopedKv
 from app.ui.view import App, spawn
 
 current: App | None = None  # the mounted app (tests and the host API reach it here)
+notice: Any = None  # the banner about this tab's version and storage (app.ui.app_notice.AppNotice)
 models: Any = None  # the model picker's state (app.ui.models.ModelsState) once mounted
 bridge: Any = None  # the host API (app.ui.embed.HostBridge) when embedded by static/widget.js
 python: Any = None  # the Python panel (app.ui.playground.PanelView) once opened
@@ -25,11 +26,15 @@ python: Any = None  # the Python panel (app.ui.playground.PanelView) once opened
 async def mount(gpu: Awaitable[Any]) -> App | None:
     """Build and show the chat; ``gpu`` resolves to the page's WebGPUReport. None: the page is framed
     by a site not allowed to embed it, and shows only why."""
-    global current
+    global current, notice
     from app.config import POLICIES
+    from app.ui.app_notice import AppNotice
     from app.ui.embed import check_option, conversation_scope, host_origin, refusal
     from app.ui.view import THEMES
 
+    # First: an open that waits for an older tab, or a newer tab taking the storage, is said at once.
+    notice = AppNotice(ffi.apply_update)
+    await ffi.watch_storage(notice.show)
     settings_store = KvStore("settings")
     query = _query()
     embed = bool(query.get("embed"))
@@ -85,7 +90,8 @@ async def mount(gpu: Awaitable[Any]) -> App | None:
     if bridge is not None:  # the host may send now
         bridge.emit("ready", model=session.model.peek())
     if session.config.offline:
-        ffi.register_service_worker("sw.js", even_automated=session.config.offline == "always")
+        ffi.register_service_worker("sw.js", even_automated=session.config.offline == "always",
+                                    on_update=notice.show)
     return current
 
 

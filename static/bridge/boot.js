@@ -9,6 +9,10 @@ import "./pyscript.js";  // first: PyScript itself, made to start without eval (
 import * as dom from "./dom.js";
 import * as page from "./page.js";
 
+// A new version of the app waiting in the service worker is taken now, before anything runs
+// (static/bridge/page.js takeWaitingVersion; static/sw.js).
+page.takeWaitingVersion();
+
 globalThis.pyBridge = Object.freeze({
   importModule: (url) => import(url),
   dom,

@@ -44,12 +44,75 @@ export function postToParent(text, origin) {
   window.parent.postMessage(JSON.parse(text), origin);
 }
 
-// Register the app-shell service worker, only on http(s) and, unless `evenAutomated`, not in a
-// browser driven by automation; its outcome is logged.
-export function registerServiceWorker(url, evenAutomated) {
+// The app-shell service worker (static/sw.js says how versions are kept apart). A new version
+// installed while this page runs waits; `onUpdate("waiting")` says so, and `onUpdate("activated")`
+// says another tab let it take over (this page still runs, and is served, its own version). Only
+// after `applyUpdate()` (the user asked), or when the page has only just started
+// (`takeWaitingVersion()`), does the page reload when the worker changes.
+let registration = null;
+let updateAsked = false;
+let onControllerChange = null;
+
+function reloadWhenTakenOver() {
+  updateAsked = true;
+  if (onControllerChange === null) {
+    onControllerChange = () => location.reload();
+    navigator.serviceWorker.addEventListener("controllerchange", onControllerChange);
+  }
+}
+
+// Called by boot.js before PyScript starts: a page that starts (a reload, a new tab) while a new
+// version waits takes it at once, so a plain reload updates too. Nothing of this page runs yet, and
+// the open tabs of the old version go on being served their own version by the new worker.
+export function takeWaitingVersion() {
+  try {  // an opaque origin (a sandboxed frame) may not even look at navigator.serviceWorker
+    if (!("serviceWorker" in navigator) || !navigator.serviceWorker.controller) return;
+  } catch (e) {
+    return;
+  }
+  navigator.serviceWorker.getRegistration().then((reg) => {
+    if (!reg || !reg.waiting) return;
+    registration = reg;
+    reloadWhenTakenOver();
+    reg.waiting.postMessage({ type: "skip-waiting" });
+  }).catch((e) => console.warn("service worker not reached:", e.message));
+}
+
+// Register the worker, only on http(s) and, unless `evenAutomated`, not in a browser driven by
+// automation; its outcome is logged. Returns whether registration was started.
+export function registerServiceWorker(url, evenAutomated, onUpdate) {
   if (!/^https?:$/.test(location.protocol) || !("serviceWorker" in navigator)) return false;
   if (navigator.webdriver && !evenAutomated) return false;
-  navigator.serviceWorker.register(new URL(url, document.baseURI).href)
-    .catch((e) => console.warn("service worker not registered:", e.message));
+  const container = navigator.serviceWorker;
+  const controlled = container.controller !== null;  // not on a first visit: nothing to update then
+  container.addEventListener("controllerchange", () => {
+    if (!updateAsked && controlled) onUpdate("activated");
+  });
+  container.register(new URL(url, document.baseURI).href).then((reg) => {
+    registration = reg;
+    const announce = () => { if (reg.waiting && controlled && !updateAsked) onUpdate("waiting"); };
+    announce();
+    reg.addEventListener("updatefound", () => {
+      const worker = reg.installing;
+      if (worker) worker.addEventListener("statechange", () => { if (worker.state === "installed") announce(); });
+    });
+    // Browsers look for a new sw.js on navigations; a tab left open looks again when shown.
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") reg.update().catch(() => {});
+    });
+  }).catch((e) => console.warn("service worker not registered:", e.message));
   return true;
+}
+
+// The user asked for the new version: a waiting worker is told to take over and this page reloads
+// when it does; with none waiting (another tab let it take over already, or there is no worker) the
+// page reloads at once.
+export function applyUpdate() {
+  const waiting = registration && registration.waiting;
+  if (!waiting) {
+    location.reload();
+    return;
+  }
+  reloadWhenTakenOver();
+  waiting.postMessage({ type: "skip-waiting" });
 }

@@ -95,17 +95,19 @@ def test_what_the_bridge_hands_out_has_the_same_shape(protocol, real, fake):
             assert got == want, f"{side} {klass.__name__}.{name}{got} != {protocol.__name__}.{name}{want}"
 
 
-@pytest.mark.parametrize("protocol", [dom.DomBridge, page.PageBridge], ids=lambda p: p.__name__)
-def test_bridges_without_a_fake_match_their_protocol(protocol):
-    # No unit test fakes the DOM or the page yet; the module itself must still match what it declares.
-    module = dom if protocol is dom.DomBridge else page
+@pytest.mark.parametrize(("protocol", "module"), [(dom.DomBridge, dom), (page.PageBridge, page),
+                                                  (storage.StorageEvents, storage)],
+                         ids=lambda p: getattr(p, "__name__", ""))
+def test_bridges_without_a_fake_match_their_protocol(protocol, module):
+    # No unit test fakes the DOM, the page or storage events yet; the module must match what it declares.
     for name, declared in members(protocol).items():
         assert shape(getattr(module, name)) == shape(declared, unbound=True), name
 
 
 def test_every_public_function_of_a_bridge_is_in_its_protocol():
     # A new function consumers use must be declared, or its fake can silently drift.
-    for module, protocols in ((engine, [engine.EngineBridge]), (storage, [storage.StorageBridge]),
+    for module, protocols in ((engine, [engine.EngineBridge]),
+                              (storage, [storage.StorageBridge, storage.StorageEvents]),
                               (http, [http.HttpBridge]), (prompt_api, [prompt_api.PromptApiBridge]),
                               (dom, [dom.DomBridge]), (page, [page.PageBridge])):
         declared = set().union(*(members(p) for p in protocols))

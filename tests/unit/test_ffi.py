@@ -28,6 +28,8 @@ def test_module_imports_under_cpython_and_reports_versions():
     lambda: dom.listen("document", "click", lambda facts: None),
     lambda: page.page_query(),
     lambda: page.register_service_worker("sw.js"),
+    lambda: page.apply_update(),
+    lambda: run(storage.watch_storage(lambda kind, message: None)),
     lambda: run(ffi.import_module("static/render.js")),
 ])
 def test_browser_only_calls_explain_themselves(call):

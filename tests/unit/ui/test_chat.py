@@ -394,3 +394,25 @@ def test_a_save_failing_for_another_reason_is_named_and_the_writer_goes_on():
     _, _, reloaded = run(make_chat(kv=MemoryKV(kv.data)))
     assert shown(reloaded.current.peek()) == shown(chat.current.peek())
     assert [m[1] for m in shown(chat.current.peek())][::2] == ["one", "two"]
+
+
+class ClosedKV(MemoryKV):
+    """A store whose connection another tab's newer version closed (static/storage.js StorageClosed)."""
+
+    async def write(self, puts, deletes):
+        from app.errors import StorageClosed
+
+        raise StorageClosed("This tab closed its storage because a newer version of the app opened; reload.")
+
+
+def test_a_save_after_a_newer_version_took_the_storage_says_reload_and_keeps_the_chat():
+    async def scenario():
+        _api, _kv, chat = await make_chat(kv=ClosedKV())
+        reply = await within(chat.send("after the upgrade"))
+        return chat, reply
+
+    chat, reply = run(within(scenario()))
+    assert reply.status.peek() == "done"
+    said = chat.unsaved.peek()
+    assert said.startswith("Not saved") and "newer version" in said and "reload" in said
+    assert [m[1] for m in shown(chat.current.peek())][0] == "after the upgrade"
