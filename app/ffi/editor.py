@@ -1,32 +1,27 @@
-"""The Python panel's editor and files (``static/bridge/editor.js``, imported when the panel opens).
+"""The Python panel's editor (``static/bridge/editor.js``, imported when the panel opens) and the page
+URL's fragment (how a shared script arrives).
 
-    editor = await attach_editor(node("py-editor"), node("py-highlight-code"))
+    editor = await attach_editor(node("py-editor"), node("py-highlight"))
     editor.set_text("print('hi')")         # an example, a saved script, an import
-    save_text("script.py", source)         # a download of the text
-    chosen = await read_chosen(node("py-import"), 200_000)   # {"name", "text"} or None
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol, runtime_checkable
 
 from app.ffi import _core
 from app.ffi.dom import Node
 
-__all__ = ["Editor", "EditorBridge", "attach_editor", "clear_fragment", "link_with", "page_fragment",
-           "read_chosen", "save_text"]
+__all__ = ["Editor", "EditorBridge", "attach_editor", "clear_fragment", "link_with", "page_fragment"]
 
 EDITOR_MODULE_URL = "static/bridge/editor.js"
 
 
 @runtime_checkable
 class EditorBridge(Protocol):
-    """What app/ui/playground.py uses of the page for its editor and files."""
+    """What app/ui/playground.py uses of the page for its editor and links."""
 
     async def attach_editor(self, textarea: Node, code: Node) -> Editor: ...
-    async def save_text(self, name: str, text: str, type: str = "text/x-python") -> None: ...
-    async def read_chosen(self, file_input: Node, max_bytes: int) -> dict[str, str] | None: ...
     def page_fragment(self) -> str: ...
     def clear_fragment(self) -> None: ...
     def link_with(self, fragment: str) -> str: ...
@@ -50,33 +45,11 @@ class Editor:
             self._detach = None
 
 
-async def _module() -> Any:
+async def attach_editor(textarea: Node, code: Node) -> Editor:
     if not _core.IN_BROWSER:
         raise _core.browser_only("the Python panel's editor")
-    return await _core.import_module(EDITOR_MODULE_URL)
-
-
-async def attach_editor(textarea: Node, code: Node) -> Editor:
-    module = await _module()
+    module = await _core.import_module(EDITOR_MODULE_URL)
     return Editor(module, textarea, code, module.attach(textarea._js, code._js))
-
-
-async def save_text(name: str, text: str, type: str = "text/x-python") -> None:
-    """Offer ``text`` as a file download named ``name``."""
-    (await _module()).saveText(name, text, type)
-
-
-async def read_chosen(file_input: Node, max_bytes: int) -> dict[str, str] | None:
-    """``{"name", "text"}`` of the file picked in ``<input type=file>`` (None: none picked). Raises
-    :class:`~app.errors.InvalidRequest` for a file over ``max_bytes``."""
-    from app.errors import InvalidRequest
-
-    try:
-        raw = await (await _module()).readChosen(file_input._js, max_bytes)
-    except _core.JsException as exc:
-        raise InvalidRequest(str(getattr(getattr(exc, "js_error", None), "message", "") or exc),
-                             param="file") from None
-    return None if _core.is_null(raw) or raw is None else json.loads(raw)
 
 
 def page_fragment() -> str:

@@ -114,6 +114,7 @@ class ChatState:
         self._failed: dict[str, Conversation] = {}  # refused writes, tried again with the next change
         self._writer: asyncio.Task | None = None
         self._early: list[Any] | None = None  # announcements that came while load() read the store
+        self._search_cache: dict[str, tuple[tuple[int, int, int], str]] = {}
 
     # ------------------------------------------------------------------ conversations
 
@@ -170,6 +171,52 @@ class ChatState:
         await self.flush()
         self._drop(conv)
         await self._records.delete(conv)
+
+    async def delete_all(self) -> int:
+        """Delete every conversation (one transaction); returns how many."""
+        convs = self.conversations.peek()
+        if self.streaming.peek() is not None:
+            await self.stop()
+        self._dirty.clear()
+        self._failed.clear()
+        await self.flush()
+        with batch():
+            self.conversations.set([])
+            self.current.set(None)
+        await self._records.delete_many(convs)
+        return len(convs)
+
+    async def import_records(self, records: list[dict[str, Any]]) -> tuple[int, int]:
+        """Add conversations checked by :func:`app.ui.transfer.parse_import`, stored in one
+        transaction (all or none). One already here (same id) is left as it is. Returns (added, skipped)."""
+        have = {c.id for c in self.conversations.peek()}
+        new = [Conversation.from_record(r) for r in records if r["id"] not in have]
+        await self._records.save_many(new, revive=True)
+        if new:
+            convs = [*self.conversations.peek(), *new]
+            convs.sort(key=lambda c: c.updated.peek(), reverse=True)
+            with batch():
+                self.conversations.set(convs)
+                if self.current.peek() is None or not self.current.peek().messages.peek():
+                    self.current.set(convs[0])
+        return len(new), len(records) - len(new)
+
+    def search(self, query: str) -> list[Conversation]:
+        """Conversations whose title or any message contains ``query`` (case-insensitive), in list order."""
+        words = query.casefold().split()
+        if not words:
+            return list(self.conversations.peek())
+        return [c for c in self.conversations.peek() if all(w in self._haystack(c) for w in words)]
+
+    def _haystack(self, conv: Conversation) -> str:
+        """The conversation's title and text, case-folded, cached until one of them changes."""
+        messages = conv.messages.peek()
+        stamp = (conv.title._version, conv.messages._version, sum(m.text._version for m in messages))
+        cached = self._search_cache.get(conv.id)
+        if cached is None or cached[0] != stamp:
+            text = "\n".join([conv.title.peek(), *(m.text.peek() for m in messages)]).casefold()
+            cached = self._search_cache[conv.id] = (stamp, text)
+        return cached[1]
 
     def _drop(self, conv: Conversation) -> None:
         remaining = [c for c in self.conversations.peek() if c is not conv]

@@ -317,34 +317,54 @@ class ConversationStore:
     async def save(self, conv: Conversation) -> None:
         """Write what changed in ``conv`` in one transaction, then tell the other tabs. Raises what
         the store raised (e.g. QuotaExceeded): nothing was written then, and the next save retries."""
-        if conv.id in self.deleted:
+        await self.save_many([conv])
+
+    async def save_many(self, convs: list[Conversation], *, revive: bool = False) -> None:
+        """:meth:`save` for several conversations in one transaction (an import: all or none).
+        ``revive``: conversations deleted before come back (their tombstones go): the user imports them."""
+        revived = {conv.id for conv in convs if revive and conv.id in self.deleted}
+        planned = [(conv, *self.changes(conv)) for conv in convs if conv.id not in self.deleted or conv.id in revived]
+        planned = [p for p in planned if p[1] or p[2]]
+        if not planned:
             return
-        puts, deletes = self.changes(conv)
-        if not puts and not deletes:
-            return
+        puts = {key: value for _, conv_puts, _ in planned for key, value in conv_puts.items()}
+        deletes = [key for _, _, conv_deletes in planned for key in conv_deletes]
+        deletes += [conv_id + TOMBSTONE for conv_id in sorted(revived)]
         await self._kv.write(puts, deletes)
-        stored = self._stored.setdefault(conv.id, {})
-        written = [record for key, record in puts.items() if key != conv.id]
-        for record in written:
-            stored[record["id"]] = record
-        removed = [key.partition(MESSAGE_SEP)[2] for key in deletes]
-        for message_id in removed:
-            stored.pop(message_id, None)
-        header = puts.get(conv.id) or conv.header()
-        self._headers[conv.id] = header
-        self._announce({"conv": header, "messages": written, "removed": removed})
+        self.deleted -= revived
+        for conv, conv_puts, conv_deletes in planned:
+            stored = self._stored.setdefault(conv.id, {})
+            written = [record for key, record in conv_puts.items() if key != conv.id]
+            for record in written:
+                stored[record["id"]] = record
+            removed = [key.partition(MESSAGE_SEP)[2] for key in conv_deletes]
+            for message_id in removed:
+                stored.pop(message_id, None)
+            header = conv_puts.get(conv.id) or conv.header()
+            self._headers[conv.id] = header
+            self._announce({"conv": header, "messages": written, "removed": removed,
+                            **({"revived": True} if conv.id in revived else {})})
 
     async def delete(self, conv: Conversation) -> None:
         """Remove ``conv`` and leave a tombstone, in one transaction; then tell the other tabs."""
-        self.deleted.add(conv.id)
-        known = set(self._stored.pop(conv.id, {})) | {m.id for m in conv.messages.peek()}
-        self._headers.pop(conv.id, None)
-        deletes = [conv.id, *(message_key(conv.id, m) for m in sorted(known))]
+        await self.delete_many([conv])
+
+    async def delete_many(self, convs: list[Conversation]) -> None:
+        """:meth:`delete` for several conversations in one transaction."""
+        tombstones: dict[str, Any] = {}
+        deletes: list[str] = []
+        for conv in convs:
+            self.deleted.add(conv.id)
+            known = set(self._stored.pop(conv.id, {})) | {m.id for m in conv.messages.peek()}
+            self._headers.pop(conv.id, None)
+            tombstones[conv.id + TOMBSTONE] = {"deleted": True}
+            deletes += [conv.id, *(message_key(conv.id, m) for m in sorted(known))]
         try:
-            await self._kv.write({conv.id + TOMBSTONE: {"deleted": True}}, deletes)
+            await self._kv.write(tombstones, deletes)
         except Exception:  # noqa: BLE001 - no room even for a tombstone: removing frees room anyway
             await self._kv.write({}, deletes)
-        self._announce({"deleted": conv.id})
+        for conv in convs:
+            self._announce({"deleted": conv.id})
 
     def forget(self, conv_id: str) -> None:
         """Another tab deleted ``conv_id``."""
@@ -362,7 +382,11 @@ class ConversationStore:
             self.forget(message["deleted"])
             return Remote(message["deleted"], deleted=True)
         header = message.get("conv")
-        if not isinstance(header, dict) or not isinstance(header.get("id"), str) or header["id"] in self.deleted:
+        if not isinstance(header, dict) or not isinstance(header.get("id"), str):
+            return None
+        if message.get("revived") is True:  # imported again after a deletion
+            self.deleted.discard(header["id"])
+        if header["id"] in self.deleted:
             return None
         conv_id = header["id"]
         records = [r for r in message.get("messages") or () if isinstance(r, dict) and "id" in r and "role" in r]

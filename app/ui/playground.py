@@ -17,6 +17,7 @@ from typing import Any
 from app import ffi
 from app.errors import AppError, InvalidRequest
 from app.ffi import editor as editor_bridge
+from app.ffi import files
 from app.playground import Runner
 from app.playground_examples import EXAMPLES
 from app.ui.conversations import KvStore, ScopedKv
@@ -224,7 +225,7 @@ class PanelView:
 
     async def _export(self, name: str) -> str:
         filename = check_name(name) + ".py"
-        await editor_bridge.save_text(filename, self.editor.text())
+        await files.save_text(filename, self.editor.text(), "text/x-python")
         return f"Exported {filename}."
 
     def _on_import(self, _facts: dict[str, Any]) -> bool:
@@ -232,7 +233,7 @@ class PanelView:
         return False
 
     async def _import(self) -> str:
-        chosen = await editor_bridge.read_chosen(ffi.node("py-import"), MAX_FILE_BYTES)
+        chosen = await files.read_chosen(ffi.node("py-import"), MAX_FILE_BYTES)
         if chosen is None:
             return ""
         self.editor.set_text(chosen["text"])

@@ -333,6 +333,7 @@ class ConversationList:
         self.list = ffi.node("conversation-list")
         self._items: dict[str, tuple[ffi.Node, ffi.Node, Scope]] = {}
         self._renaming: str | None = None
+        self.only: set[str] | None = None  # shown when a search is on
         self.scope.effect(self._sync)
         self.scope.effect(self._mark_current)
         self.scope.add(ffi.listen(self.list, "click", self._on_click))
@@ -350,7 +351,14 @@ class ConversationList:
         for conv in convs:  # append in order: moves existing items, creates new ones
             if conv.id not in self._items:
                 self._items[conv.id] = self._item(conv)
+                ffi.set_prop(self._items[conv.id][0], "hidden", self.only is not None and conv.id not in self.only)
             ffi.append(self.list, self._items[conv.id][0])
+
+    def show_only(self, ids: set[str] | None) -> None:
+        """Show only the conversations ``ids`` (a search's matches); None: all of them."""
+        self.only = ids
+        for conv_id, (root, _title, _scope) in self._items.items():
+            ffi.set_prop(root, "hidden", ids is not None and conv_id not in ids)
 
     def _item(self, conv: Conversation) -> tuple[ffi.Node, ffi.Node, Scope]:
         scope = Scope()
@@ -575,8 +583,12 @@ class App:
         self.chat = chat
         self.session = session
         self.scope = Scope()  # what the page module adds (the models panel's listener)
-        self.views = [ThemeToggle(settings_store, theme), GpuNotice(session), ConversationList(chat),
-                      ChatView(chat, session), SettingsView(session), ActivityView(session)]
+        from app.ui.library import LibraryView
+
+        conversations = ConversationList(chat)
+        self.views = [ThemeToggle(settings_store, theme), GpuNotice(session), conversations,
+                      LibraryView(chat, conversations), ChatView(chat, session), SettingsView(session),
+                      ActivityView(session)]
 
     def dispose(self) -> None:
         self.scope.dispose()

@@ -1,0 +1,149 @@
+"""Conversations out of the app and back in: JSON (everything, for import), Markdown (for reading).
+
+    text = export_json(convs, exported=time.time())     # {"format", "version", "exported", "conversations"}
+    records = parse_import(text)                        # validated field by field, or InvalidRequest
+    text = export_markdown(convs)
+
+An import is checked whole before anything is stored: a file that is not JSON, not this format, or
+has one field wrong is refused with the path of that field (``conversations[2].messages[0].role: ...``)
+and changes nothing. What is kept is exactly what was exported (ids, titles, times, message order,
+meta), so export -> delete all -> import gives the same export again.
+Plain Python: unit-tested under CPython.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from app.errors import InvalidRequest
+from app.ui.conversations import STATUSES, Conversation
+
+FORMAT = "py-chat-conversations"
+VERSION = 1
+MAX_IMPORT_BYTES = 50_000_000
+MAX_CONVERSATIONS = 10_000
+MAX_MESSAGES = 10_000
+MAX_TEXT = 1_000_000
+MAX_TITLE = 500
+ROLES = ("user", "assistant")
+ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+ROLE_NAMES = {"user": "You", "assistant": "Assistant"}
+
+
+def export_json(convs: list[Conversation], *, exported: float) -> str:
+    return json.dumps({"format": FORMAT, "version": VERSION, "exported": exported,
+                       "conversations": [c.to_record() for c in convs]}, ensure_ascii=False, indent=1)
+
+
+def export_markdown(convs: list[Conversation]) -> str:
+    """Readable text: a heading per conversation, one per message (answers as the Markdown they are)."""
+    parts = []
+    for conv in convs:
+        parts.append(f"# {conv.title.peek()}\n")
+        for m in conv.messages.peek():
+            status = m.status.peek()
+            note = "" if status == "done" else f" ({status})"
+            parts.append(f"## {ROLE_NAMES.get(m.role, m.role)}{note}\n\n{m.text.peek().strip()}\n")
+    return "\n".join(parts)
+
+
+def _fail(path: str, why: str) -> InvalidRequest:
+    return InvalidRequest(f"{path}: {why}; nothing was imported", param="file")
+
+
+def _number(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise _fail(path, f"must be a number of seconds, 0 or more (got {value!r})")
+    return value
+
+
+def _text(value: Any, path: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise _fail(path, f"must be text (got {type(value).__name__})")
+    if len(value) > limit:
+        raise _fail(path, f"is longer than {limit} characters")
+    return value
+
+
+def _ident(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not ID.fullmatch(value):
+        raise _fail(path, f"must be 1 to 64 letters, digits, - or _ (got {value!r})")
+    return value
+
+
+def _message(record: Any, path: str) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise _fail(path, "must be an object")
+    known = {"id", "role", "content", "status", "meta", "at", "n"}
+    extra = sorted(set(record) - known)
+    if extra:
+        raise _fail(f"{path}.{extra[0]}", "is not a field of a message")
+    role = record.get("role")
+    if role not in ROLES:
+        raise _fail(f"{path}.role", f"must be one of {', '.join(ROLES)} (got {role!r})")
+    status = record.get("status", "done")
+    if status not in STATUSES:
+        raise _fail(f"{path}.status", f"must be one of {', '.join(STATUSES)} (got {status!r})")
+    meta = record.get("meta", {})
+    if not isinstance(meta, dict):
+        raise _fail(f"{path}.meta", "must be an object")
+    n = record.get("n", 0)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise _fail(f"{path}.n", f"must be a whole number, 0 or more (got {n!r})")
+    return {"id": _ident(record.get("id"), f"{path}.id"), "role": role,
+            "content": _text(record.get("content", ""), f"{path}.content", MAX_TEXT), "status": status,
+            "meta": meta, "at": _number(record.get("at", 0), f"{path}.at"), "n": n}
+
+
+def _conversation(record: Any, path: str) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise _fail(path, "must be an object")
+    known = {"id", "title", "titled", "created", "updated", "messages"}
+    extra = sorted(set(record) - known)
+    if extra:
+        raise _fail(f"{path}.{extra[0]}", "is not a field of a conversation")
+    titled = record.get("titled", False)
+    if not isinstance(titled, bool):
+        raise _fail(f"{path}.titled", "must be true or false")
+    messages = record.get("messages", [])
+    if not isinstance(messages, list) or len(messages) > MAX_MESSAGES:
+        raise _fail(f"{path}.messages", f"must be a list of at most {MAX_MESSAGES} messages")
+    checked = [_message(m, f"{path}.messages[{i}]") for i, m in enumerate(messages)]
+    seen: set[str] = set()
+    for i, m in enumerate(checked):
+        if m["id"] in seen:
+            raise _fail(f"{path}.messages[{i}].id", f"{m['id']!r} appears twice")
+        seen.add(m["id"])
+    return {"id": _ident(record.get("id"), f"{path}.id"),
+            "title": _text(record.get("title", "New chat"), f"{path}.title", MAX_TITLE),
+            "titled": titled, "created": _number(record.get("created", 0), f"{path}.created"),
+            "updated": _number(record.get("updated", 0), f"{path}.updated"), "messages": checked}
+
+
+def parse_import(text: str) -> list[dict[str, Any]]:
+    """The conversations of an exported file, checked field by field (InvalidRequest naming the first
+    wrong field otherwise)."""
+    if len(text) > MAX_IMPORT_BYTES:
+        raise InvalidRequest(f"the file is larger than {MAX_IMPORT_BYTES} bytes; nothing was imported", param="file")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"the file is not JSON ({exc}); nothing was imported", param="file") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InvalidRequest(f"the file is not an export of this app (no \"format\": \"{FORMAT}\"); "
+                             "nothing was imported", param="file")
+    if data.get("version") != VERSION:
+        raise _fail("version", f"must be {VERSION} (got {data.get('version')!r})")
+    convs = data.get("conversations")
+    if not isinstance(convs, list) or len(convs) > MAX_CONVERSATIONS:
+        raise _fail("conversations", f"must be a list of at most {MAX_CONVERSATIONS} conversations")
+    checked = [_conversation(c, f"conversations[{i}]") for i, c in enumerate(convs)]
+    seen: set[str] = set()
+    for i, c in enumerate(checked):
+        if c["id"] in seen:
+            raise _fail(f"conversations[{i}].id", f"{c['id']!r} appears twice")
+        seen.add(c["id"])
+    return checked
