@@ -9,7 +9,7 @@ from app.errors import InvalidRequest
 from app.ui.transfer import export_json, export_markdown, parse_import
 from tests.unit.conftest import run
 from tests.unit.fakes import within
-from tests.unit.ui.test_chat import MemoryKV, make_chat, shown
+from tests.unit.ui.test_chat import MemoryKV, make_chat
 
 
 async def chat_with_two():
