@@ -37,6 +37,7 @@ from app.ir import (
     ToolCallDelta,
 )
 from app.params import ChatRequest
+from app.reasoning import ThinkSplitter, split_think
 
 
 class Stream:
@@ -53,14 +54,41 @@ class Stream:
         self.warnings = warnings
         self.backend = backend
         self.accumulator = ChatCompletionAccumulator()
+        self._think: dict[int, ThinkSplitter] = {}  # per choice: <think>...</think> -> reasoning_content
 
     def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        chunk = await self._source.__anext__()
+        chunk = self._split(await self._source.__anext__())
         self.accumulator.add(chunk)
         return chunk
+
+    def _split(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk:
+        """A thinking block in ``content`` moved to ``reasoning_content`` (app/reasoning.py)."""
+        changed = None
+        for i, c in enumerate(chunk.choices):
+            splitter = self._think.get(c.index)
+            if splitter is None:
+                splitter = self._think[c.index] = ThinkSplitter()
+            elif splitter.passthrough:
+                continue
+            reasoning, content = splitter.feed(c.delta.content or "")
+            if c.finish_reason is not None:
+                more_reasoning, more_content = splitter.end()
+                reasoning, content = reasoning + more_reasoning, content + more_content
+            if content == (c.delta.content or "") and not reasoning:
+                continue
+            delta = replace(c.delta, content=content or None,
+                            reasoning_content=((c.delta.reasoning_content or "") + reasoning) or None)
+            changed = changed or list(chunk.choices)
+            changed[i] = replace(c, delta=delta)
+        return chunk if changed is None else replace(chunk, choices=tuple(changed))
+
+    @property
+    def reasoning(self) -> str:
+        """The thinking so far (empty for a model that does not think)."""
+        return self.accumulator.reasoning()
 
     async def stop(self) -> None:
         """Ask the engine to stop; keep iterating to get the final chunk (finish_reason "abort")."""
@@ -123,6 +151,18 @@ class _OneShotStream:
         self._closed = True
 
 
+def _split_completion(completion: ChatCompletion) -> ChatCompletion:
+    """A whole answer's thinking block moved to ``message.reasoning_content``."""
+    choices = []
+    for choice in completion.choices:
+        text = choice.message.content
+        if text and choice.message.reasoning_content is None and text.lstrip().startswith("<think>"):
+            reasoning, answer = split_think(text)
+            choice = replace(choice, message=replace(choice.message, content=answer, reasoning_content=reasoning))
+        choices.append(choice)
+    return replace(completion, choices=tuple(choices))
+
+
 def _as_chunks(completion: ChatCompletion, *, include_usage: bool) -> list[ChatCompletionChunk]:
     chunks = []
     for choice in completion.choices:
@@ -175,7 +215,7 @@ class Completions:
             # A router's stream says which backend it settled on.
             served_by = getattr(source, "served_by", "") or backend.name
             return Stream(source, warnings=request.warnings, backend=served_by)
-        completion = await backend.complete(request)
+        completion = _split_completion(await backend.complete(request))
         return replace(completion, warnings=request.warnings, backend=completion.backend or backend.name)
 
     async def _send_emulated(self, request: ChatRequest) -> ChatCompletion | Stream:

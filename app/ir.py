@@ -63,9 +63,11 @@ class ChatCompletionMessage:
     role: str = "assistant"
     tool_calls: tuple[ToolCall, ...] | None = None
     parsed: Any = None  # set by client.chat.completions.parse()
+    reasoning_content: str | None = None  # a thinking model's reasoning (app/reasoning.py)
 
     def to_dict(self) -> dict[str, Any]:
-        """The message as an OpenAI request message, to append to ``messages`` for the next turn."""
+        """The message as an OpenAI request message, to append to ``messages`` for the next turn
+        (without ``reasoning_content``: a model's thinking is not sent back)."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.tool_calls:
             out["tool_calls"] = [t.to_dict() for t in self.tool_calls]
@@ -118,7 +120,8 @@ class ChatCompletion:
                 index=c.get("index", i),
                 message=ChatCompletionMessage(
                     content=m.get("content"), role=m.get("role") or "assistant",
-                    tool_calls=tuple(ToolCall.from_dict(t, j) for j, t in enumerate(calls)) if calls else None),
+                    tool_calls=tuple(ToolCall.from_dict(t, j) for j, t in enumerate(calls)) if calls else None,
+                    reasoning_content=m.get("reasoning_content") or m.get("reasoning")),
                 finish_reason=c.get("finish_reason"),
                 logprobs=c.get("logprobs"),
             ))
@@ -140,6 +143,7 @@ class ChoiceDelta:
     content: str | None = None
     role: str | None = None
     tool_calls: tuple[ToolCallDelta, ...] | None = None
+    reasoning_content: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +180,8 @@ class ChatCompletionChunk:
             choices.append(ChunkChoice(
                 index=c.get("index", 0),
                 delta=ChoiceDelta(content=delta.get("content"), role=delta.get("role"),
-                                  tool_calls=tool_deltas),
+                                  tool_calls=tool_deltas,
+                                  reasoning_content=delta.get("reasoning_content") or delta.get("reasoning")),
                 finish_reason=c.get("finish_reason"), logprobs=c.get("logprobs")))
         usage = d.get("usage")
         return cls(id=d.get("id", ""), created=int(d.get("created") or 0), model=d.get("model", ""),
@@ -191,6 +196,7 @@ class ChatCompletionAccumulator:
 
     def __init__(self) -> None:
         self._content: dict[int, list[str]] = {}
+        self._reasoning: dict[int, list[str]] = {}
         self._finish: dict[int, str | None] = {}
         self._tools: dict[int, dict[int, dict[str, str]]] = {}
         self.id = ""
@@ -209,6 +215,8 @@ class ChatCompletionAccumulator:
                 self._content.setdefault(c.index, []).append(c.delta.content)
             else:
                 self._content.setdefault(c.index, [])
+            if c.delta.reasoning_content:
+                self._reasoning.setdefault(c.index, []).append(c.delta.reasoning_content)
             if c.delta.tool_calls:
                 slots = self._tools.setdefault(c.index, {})
                 for t in c.delta.tool_calls:
@@ -222,6 +230,9 @@ class ChatCompletionAccumulator:
     def content(self, index: int = 0) -> str:
         return "".join(self._content.get(index, ()))
 
+    def reasoning(self, index: int = 0) -> str:
+        return "".join(self._reasoning.get(index, ()))
+
     def finish_reason(self, index: int = 0) -> str | None:
         return self._finish.get(index)
 
@@ -234,7 +245,8 @@ class ChatCompletionAccumulator:
                               for i, s in sorted(self._tools[index].items()))
             text = self.content(index)
             choices.append(Choice(index=index, message=ChatCompletionMessage(
-                content=text if (text or not calls) else None, tool_calls=calls),
+                content=text if (text or not calls) else None, tool_calls=calls,
+                reasoning_content=self.reasoning(index) or None),
                 finish_reason=self._finish.get(index)))
         return ChatCompletion(id=self.id, created=self.created, model=self.model, choices=tuple(choices),
                               usage=self.usage, warnings=warnings, backend=backend, route=route)

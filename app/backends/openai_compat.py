@@ -190,6 +190,8 @@ class OpenAICompatBackend:
         body = request.to_openai()
         for key in _WEBLLM_ONLY:
             body.pop(key, None)
+        if request.enable_thinking is not None:  # how vLLM and llama.cpp's server pass it to the template
+            body["chat_template_kwargs"] = {"enable_thinking": request.enable_thinking}
         body["model"] = request.model or self.model
         if not body["model"]:
             raise InvalidRequest("model: this endpoint needs a model id (pass model= or set it on the backend)",

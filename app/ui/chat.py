@@ -29,6 +29,7 @@ from app.config import Settings
 from app.context import fit_window
 from app.errors import InvalidRequest, QuotaExceeded, StorageClosed, UsageError
 from app.middleware import redact
+from app.reasoning import toggles_thinking
 from app.ui.conversations import (
     STATUSES,
     Conversation,
@@ -93,8 +94,10 @@ class ChatState:
     def __init__(self, *, connect: Callable[[], Awaitable[Any]], kv: KeyValue,
                  settings: Signal[Settings] | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, save_every: float = 0.25,
-                 broadcast: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 broadcast: Callable[[dict[str, Any]], None] | None = None,
+                 model: Callable[[], str | None] | None = None) -> None:
         self._connect = connect
+        self._model = model
         self._records = ConversationStore(kv, broadcast=broadcast)
         self.settings = settings or Signal(Settings())
         self._clock = clock
@@ -330,8 +333,9 @@ class ChatState:
         self._save_soon(conv)
         first = last = None
         pieces = 0
+        thinking: list[float] = []  # when the first and the last piece of reasoning came
         try:
-            self._opening = asyncio.ensure_future(self._open(history, reply))
+            self._opening = asyncio.ensure_future(self._open(history, reply, conv.think.peek()))
             try:
                 stream = await self._opening
             except asyncio.CancelledError:
@@ -351,7 +355,13 @@ class ChatState:
                 saved = self._clock()
                 async for chunk in stream:
                     for choice in chunk.choices:
-                        if choice.index == 0 and choice.delta.content:
+                        if choice.index != 0:
+                            continue
+                        if choice.delta.reasoning_content:
+                            now = self._clock()
+                            thinking[:] = [thinking[0] if thinking else now, now]
+                            reply.reasoning.set(reply.reasoning.peek() + choice.delta.reasoning_content)
+                        if choice.delta.content:
                             last = self._clock()
                             first = first if first is not None else last
                             pieces += 1
@@ -361,7 +371,8 @@ class ChatState:
                         self._save_soon(conv)
             finish = stream.finish_reason
             with batch():
-                reply.meta.set({**reply.meta.peek(), **_stats(stream, first, last, pieces), "finish_reason": finish})
+                reply.meta.set({**reply.meta.peek(), **_stats(stream, first, last, pieces), "finish_reason": finish,
+                                **({"thought_s": round((first or thinking[-1]) - thinking[0], 1)} if thinking else {})})
                 reply.status.set("stopped" if finish == "abort" or self._stop_requested else "done")
         except Exception as exc:  # every failure ends this reply with words, never a stuck page
             with batch():
@@ -378,7 +389,7 @@ class ChatState:
             await self.flush()
         return reply
 
-    async def _open(self, history: list[dict[str, Any]], reply: Message) -> Any:
+    async def _open(self, history: list[dict[str, Any]], reply: Message, think: bool | None = None) -> Any:
         """The client (the chosen model loaded) and the answer's stream, once its first chunk came;
         None when Stop came while the model loaded. A history too long for every model that may
         answer loses its oldest turns first (the reply says how many), so a long chat never dies."""
@@ -386,11 +397,17 @@ class ChatState:
         if self._stop_requested:
             return None
         params = self.settings.peek().params()
+        if think is not None and toggles_thinking(self.model()):
+            params["enable_thinking"] = think
         history, dropped = fit_window(history, _context_window(client, history), reserve=params["max_tokens"])
         if dropped:
             reply.meta.set({**reply.meta.peek(), "dropped": dropped})
         return await client.chat.completions.create(
             messages=history, stream=True, stream_options={"include_usage": True}, **params)
+
+    def model(self) -> str | None:
+        """The model the chat asks first (the session's chosen one), for per-model choices."""
+        return self._model() if self._model is not None else None
 
     def _message(self, conv: Conversation, role: str, text: str = "", **kw: Any) -> Message:
         """A new last message of ``conv``: created now, after every message it holds."""

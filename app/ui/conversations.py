@@ -56,12 +56,13 @@ class Message:
     it was created) and ``n`` (its position then) order it among messages written by other tabs."""
 
     def __init__(self, role: str, text: str = "", *, status: str = "done", id: str | None = None,
-                 meta: dict[str, Any] | None = None, at: float = 0.0, n: int = 0) -> None:
+                 meta: dict[str, Any] | None = None, at: float = 0.0, n: int = 0, reasoning: str = "") -> None:
         self.id = id or new_id()
         self.role = role
         self.text = Signal(text)
         self.status = Signal(status)
         self.meta: Signal[dict[str, Any]] = Signal(dict(meta or {}))
+        self.reasoning = Signal(reasoning)  # a thinking model's reasoning, shown apart, never sent back
         self.at = at
         self.n = n
 
@@ -72,12 +73,16 @@ class Message:
         return (self.at, self.n, self.id)
 
     def to_record(self) -> dict[str, Any]:
-        return {"id": self.id, "role": self.role, "content": self.text.peek(), "status": self.status.peek(),
-                "meta": self.meta.peek(), "at": self.at, "n": self.n}
+        record = {"id": self.id, "role": self.role, "content": self.text.peek(), "status": self.status.peek(),
+                  "meta": self.meta.peek(), "at": self.at, "n": self.n}
+        if self.reasoning.peek():
+            record["reasoning"] = self.reasoning.peek()
+        return record
 
     def update_from(self, record: dict[str, Any]) -> None:
         """Take another tab's newer copy of this message."""
         self.text.set(record.get("content") or "")
+        self.reasoning.set(record.get("reasoning") or "")
         status = record.get("status", "done")
         self.status.set(status if status in STATUSES else "done")
         self.meta.set(dict(record.get("meta") or {}))
@@ -91,7 +96,7 @@ class Message:
             status = "interrupted"
         return cls(record["role"], record.get("content") or "", status=status if status in STATUSES else "done",
                    id=record.get("id"), meta=record.get("meta") or {}, at=float(record.get("at") or 0),
-                   n=int(record.get("n") or 0))
+                   n=int(record.get("n") or 0), reasoning=record.get("reasoning") or "")
 
     def __repr__(self) -> str:
         return f"Message({self.role!r}, {self.text.peek()[:30]!r}, status={self.status.peek()!r})"
@@ -101,8 +106,10 @@ class Conversation:
     """Messages in order, a title (from the first message until the user renames it)."""
 
     def __init__(self, *, id: str | None = None, title: str = "New chat", titled: bool = False,
-                 created: float = 0.0, updated: float = 0.0, messages: list[Message] | None = None) -> None:
+                 created: float = 0.0, updated: float = 0.0, messages: list[Message] | None = None,
+                 think: bool | None = None) -> None:
         self.id = id or new_id()
+        self.think: Signal[bool | None] = Signal(think)  # a thinking model thinks here (None: its default)
         self.title = Signal(title)
         self.titled = titled  # renamed by the user: keep the title
         self.created = created
@@ -126,8 +133,11 @@ class Conversation:
         return out
 
     def header(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title.peek(), "titled": self.titled, "created": self.created,
-                "updated": self.updated.peek()}
+        header = {"id": self.id, "title": self.title.peek(), "titled": self.titled, "created": self.created,
+                  "updated": self.updated.peek()}
+        if self.think.peek() is not None:
+            header["think"] = self.think.peek()
+        return header
 
     def to_record(self) -> dict[str, Any]:
         """The whole conversation as one plain record (header and messages)."""
@@ -139,6 +149,8 @@ class Conversation:
             self.title.set(header.get("title") or self.title.peek())
             self.titled = self.titled or bool(header.get("titled"))
         self.updated.set(max(self.updated.peek(), float(header.get("updated") or 0)))
+        if isinstance(header.get("think"), bool):
+            self.think.set(header["think"])
 
     @classmethod
     def from_record(cls, record: dict[str, Any], *, live: bool = False) -> Conversation:
@@ -147,7 +159,7 @@ class Conversation:
         messages.sort(key=Message.order)
         return cls(id=record["id"], title=record.get("title") or "New chat", titled=bool(record.get("titled")),
                    created=float(record.get("created") or 0), updated=float(record.get("updated") or 0),
-                   messages=messages)
+                   messages=messages, think=record["think"] if isinstance(record.get("think"), bool) else None)
 
 
 # ---------------------------------------------------------------------------- key-value stores

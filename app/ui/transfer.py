@@ -77,7 +77,7 @@ def _ident(value: Any, path: str) -> str:
 def _message(record: Any, path: str) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise _fail(path, "must be an object")
-    known = {"id", "role", "content", "status", "meta", "at", "n"}
+    known = {"id", "role", "content", "status", "meta", "at", "n", "reasoning"}
     extra = sorted(set(record) - known)
     if extra:
         raise _fail(f"{path}.{extra[0]}", "is not a field of a message")
@@ -93,15 +93,18 @@ def _message(record: Any, path: str) -> dict[str, Any]:
     n = record.get("n", 0)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise _fail(f"{path}.n", f"must be a whole number, 0 or more (got {n!r})")
-    return {"id": _ident(record.get("id"), f"{path}.id"), "role": role,
-            "content": _text(record.get("content", ""), f"{path}.content", MAX_TEXT), "status": status,
-            "meta": meta, "at": _number(record.get("at", 0), f"{path}.at"), "n": n}
+    checked = {"id": _ident(record.get("id"), f"{path}.id"), "role": role,
+               "content": _text(record.get("content", ""), f"{path}.content", MAX_TEXT), "status": status,
+               "meta": meta, "at": _number(record.get("at", 0), f"{path}.at"), "n": n}
+    if "reasoning" in record:
+        checked["reasoning"] = _text(record["reasoning"], f"{path}.reasoning", MAX_TEXT)
+    return checked
 
 
 def _conversation(record: Any, path: str) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise _fail(path, "must be an object")
-    known = {"id", "title", "titled", "created", "updated", "messages"}
+    known = {"id", "title", "titled", "created", "updated", "messages", "think"}
     extra = sorted(set(record) - known)
     if extra:
         raise _fail(f"{path}.{extra[0]}", "is not a field of a conversation")
@@ -111,16 +114,22 @@ def _conversation(record: Any, path: str) -> dict[str, Any]:
     messages = record.get("messages", [])
     if not isinstance(messages, list) or len(messages) > MAX_MESSAGES:
         raise _fail(f"{path}.messages", f"must be a list of at most {MAX_MESSAGES} messages")
+    think = record.get("think")
+    if think is not None and not isinstance(think, bool):
+        raise _fail(f"{path}.think", "must be true or false")
     checked = [_message(m, f"{path}.messages[{i}]") for i, m in enumerate(messages)]
     seen: set[str] = set()
     for i, m in enumerate(checked):
         if m["id"] in seen:
             raise _fail(f"{path}.messages[{i}].id", f"{m['id']!r} appears twice")
         seen.add(m["id"])
-    return {"id": _ident(record.get("id"), f"{path}.id"),
-            "title": _text(record.get("title", "New chat"), f"{path}.title", MAX_TITLE),
-            "titled": titled, "created": _number(record.get("created", 0), f"{path}.created"),
-            "updated": _number(record.get("updated", 0), f"{path}.updated"), "messages": checked}
+    out = {"id": _ident(record.get("id"), f"{path}.id"),
+           "title": _text(record.get("title", "New chat"), f"{path}.title", MAX_TITLE),
+           "titled": titled, "created": _number(record.get("created", 0), f"{path}.created"),
+           "updated": _number(record.get("updated", 0), f"{path}.updated")}
+    if think is not None:
+        out["think"] = think
+    return {**out, "messages": checked}
 
 
 def parse_import(text: str) -> list[dict[str, Any]]:

@@ -91,13 +91,53 @@ class MessageView:
             ffi.append(actions, _button("Retry", "retry", "Answer this again"))
         elif role == "user":
             ffi.append(actions, _button("Edit", "edit", "Edit and send again"))
-        ffi.append(self.root, ffi.element("p", ROLE_LABEL.get(role, role), attrs={"class": "role"}),
-                   self.body, self.meta, actions)
+        ffi.append(self.root, ffi.element("p", ROLE_LABEL.get(role, role), attrs={"class": "role"}))
+        if role == "assistant":
+            self._reasoning_view()
+        ffi.append(self.root, self.body, self.meta, actions)
         self._text: ffi.Node | None = None  # the text node a stream appends to
         self._rendered = 0  # render generation: a slow render never overwrites a newer one
         self.scope.effect(self._show_status)
         self.scope.watch(message.text, self._on_text)
         self.scope.effect(lambda: ffi.set_node_text(self.meta, meta_line(message)))
+
+    def _reasoning_view(self) -> None:
+        """A thinking model's reasoning: a collapsible block above the answer, open while it thinks,
+        closed when the answer starts (plain text: never rendered as markup)."""
+        block = ffi.element("details", attrs={"class": "reasoning"})
+        summary = ffi.element("summary")
+        text = ffi.text_node(self.message.reasoning.peek())
+        shown = ffi.element("div", attrs={"class": "reasoning-text"})
+        ffi.append(shown, text)
+        ffi.append(block, summary, shown)
+        ffi.append(self.root, block)
+        message = self.message
+
+        def on_reasoning(new: str, old: str) -> None:
+            if new.startswith(old):
+                ffi.append_node_text(text, new[len(old):])
+            else:
+                ffi.set_node_text(text, new)
+            if not old and new and not message.text.peek():
+                ffi.set_prop(block, "open", True)  # thinking now: show it as it comes
+
+        def on_answer(new: str, old: str) -> None:
+            if new and not old and message.reasoning.peek():
+                ffi.set_prop(block, "open", False)  # the answer started: the thinking folds away
+
+        def label() -> None:
+            reasoning, meta, status = message.reasoning.get(), message.meta.get(), message.status.get()
+            ffi.set_prop(block, "hidden", not reasoning)
+            if status == "streaming" and not message.text.get():
+                ffi.set_node_text(summary, "Thinking…")
+            elif "thought_s" in meta:
+                ffi.set_node_text(summary, f"Thought for {meta['thought_s']:g} s")
+            else:
+                ffi.set_node_text(summary, "Reasoning")
+
+        self.scope.watch(message.reasoning, on_reasoning)
+        self.scope.watch(message.text, on_answer)
+        self.scope.effect(label)
 
     def _show_status(self) -> None:
         status = self.message.status.get()
@@ -168,10 +208,29 @@ class ChatView:
         s.add(ffi.listen(self.log, "click", self._on_log_click))
         s.add(ffi.listen(self.log, "keydown", self._on_log_key))
         s.add(self._dispose_views)
+        s.effect(self._show_think)
+        s.add(ffi.listen(ffi.node("think"), "change", self._on_think))
         ffi.set_prop(self.prompt, "disabled", False)
         ffi.set_prop(self.send_button, "disabled", False)
 
     # ------------------------------------------------------------------ showing
+
+    def _show_think(self) -> None:
+        """The Think switch: shown for a model whose thinking can be turned off (Qwen3); per conversation."""
+        from app.reasoning import toggles_thinking
+
+        shown = toggles_thinking(self.session.model.get())
+        ffi.set_prop(ffi.node("think-toggle"), "hidden", not shown)
+        conv = self.chat.current.get()
+        think = conv.think.get() if conv is not None else None
+        ffi.set_prop(ffi.node("think"), "checked", think is not False)  # the model's default: it thinks
+
+    def _on_think(self, facts: dict[str, Any]) -> bool:
+        conv = self.chat.current.peek() or self.chat.new_conversation()
+        conv.think.set(bool(ffi.get_prop(ffi.node("think"), "checked")))
+        if conv.messages.peek():
+            spawn(self.chat.save(conv))
+        return False
 
     def _show_conversation(self) -> None:
         conv = self.chat.current.get()

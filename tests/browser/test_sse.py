@@ -23,6 +23,13 @@ def frame(content: str | None = None, finish: str | None = None, eol: str = "\n"
     return f"data: {json.dumps(chunk, ensure_ascii=False)}{eol}{eol}".encode()
 
 
+def reasoning_frame(text: str) -> bytes:
+    """A chunk of a server that parses the thinking itself (vLLM, llama.cpp: ``reasoning_content``)."""
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+             "choices": [{"index": 0, "delta": {"reasoning_content": text}, "finish_reason": None}]}
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
 def split_inside(body: bytes, *needles: bytes) -> list[bytes]:
     """``body`` cut in the middle of each needle (a multi-byte character, a field name)."""
     cuts = sorted(body.index(n) + len(n) // 2 for n in needles)
@@ -40,6 +47,10 @@ SCENARIOS: dict[str, list[bytes]] = {
     "no-trailing-newline": [frame("last"), frame(" words"), frame(finish="stop"), b"data: [DONE]"],
     "event-error": [frame("Hi"), b'event: error\ndata: {"error": {"message": "upstream overloaded"}}\n\n'],
     "json-error": [frame("Hi"), b'data: {"error": {"message": "Rate limit reached", "code": 429}}\n\n'],
+    # Thinking as reasoning_content from the server, or as a <think> block in content (split here).
+    "reasoning-field": [reasoning_frame("Let me"), reasoning_frame(" see."), frame("Yes."), frame(finish="stop"), DONE],
+    "think-in-content": [frame("<thi"), frame("nk>\nHmm"), frame(", ok.\n</th"), frame("ink>\n\nNo."),
+                         frame(finish="stop"), DONE],
 }
 
 
@@ -115,6 +126,8 @@ async def collect(name):
                 pieces.append(chunk.choices[0].delta.content)
     except Exception as error:
         return ["".join(pieces), s.finish_reason, type(error).__name__, str(error)]
+    if s.reasoning:
+        return ["".join(pieces), s.finish_reason, "reasoning", s.reasoning]
     return ["".join(pieces), s.finish_reason, None, None]
 """)
     got = {name: py(f"await collect({name!r})") for name in SCENARIOS}
@@ -126,4 +139,6 @@ async def collect(name):
     assert (text, finish, error) == ("Hi", None, "ServerError") and "upstream overloaded" in message
     text, finish, error, message = got["json-error"]
     assert (text, finish, error) == ("Hi", None, "RateLimited") and "Rate limit reached" in message
+    assert got["reasoning-field"] == ["Yes.", "stop", "reasoning", "Let me see."]
+    assert got["think-in-content"] == ["No.", "stop", "reasoning", "Hmm, ok."]
     watch.assert_clean()

@@ -32,6 +32,8 @@
 // the echoed text):
 //   default                "Echo: <last message text>", one word per step
 //   [[tokens=N]]           exactly N visible tokens: "t0 t1 ... t<N-1>"
+//   [[think=N]]            a thinking model's reply: "<think>\nr0 r1 ... r<N-1>\n</think>\n\n" and then
+//                          the answer (as Qwen3 writes it), unless extra_body.enable_thinking is false
 //   [[delay=MS]]           wait MS ms (a real timer) in every decode step; without it each step
 //                          still yields to the worker's event loop, so interrupts get through
 //   [[throw=Name]]         prefill throws what web-llm throws for that failure (see injectedError):
@@ -161,6 +163,7 @@ function readDirectives(text) {
   return {
     clean,
     tokens: found.tokens === undefined ? undefined : Number(found.tokens),
+    think: found.think === undefined ? undefined : Number(found.think),
     delay: Number(found.delay ?? 0),
     throwName: throwName || undefined,
     throwAfter: throwAfter === undefined ? undefined : Number(throwAfter),
@@ -357,7 +360,17 @@ class FakePipeline {
     throw injectedError(name, promptTokens, this.contextWindowSize);
   }
 
+  // A thinking model (Qwen3) writes its reasoning in a <think> block before the answer, unless
+  // enable_thinking is false (then web-llm prefilled an empty block and it answers at once).
   planReply(text, genConfig) {
+    const reply = this.planAnswer(text, genConfig);
+    const n = this.script.think;
+    if (n === undefined || genConfig?.enable_thinking === false) return reply;
+    const reasoning = Array.from({ length: n }, (_, i) => (i < n - 1 ? `r${i} ` : `r${i}\n`));
+    return ["<think>\n", ...reasoning, "</think>\n\n", ...reply];
+  }
+
+  planAnswer(text, genConfig) {
     const format = genConfig?.response_format;
     if (format?.type === "json_object") {
       const schema = typeof format.schema === "string" ? JSON.parse(format.schema) : (format.schema ?? undefined);

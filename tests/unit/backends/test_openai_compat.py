@@ -74,6 +74,7 @@ def test_body_drops_webllm_only_fields_and_maps_json_schema():
     body = http.sent[0]["body"]
     assert "repetition_penalty" not in body and "ignore_eos" not in body and "extra_body" not in body
     assert body["temperature"] == 0.3 and body["model"] == "m"
+    assert body["chat_template_kwargs"] == {"enable_thinking": True}  # as vLLM and llama.cpp take it
     assert body["response_format"] == {"type": "json_schema",
                                        "json_schema": {"name": "response", "schema": {"type": "object"}, "strict": False}}
     assert b.on_device and b.capabilities(None).local
