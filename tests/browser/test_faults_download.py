@@ -265,6 +265,45 @@ def test_a_shard_whose_bytes_do_not_match_the_manifest_md5_fails_typed_and_store
     watch.assert_clean()
 
 
+def stage(page, url: str, parts: list[dict]) -> None:
+    """Put staged parts of ``url`` into the app's staging store, as an interrupted download leaves them
+    (``bytes`` become the part's Blob)."""
+    page.evaluate("""([url, parts]) => new Promise((resolve, reject) => {
+        const open = indexedDB.open('webllm-py');
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+            const tx = open.result.transaction('staging', 'readwrite');
+            parts.forEach((part, i) => {
+                const {bytes, ...rest} = part;
+                tx.objectStore('staging').put({...rest, blob: new Blob([new Uint8Array(bytes)])}, `${url}#${i}`);
+            });
+            tx.oncomplete = () => { open.result.close(); resolve(); };
+            tx.onerror = () => reject(tx.error);
+        };
+    })""", [url, parts])
+
+
+def test_staged_parts_of_two_different_downloads_are_never_stitched(page, site, server):
+    """Parts left by two downloads of one file (two tabs in a browser without Web Locks) do not make
+    one file: the resume drops them and fetches the file whole."""
+    shard = PLAIN.shard_path(2)
+    url = server.url(shard)
+    data = server.files[shard]
+    py, watch = start(page, site, server)
+    py("await ffi.staging_list()")  # the app has created its database
+    common = {"etag": server.etag(shard), "modified": server.last_modified(shard), "total": len(data)}
+    stage(page, url, [{**common, "id": "first", "offset": 0, "bytes": list(data[:1000])},
+                      {**common, "id": "second", "offset": 1000, "bytes": [0] * 1000}])
+    assert py("await ffi.staging_list()") == {url: 2000}
+    py("go('a', 'synth-p')")
+    assert ended(page, "a") == "done"
+    assert server.range_headers == []  # nothing resumed from the mixed parts
+    assert server.sent[shard] == len(data)
+    assert stored_digests(page, list(served_digests(server, PLAIN))) == served_digests(server, PLAIN)
+    assert py("await ffi.staging_list()") == {}
+    watch.assert_clean()
+
+
 NO_WEB_LOCKS = "Object.defineProperty(Navigator.prototype, 'locks', {get: () => undefined, configurable: true});"
 
 
