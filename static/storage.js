@@ -411,13 +411,16 @@ function validator(part) {
   return part.modified || null;
 }
 
-// Whether a 206 answers the range asked: bytes from `offset` to the end of a file of `total` bytes
-// (total -1: the first response gave no length, so any length will do).
-function rangeFits(response, offset, total) {
+// Whether a 206 answers the range asked: bytes from `offset` to the end of the file the staged parts
+// began (its length, -1 when the first response gave none; and its strong ETag, when both have one).
+function rangeFits(response, offset, first) {
   const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec((response.headers.get("content-range") || "").trim());
   if (!match) return false;
   const [start, end, length] = match.slice(1).map(Number);
-  return start === offset && (total < 0 || length === total) && end === length - 1;
+  const etag = response.headers.get("etag");
+  const strong = (tag) => Boolean(tag) && !tag.startsWith("W/");
+  if (strong(etag) && strong(first.etag) && etag !== first.etag) return false;
+  return start === offset && (first.total < 0 || length === first.total) && end === length - 1;
 }
 
 async function get(url, signal, headers = {}) {
@@ -435,7 +438,7 @@ async function openFile(url, parts, signal) {
   const ifRange = parts.length ? validator(parts[0]) : null;
   if (offset > 0 && ifRange) {
     const response = await get(url, signal, {Range: `bytes=${offset}-`, "If-Range": ifRange});
-    if (response.status === 206 && rangeFits(response, offset, parts[0].total)) return {response, parts};
+    if (response.status === 206 && rangeFits(response, offset, parts[0])) return {response, parts};
     if (!response.ok && response.status !== 416) return {response, parts};  // an HTTP error: kept for later
     await unstage([url]);  // changed, ranges ignored, or a range not the one asked: nothing is stitched
     if (response.status === 200) return {response, parts: []};
