@@ -16,7 +16,9 @@ says: otherwise the whole file comes back with 200. ``change(path)`` replaces a 
 of the same size with a new ETag and Last-Modified (the manifest is left as it was, like a server
 whose file changed under a remembered plan). More faults: ``restart_range`` answers one range
 request for the path with 206 and a ``Content-Range`` from byte 0 (a server that ignores where the
-range began); every range request is logged in ``range_headers`` as (path, Range, If-Range).
+range began); ``ignore_if_range`` answers the range of the current file whatever ``If-Range`` says
+(a cache in between that drops the header); every range request is logged in ``range_headers`` as
+(path, Range, If-Range).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class ModelServer:
         self.ranges: list[tuple[str, int]] = []  # (path, first byte) of every range request honoured
         self.range_headers: list[tuple[str, str, str | None]] = []  # (path, Range, If-Range) of every one asked
         self.restart_range: set[str] = set()
+        self.ignore_if_range: set[str] = set()
         self.sent: Counter[str] = Counter()
         self.drop_after: dict[str, int] = {}
         self.hold_after: dict[str, int] = {}
@@ -141,6 +144,7 @@ class ModelServer:
             self.hold_after.clear()
             self.range_headers.clear()
             self.restart_range.clear()
+            self.ignore_if_range.clear()
             self.files.update(self.original)
             self.versions.clear()
             self._released = threading.Event()
@@ -209,7 +213,8 @@ class ModelServer:
                 if asked and not head:
                     with server._lock:
                         server.range_headers.append((path, asked, if_range))
-                current = if_range is None or if_range in (etag, modified)  # RFC 9110 13.1.5, strong
+                current = (if_range is None or if_range in (etag, modified)  # RFC 9110 13.1.5, strong
+                           or path in server.ignore_if_range)
                 if match and current and path in server.restart_range:
                     server.restart_range.discard(path)
                     self.send_response(206)

@@ -193,6 +193,29 @@ def test_a_file_changed_on_the_server_between_cancel_and_resume_is_fetched_again
     watch.assert_clean()
 
 
+def test_a_range_of_a_changed_file_sent_despite_if_range_is_not_stitched(page, site, server):
+    """A server (or a cache in between) that ignores If-Range answers 206 with the new file's ETag:
+    the staged bytes are dropped and the new file is fetched whole."""
+    shard = PLAIN.shard_path(2)
+    url = server.url(shard)
+    server.hold_after[shard] = 100_000
+    py, watch = start(page, site, server)
+    py("go('a', 'synth-p')")
+    holds_bytes(page, "a", url, 100_000, rest_done=True)
+    py("manager.cancel('synth-p')")
+    assert ended(page, "a") == "Aborted"
+    server.release()
+    new = server.change(shard, seed=7)
+    server.ignore_if_range.add(shard)
+    py("go('a', 'synth-p')")
+    assert ended(page, "a") == "done"
+    assert [h[:2] for h in server.range_headers] == [(shard, "bytes=100000-")]
+    assert (shard, 100_000) in server.ranges  # the server did answer the range, of the new file
+    assert stored_digests(page, [url]) == {url: hashlib.sha256(new).hexdigest()}
+    assert py("await ffi.staging_list()") == {}
+    watch.assert_clean()
+
+
 def test_a_dropped_connection_resumes_with_range_and_if_range_and_fetches_only_the_rest(page, site, server):
     """After the drop, the resume sends Range from the staged offset with the file's ETag as If-Range;
     the 206 is checked and only the missing bytes cross the wire; the resumed file's md5 matches."""
