@@ -13,6 +13,7 @@
     |   +-- ModelNotLoaded            the request names a model that is not loaded
     |   +-- ModelNotDownloaded        the model's files are not in the browser's cache (offline use)
     |   +-- ModelFetchFailed          fetching model files failed (.status: the HTTP status, or None)
+    |   |   +-- ChecksumMismatch      a downloaded file is not the one the model's manifest describes
     |   +-- ContextWindowExceeded     the prompt does not fit the model's context window
     |   +-- DeviceLost                the GPU device was lost (often out of memory)
     |   +-- EngineCrashed             the engine's worker died (crashed, out of memory, terminated)
@@ -113,6 +114,12 @@ class ModelFetchFailed(EngineError):
     def __init__(self, message: str, *, status: int | None = None, original: str | None = None) -> None:
         super().__init__(message, original=original)
         self.status = status
+
+
+class ChecksumMismatch(ModelFetchFailed):
+    """A downloaded file's bytes do not have the checksum the model's tensor manifest gives for it
+    (its ``md5sum``): the file changed on the server or was damaged on the way. Nothing of that
+    file was stored (nor kept staged); downloading again fetches it whole. The message names it."""
 
 
 class ContextWindowExceeded(EngineError):

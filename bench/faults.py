@@ -51,6 +51,35 @@ FAULTS: dict[str, tuple[str, str, str, str]] = {
     "tests/browser/test_faults_quota.py::test_quota_exhausted_mid_download_fails_at_once_typed_and_cancel_and_delete_still_work":
         ("quota exhausted mid-download", "“Download of … failed: … refused to store more” within seconds; Cancel "
          "and Delete work", "0 bytes of other models", "no"),
+    "tests/browser/test_faults_download.py::test_two_tabs_downloading_one_model_fetch_each_file_once_and_the_second_waits":
+        ("two tabs download one model at once", "the second tab says “Waiting for another tab” (Cancel works "
+         "there), then finds the files stored; both end “done”; each file crossed the wire once",
+         "0 bytes (stored bytes = the server's)", "no"),
+    "tests/browser/test_faults_download.py::test_twin_ids_downloading_at_once_in_one_tab_fetch_each_file_once":
+        ("twin ids (…-MLC, …-MLC-1k) downloaded at once in one tab", "one waits for the other's files; both "
+         "“done”; no file fetched twice", "0 bytes", "no"),
+    "tests/browser/test_faults_download.py::test_a_file_changed_on_the_server_between_cancel_and_resume_is_fetched_again_whole":
+        ("file changed on the server between cancel and resume", "Resume completes; If-Range makes the server "
+         "send the new file whole; the old staged bytes are dropped, never stitched", "0 bytes (stored = new file)",
+         "no"),
+    "tests/browser/test_faults_download.py::test_a_range_of_a_changed_file_sent_despite_if_range_is_not_stitched":
+        ("a cache ignores If-Range and sends a range of the changed file", "the download completes: the 206 "
+         "carries another ETag, so the staged part is dropped and the new file fetched whole",
+         "0 bytes (stored = new file)", "no"),
+    "tests/browser/test_faults_download.py::test_a_dropped_connection_resumes_with_range_and_if_range_and_fetches_only_the_rest":
+        ("connection dropped mid-shard, then resume", "ModelFetchFailed; the next download sends Range + If-Range "
+         "and fetches only the missing bytes; the shard's md5 matches", "0 bytes (nothing fetched twice)", "no"),
+    "tests/browser/test_faults_download.py::test_a_wrong_content_range_discards_the_staged_part_and_fetches_the_file_again":
+        ("server answers a resume with the wrong Content-Range", "the download completes: the staged part is "
+         "dropped and the file fetched again whole", "0 bytes (stored = the server's file)", "no"),
+    "tests/browser/test_faults_download.py::test_a_shard_whose_bytes_do_not_match_the_manifest_md5_fails_typed_and_stores_nothing_of_it":
+        ("shard bytes do not match the manifest's md5sum", "“ChecksumMismatch: <url>: the downloaded bytes have "
+         "md5 …”; nothing of that file stored or staged; a later download completes", "0 bytes of good files", "no"),
+    "tests/browser/test_faults_download.py::test_staged_parts_of_two_different_downloads_are_never_stitched":
+        ("staged parts left by two downloads of one file", "the download completes: the mixed parts are dropped "
+         "and the file fetched whole", "0 bytes (stored = the server's file)", "no"),
+    "tests/browser/test_faults_download.py::test_without_web_locks_a_download_still_works":
+        ("a browser without Web Locks", "downloads work as before (not serialised across tabs)", "0 bytes", "no"),
     "tests/browser/test_faults_worker.py::test_a_worker_killed_mid_answer_ends_the_answer_at_once_and_the_next_message_restarts_it":
         ("engine worker killed mid-answer", "the answer ends with EngineCrashed, its text kept; the next message "
          "says “reloading”, starts a new worker and answers", "0 messages", "no"),

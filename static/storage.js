@@ -2,12 +2,15 @@
 // web-llm itself reads model files from, as Python names them. Python never sees a JS object from
 // here: values cross as JSON text, so JS null/undefined come back to Python as None.
 
+import {Md5} from "./md5.js";
+
 // ------------------------------------------------------------------ the app's own key-value stores
 
 const APP_DB = "webllm-py";
 const APP_DB_VERSION = 2;
 // One object store per purpose; keys are strings, values structured-cloneable data.
-// `staging` holds parts of interrupted downloads (Blobs), keyed "<url>#<part index>"; `sizes` keeps
+// `staging` holds parts of interrupted downloads ({id, etag, modified, total, offset, blob}: see
+// "staging" below), keyed "<url>#<part index>"; `sizes` keeps
 // what each model's download costs, so the catalog can show it without asking the network again.
 export const APP_STORES = ["models", "sizes", "usage", "staging", "conversations", "settings"];
 
@@ -332,6 +335,12 @@ async function commitEntry(spec, entry, blob, contentType) {
 }
 
 // ------------------------------------------------------------------ staging of partial downloads
+//
+// A staged part is {id, etag, modified, total, offset, blob} under "<url>#<part index>": `id` names
+// the download that began the file at byte 0, `etag`/`modified` are the validators and `total` the
+// length its first response carried, `offset` where the part's bytes begin. A resume uses only the
+// parts that continue one another from byte 0 within one download (same id, no gap): parts written by
+// another download of the same URL (a second tab in a browser without Web Locks) are never stitched.
 
 function stagingKeys(url) {
   // Keys "<url>#<n>" sort between "<url>#" and "<url>#\uffff".
@@ -349,14 +358,32 @@ async function stagedParts(url) {
   });
 }
 
-async function stagePart(url, index, blob) {
-  await inTransaction(appDatabase(), "staging", "readwrite", (store) => { store.put(blob, `${url}#${index}`); });
+// The staged parts a resume may use: all of them when they continue one another from byte 0 within
+// one download, else none (a part of an older format, of another download, or after a gap).
+function resumableParts(parts) {
+  let offset = 0;
+  for (const part of parts) {
+    const ok = part && part.blob instanceof Blob && part.id && part.id === parts[0].id &&
+      part.offset === offset && part.total === parts[0].total;
+    if (!ok) return null;
+    offset += part.blob.size;
+  }
+  return parts;
+}
+
+async function stagePart(url, index, part) {
+  await inTransaction(appDatabase(), "staging", "readwrite", (store) => { store.put(part, `${url}#${index}`); });
 }
 
 async function unstage(urls) {
   await inTransaction(appDatabase(), "staging", "readwrite", (store) => {
     urls.forEach((url) => store.delete(stagingKeys(url)));
   });
+}
+
+function partSize(value) {
+  if (value instanceof Blob) return value.size;  // a part staged before parts carried their download
+  return value && value.blob instanceof Blob ? value.blob.size : 0;
 }
 
 // {url: bytes staged} for every partially downloaded file.
@@ -368,7 +395,7 @@ export const listStaging = plainErrors(async () => {
       const c = cursor.result;
       if (!c) { resolve(JSON.stringify(out)); return; }
       const url = c.key.slice(0, c.key.lastIndexOf("#"));
-      out[url] = (out[url] || 0) + c.value.size;
+      out[url] = (out[url] || 0) + partSize(c.value);
       c.continue();
     };
     cursor.onerror = () => reject(plainError(cursor.error));
@@ -383,8 +410,19 @@ export const deleteStaging = plainErrors(async (urlsJson) => {
 //
 // Streams `url` into memory, reporting bytes as they arrive; parts are staged in IndexedDB at most
 // every STAGE_INTERVAL_MS, so a reload or a dropped connection loses little, and a fast download
-// (which needs no resume) is not written twice. A staged file resumes with an HTTP Range request.
-// Only a whole file, of the expected size, is committed to the store `spec.store` names.
+// (which needs no resume) is not written twice. A staged file resumes with an HTTP Range request
+// carrying If-Range (its strong ETag, else its Last-Modified): a 200 means the file changed (or the
+// server ignores ranges) and it starts over from byte 0; a 206 is used only when its Content-Range
+// starts at the staged offset and has the staged total, else the staged bytes are dropped and the
+// file fetched again whole. Only a whole file, of the expected size and (when the manifest gives
+// one) the expected MD5, is committed to the store `spec.store` names.
+//
+// One download of a file at a time per store, across the origin's tabs: each holds a Web Lock named
+// after the store and URL while it fetches, stages and commits. A download that has to wait reports
+// it (onWaiting(true)) and, once it holds the lock, first looks whether the file is stored by then.
+// Cancel works while waiting (the lock request takes the download's AbortSignal). Without
+// navigator.locks, downloads are not serialised (staged parts of two downloads are still never
+// stitched, above).
 
 const STAGE_INTERVAL_MS = 2000;
 const REPORT_INTERVAL_MS = 100;
@@ -395,62 +433,186 @@ function failure(name, message, extra = {}) {
   return Object.assign(error, extra);
 }
 
-export function startDownload(spec, onProgress) {
-  const {url, store, entry, expected} = JSON.parse(spec);
-  const controller = new AbortController();
-  const run = async () => {
-    let staged = await stagedParts(url);
-    let offset = staged.reduce((n, b) => n + b.size, 0);
-    const headers = offset > 0 ? {Range: `bytes=${offset}-`} : {};
-    let response;
+function storeName(spec) {
+  return spec.type === "cache" ? spec.name : spec.type === "indexeddb" ? spec.database : spec.directory.join("/");
+}
+
+// `work()` while holding this file's lock; onWaiting(true) first if another download holds it.
+async function withFileLock(store, url, signal, onWaiting, work) {
+  const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
+  if (!locks || typeof locks.request !== "function") return work();
+  const name = `webllm-py download ${store.type}:${storeName(store)} ${url}`;
+  const busy = {};
+  // ifAvailable cannot be combined with a signal; the wait below takes the signal.
+  const first = await locks.request(name, {ifAvailable: true}, async (lock) => (lock ? {value: await work()} : busy));
+  if (first !== busy) return first.value;
+  onWaiting(true);
+  return locks.request(name, {signal}, async () => {
+    onWaiting(false);
+    return work();
+  });
+}
+
+// Size of the entry stored under `entry.key`, or -1 when there is none (nothing is created).
+async function storedSize(spec, entry) {
+  if (spec.type === "cache") {
+    if (!(await cacheExists(spec.name))) return -1;
+    const response = await (await caches.open(spec.name)).match(entry.key);
+    return response ? (await response.blob()).size : -1;
+  } else if (spec.type === "indexeddb") {
+    if (!(await databaseExists(spec.database))) return -1;
+    return inTransaction(database(spec), spec.objectStore, "readonly", async (store) => {
+      const value = await requestPromise(store.get(entry.key));
+      return value ? sizeOf(value[spec.valueField]) : -1;
+    });
+  } else if (spec.type === "opfs") {
+    const dir = await directory(spec, false);
+    if (!dir) return -1;
     try {
-      response = await fetch(url, {signal: controller.signal, headers});
+      await dir.getFileHandle(entry.file + spec.recordSuffix);
+      return (await (await dir.getFileHandle(entry.file + spec.payloadSuffix)).getFile()).size;
     } catch (e) {
-      if (e.name === "AbortError") throw e;
-      throw failure("NetworkError", `could not fetch ${url}: ${e.message}`);
+      if (e.name === "NotFoundError") return -1;
+      throw e;
     }
-    if (!response.ok) throw failure("HttpError", `GET ${url} answered ${response.status}`, {status: response.status});
-    if (offset > 0 && response.status !== 206) {
-      // The server ignored the range: start this file over.
+  }
+  throw new Error(`unknown store type ${spec.type}`);
+}
+
+// The validator a resume sends as If-Range: a strong ETag, else Last-Modified (null: none).
+function validator(part) {
+  if (part.etag && !part.etag.startsWith("W/")) return part.etag;
+  return part.modified || null;
+}
+
+// Whether a 206 answers the range asked: bytes from `offset` to the end of the file the staged parts
+// began (its length, -1 when the first response gave none; and its strong ETag, when both have one).
+function rangeFits(response, offset, first) {
+  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec((response.headers.get("content-range") || "").trim());
+  if (!match) return false;
+  const [start, end, length] = match.slice(1).map(Number);
+  const etag = response.headers.get("etag");
+  const strong = (tag) => Boolean(tag) && !tag.startsWith("W/");
+  if (strong(etag) && strong(first.etag) && etag !== first.etag) return false;
+  return start === offset && (first.total < 0 || length === first.total) && end === length - 1;
+}
+
+async function get(url, signal, headers = {}) {
+  try {
+    return await fetch(url, {signal, headers});
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    throw failure("NetworkError", `could not fetch ${url}: ${e.message}`);
+  }
+}
+
+// The response to read `url` from, resuming after `parts` when they still hold: {response, parts}.
+async function openFile(url, parts, signal) {
+  const offset = parts.reduce((n, p) => n + p.blob.size, 0);
+  const ifRange = parts.length ? validator(parts[0]) : null;
+  if (offset > 0 && ifRange) {
+    const response = await get(url, signal, {Range: `bytes=${offset}-`, "If-Range": ifRange});
+    if (response.status === 206 && rangeFits(response, offset, parts[0])) return {response, parts};
+    if (!response.ok && response.status !== 416) return {response, parts};  // an HTTP error: kept for later
+    await unstage([url]);  // changed, ranges ignored, or a range not the one asked: nothing is stitched
+    if (response.status === 200) return {response, parts: []};
+    await response.body?.cancel().catch(() => {});
+  } else if (parts.length) {
+    await unstage([url]);  // no validator: the staged bytes cannot be shown to be this file's
+  }
+  return {response: await get(url, signal), parts: []};
+}
+
+export function startDownload(spec, onProgress, onWaiting) {
+  const {url, store, entry, expected, md5: expectedMd5} = JSON.parse(spec);
+  const controller = new AbortController();
+  const waiting = (flag) => { if (onWaiting) onWaiting(flag); };
+  const fetchFile = async () => {
+    // Stored meanwhile (by another tab, or a twin id's download in this one)? Then it is done.
+    const have = await storedSize(store, entry);
+    const parsed = store.type === "indexeddb" && entry.storetype === "json";
+    if (have >= 0 && (expected < 0 || have === expected || parsed)) {
       await unstage([url]);
-      staged = []; offset = 0;
+      onProgress(have, true);
+      return have;
     }
+    const staged = resumableParts(await stagedParts(url));
+    if (staged === null) await unstage([url]);
+    const opened = await openFile(url, staged || [], controller.signal);
+    const {response} = opened;
+    let parts = opened.parts;
+    if (!response.ok) throw failure("HttpError", `GET ${url} answered ${response.status}`, {status: response.status});
+    if (response.status !== 200 && !parts.length) {
+      await response.body?.cancel().catch(() => {});
+      throw failure("HttpError", `GET ${url} answered ${response.status} to a request for the whole file`,
+                    {status: response.status});
+    }
+    const offset = parts.reduce((n, p) => n + p.blob.size, 0);
+    const length = response.headers.get("content-length");
+    // What every part of this download carries: set by the response that began the file at byte 0.
+    const origin = parts.length ? {id: parts[0].id, etag: parts[0].etag, modified: parts[0].modified, total: parts[0].total}
+      : {id: crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`,
+         etag: response.headers.get("etag"), modified: response.headers.get("last-modified"),
+         total: length === null ? -1 : Number(length)};
     onProgress(offset, true);  // bytes already held (staged), reported as this file's new count
     const contentType = response.headers.get("content-type");
     const reader = response.body.getReader();
-    let index = staged.length, pending = [], pendingBytes = 0, got = offset, reported = offset;
+    const md5 = expectedMd5 ? new Md5() : null;
+    let index = parts.length, pending = [], pendingBytes = 0, got = offset, reported = offset, stagedBytes = offset;
+    let rejected = null;  // the whole file is not the one the manifest describes: nothing of it is kept
     // Bytes are reported at most every REPORT_INTERVAL_MS, and never left unreported longer.
     let reportTimer = null;
     const report = () => {
       reportTimer = null;
       if (got !== reported) { onProgress(got - reported, false); reported = got; }
     };
-    // The file as a stream: staged parts first, then bytes as they arrive (counted, and kept until
-    // staged). Written straight into the store, so a file is never assembled twice in memory.
-    const replay = staged.slice();
+    // The file as a stream: staged parts first, then bytes as they arrive (counted, hashed, and kept
+    // until staged). Written straight into the store, so a file is never assembled twice in memory;
+    // a file of the wrong size or checksum errors the stream at its end, so the store keeps nothing.
+    const replay = parts.map((p) => p.blob);
+    parts = null;
     const body = new ReadableStream({
       async pull(c) {
-        if (replay.length) { c.enqueue(new Uint8Array(await replay.shift().arrayBuffer())); return; }
+        if (replay.length) {
+          const bytes = new Uint8Array(await replay.shift().arrayBuffer());
+          if (md5) md5.update(bytes);
+          c.enqueue(bytes);
+          return;
+        }
         const {done, value} = await reader.read();
-        if (done) { c.close(); return; }
+        if (done) {
+          if (expected >= 0 && got !== expected) {
+            rejected = failure("SizeMismatch", `${url}: expected ${expected} bytes, received ${got}`, {received: got});
+          } else if (md5) {
+            const digest = md5.hex();
+            if (digest !== expectedMd5.toLowerCase()) {
+              rejected = failure("ChecksumMismatch", `${url}: the downloaded bytes have md5 ${digest}, the ` +
+                                 `model's manifest says ${expectedMd5}; nothing of this file was stored`);
+            }
+          }
+          if (rejected) c.error(rejected); else c.close();
+          return;
+        }
         pending.push(value); pendingBytes += value.byteLength; got += value.byteLength;
+        if (md5) md5.update(value);
         if (reportTimer === null) reportTimer = setTimeout(report, REPORT_INTERVAL_MS);
         c.enqueue(value);
       },
       cancel(reason) { return reader.cancel(reason); },
     }, {highWaterMark: 16});  // read ahead of the store: the network never waits on one chunk's write
     // Staging runs on a timer, not per chunk, so a stalled stream is staged too. Parts get their
-    // index when taken, so they stay in order however the writes interleave. A refused part (the
-    // quota) ends the download at once with that error: the network is dropped, so the store's
-    // write fails and nothing waits on a stream that will never be staged.
+    // index and offset when taken, so they stay in order however the writes interleave. A refused
+    // part (the quota) ends the download at once with that error: the network is dropped, so the
+    // store's write fails and nothing waits on a stream that will never be staged.
     let staging = Promise.resolve();
     let stageFailure = null;
     const stage = () => {
-      if (stageFailure || !pendingBytes) return staging;
-      const blob = new Blob(pending);
+      if (stageFailure || rejected || !pendingBytes) return staging;
+      const part = {...origin, offset: stagedBytes, blob: new Blob(pending)};
+      stagedBytes += pendingBytes;
       pending = []; pendingBytes = 0;
       const n = index++;
-      staging = staging.then(() => (stageFailure ? undefined : stagePart(url, n, blob))).catch((e) => {
+      staging = staging.then(() => (stageFailure ? undefined : stagePart(url, n, part))).catch((e) => {
         if (stageFailure) return;
         stageFailure = plainError(e);
         controller.abort();
@@ -462,7 +624,13 @@ export function startDownload(spec, onProgress) {
     try {
       await writeEntry(store, entry, body, contentType);
     } catch (e) {
+      clearInterval(timer);
       await staging;
+      if (rejected) {
+        await removeEntries(store, [entry]);
+        await unstage([url]);
+        throw rejected;
+      }
       if (stageFailure) throw stageFailure;
       if (e.name === "QuotaExceededError") throw plainError(e);
       await stage();  // keep what arrived, for the resume
@@ -475,7 +643,7 @@ export function startDownload(spec, onProgress) {
       report();
     }
     await staging;  // never rejects: a refused part is in stageFailure (the file is whole regardless)
-    if (expected >= 0 && got !== expected) {
+    if (expected >= 0 && got !== expected) {  // checked in the stream already; kept as the last word
       await removeEntries(store, [entry]);
       await unstage([url]);
       throw failure("SizeMismatch", `${url}: expected ${expected} bytes, received ${got}`, {received: got});
@@ -483,6 +651,7 @@ export function startDownload(spec, onProgress) {
     await unstage([url]);
     return got;
   };
+  const run = () => withFileLock(store, url, controller.signal, waiting, fetchFile);
   const promise = run().catch((e) => { throw plainError(e); });
   promise.catch(() => {});  // the caller awaits it; keep an early rejection from being "unhandled"
   return {wait: () => promise, cancel: () => controller.abort()};

@@ -48,7 +48,8 @@ class StorageBridge(KeyValueBridge, Protocol):
     async def fetch_text(self, url: str) -> str: ...
     async def storage_estimate(self) -> dict[str, Any]: ...
     async def storage_persist(self) -> bool: ...
-    def FileDownload(self, spec: dict[str, Any], on_progress: Callable[[int, bool], None]) -> Download: ...  # noqa: N802
+    def FileDownload(self, spec: dict[str, Any], on_progress: Callable[[int, bool], None],  # noqa: N802
+                     on_waiting: Callable[[bool], None] | None = None) -> Download: ...
 
 
 @runtime_checkable
@@ -72,7 +73,7 @@ async def _storage_call(name: str, *args: Any) -> Any:
 
 
 def _storage_error(exc: BaseException) -> Exception:
-    from app.errors import Aborted, AppError, ModelFetchFailed, QuotaExceeded, StorageClosed
+    from app.errors import Aborted, AppError, ChecksumMismatch, ModelFetchFailed, QuotaExceeded, StorageClosed
 
     error = getattr(exc, "js_error", None)
     name = str(getattr(error, "name", "") or getattr(exc, "name", ""))
@@ -83,6 +84,8 @@ def _storage_error(exc: BaseException) -> Exception:
         return StorageClosed(message)
     if name == "QuotaExceededError":
         return QuotaExceeded(f"the browser refused to store more: {message}", original=message)
+    if name == "ChecksumMismatch":
+        return ChecksumMismatch(message)
     if name in ("NetworkError", "SizeMismatch"):
         return ModelFetchFailed(message)
     if name == "HttpError":
@@ -194,31 +197,41 @@ async def storage_persist() -> bool:
 class FileDownload:
     """One file streaming into web-llm's store (see ``startDownload`` in static/storage.js).
 
-    ``on_progress(n, absolute)`` gets bytes as they arrive: ``absolute`` True means "this file now
-    holds n bytes" (what was staged before a resume), False means "n more bytes". ``await wait()``
-    returns the file's size once it is committed; ``cancel()`` stops it, keeping what arrived staged.
+    ``spec``: ``{url, store, entry, expected, md5}`` (``expected`` -1 when the size is not exact,
+    ``md5`` None when the manifest gives no checksum). ``on_progress(n, absolute)`` gets bytes as
+    they arrive: ``absolute`` True means "this file now holds n bytes" (what was staged before a
+    resume, or the whole file when another tab stored it meanwhile), False means "n more bytes".
+    ``on_waiting(True)`` says the file waits for another download of it (another tab, or a twin id
+    in this one) to finish, ``on_waiting(False)`` that the wait is over. ``await wait()`` returns
+    the file's size once it is committed; ``cancel()`` stops it (waiting or not), keeping what
+    arrived staged.
     """
 
-    def __init__(self, spec: dict[str, Any], on_progress: Callable[[int, bool], None]) -> None:
+    def __init__(self, spec: dict[str, Any], on_progress: Callable[[int, bool], None],
+                 on_waiting: Callable[[bool], None] | None = None) -> None:
         self._spec = spec
         self._on_progress = on_progress
+        self._on_waiting = on_waiting or (lambda waiting: None)
         self._handle: Any = None
-        self._proxy: Any = None
+        self._proxies: list[Any] = []
         self._cancelled = False
 
     async def wait(self) -> int:
         module = await _storage()
-        self._proxy = _core.create_proxy(lambda n, absolute: self._on_progress(int(n), bool(absolute)))
+        progress = _core.create_proxy(lambda n, absolute: self._on_progress(int(n), bool(absolute)))
+        waiting = _core.create_proxy(lambda flag: self._on_waiting(bool(flag)))
+        self._proxies = [progress, waiting]
         try:
-            self._handle = module.startDownload(json.dumps(self._spec), self._proxy)
+            self._handle = module.startDownload(json.dumps(self._spec), progress, waiting)
             if self._cancelled:
                 self._handle.cancel()
             return int(await self._handle.wait())
         except _core.JsException as exc:
             raise _storage_error(exc) from None
         finally:
-            self._proxy.destroy()
-            self._proxy = None
+            for proxy in self._proxies:
+                proxy.destroy()
+            self._proxies = []
 
     def cancel(self) -> None:
         self._cancelled = True

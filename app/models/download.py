@@ -6,7 +6,14 @@ is true and a later load fetches no weights. Files stream in
 4 at a time; bytes are counted as they arrive and summed over the parallel fetches into one
 :class:`DownloadProgress` with a smoothed rate and ETA. A file is committed only when whole: a cancel,
 a dropped connection or a reload leaves its received part staged, and the next download resumes it
-with an HTTP Range request; whole files already stored are not fetched again.
+with an HTTP Range request guarded by ``If-Range`` (a file changed on the server meanwhile is fetched
+again whole, never stitched); whole files already stored are not fetched again. A shard whose tensor
+manifest record gives an ``md5sum`` (as TVM's ``dump_tensor_cache`` writes it) is checked against it
+as it streams, and a mismatch fails with :class:`ChecksumMismatch` and stores nothing of that file.
+
+Two downloads of one file (two tabs, or twin ids in one tab) never run at once: the second waits
+for the first (``static/storage.js`` holds a Web Lock per store and URL), its progress says
+``waiting``, and it then finds the file stored and fetches nothing.
 
     layout = StoreLayout.for_version("0.2.86")
     plan = await make_plan(info, layout=layout)   # sizes, before anything is written
@@ -21,7 +28,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.errors import Aborted, AppError, ModelFetchFailed
@@ -31,13 +38,16 @@ from app.models.catalog import ModelInfo
 from app.models.layout import SCOPES, StoreLayout
 
 CONCURRENCY = 4
-PHASES = ("planning", "downloading", "verifying", "done", "cancelled", "failed")
+PHASES = ("planning", "downloading", "waiting", "verifying", "done", "cancelled", "failed")
+# The saved plan's shape: plans saved by an older app (without checksums) are made again.
+PLAN_FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
 class Artifact:
     """One file of a model. ``size`` is exact for shards and the JSON files, a server's
-    Content-Length for the rest (None when it gave none); only exact sizes are enforced."""
+    Content-Length for the rest (None when it gave none); only exact sizes are enforced. ``md5``
+    is the shard's checksum from the tensor manifest (lowercase hex), when it gives one."""
 
     url: str
     scope: str
@@ -45,10 +55,11 @@ class Artifact:
     kind: str  # config | manifest | tokenizer | lib | shard
     size: int | None
     exact: bool = False
+    md5: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"url": self.url, "scope": self.scope, "storetype": self.storetype, "kind": self.kind,
-                "size": self.size, "exact": self.exact}
+                "size": self.size, "exact": self.exact, "md5": self.md5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +85,7 @@ class DownloadPlan:
 
     def to_json(self) -> dict[str, Any]:
         return {"model_id": self.model_id, "largest_tensor": self.largest_tensor, "release": self.release,
-                "artifacts": [a.to_json() for a in self.artifacts]}
+                "format": PLAN_FORMAT, "artifacts": [a.to_json() for a in self.artifacts]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DownloadPlan:
@@ -113,16 +124,26 @@ async def make_plan(model: ModelInfo, *, layout: StoreLayout = StoreLayout(), ap
                  artifact("manifest", manifest_url, len(manifest_text.encode()), True)]
     artifacts += [artifact(kind, url, size if size >= 0 else None, False)
                   for (kind, url), size in zip(sized, sizes)]
-    artifacts += [artifact("shard", layout.shard_url(base, r["dataPath"]), int(r["nbytes"]), True)
+    artifacts += [replace(artifact("shard", layout.shard_url(base, r["dataPath"]), int(r["nbytes"]), True),
+                          md5=_md5(r.get("md5sum")))
                   for r in records]
     largest = max((int(t.get("nbytes", 0)) for r in records for t in r.get("records", [])), default=0)
     return DownloadPlan(model.id, tuple(artifacts), largest, layout.release,
                         {config_url: config_text, manifest_url: manifest_text})
 
 
+def _md5(value: Any) -> str | None:
+    """A manifest record's ``md5sum`` if it is one (32 hex digits), lowercased; else None."""
+    if isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdefABCDEF" for c in value):
+        return value.lower()
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class DownloadProgress:
-    """One progress event. ``rate`` is smoothed bytes/s (None until measurable), ``eta`` seconds."""
+    """One progress event. ``rate`` is smoothed bytes/s (None until measurable), ``eta`` seconds.
+    ``waiting`` counts files waiting for another download of them (another tab, or a twin id) to
+    end; the phase is ``waiting`` while every file in flight waits."""
 
     model_id: str
     phase: str
@@ -133,6 +154,7 @@ class DownloadProgress:
     rate: float | None = None
     eta: float | None = None
     error: str | None = None
+    waiting: int = 0
 
     @property
     def fraction(self) -> float:
@@ -172,7 +194,8 @@ class _Counts:
 
 class Download:
     """One model download. ``run()`` returns the final progress or raises a typed error
-    (:class:`Aborted` after ``cancel()``, :class:`ModelFetchFailed`, :class:`QuotaExceeded`)."""
+    (:class:`Aborted` after ``cancel()``, :class:`ModelFetchFailed` or its :class:`ChecksumMismatch`,
+    :class:`QuotaExceeded`)."""
 
     def __init__(self, plan: DownloadPlan, backend: str, *, layout: StoreLayout = StoreLayout(),
                  stored: dict[str, int] | None = None, staged: dict[str, int] | None = None,
@@ -196,6 +219,7 @@ class Download:
             elif staged and a.url in staged:
                 self._counts.by_url[a.url] = staged[a.url]
         self._files: dict[str, Any] = {}
+        self._waiting: set[str] = set()  # files in flight that wait for another download of them
         self.committed: list[Artifact] = []  # files this download wrote into web-llm's store
         self._cancelled = False
         self._failure: AppError | None = None
@@ -229,7 +253,11 @@ class Download:
         rate = self._meter.rate
         eta = (total - done) / rate if rate and phase == "downloading" else None
         return DownloadProgress(self.plan.model_id, phase, done, total, len(self._counts.done_files),
-                                len(self.plan.artifacts), rate, eta, error)
+                                len(self.plan.artifacts), rate, eta, error, len(self._waiting))
+
+    def _busy_phase(self) -> str:
+        """``waiting`` while every file in flight waits for another download of it, else ``downloading``."""
+        return "waiting" if self._waiting and self._waiting >= set(self._files) else "downloading"
 
     def _emit(self, phase: str, error: str | None = None) -> None:
         self.progress = self._snapshot(phase, error)
@@ -239,7 +267,14 @@ class Download:
     def _on_bytes(self, url: str, n: int, absolute: bool) -> None:
         self._counts.by_url[url] = n if absolute else self._counts.by_url.get(url, 0) + n
         self._meter.update(sum(self._counts.by_url.values()))
-        self._emit("downloading")
+        self._emit(self._busy_phase())
+
+    def _on_waiting(self, url: str, waiting: bool) -> None:
+        if waiting:
+            self._waiting.add(url)
+        else:
+            self._waiting.discard(url)
+        self._emit(self._busy_phase())
 
     async def run(self) -> DownloadProgress:
         queue = list(self.pending)
@@ -279,8 +314,9 @@ class Download:
                 self._committed(artifact, artifact.size or 0)
                 continue
             spec = {"url": artifact.url, "store": store, "entry": entry,
-                    "expected": artifact.size if artifact.exact else -1}
-            file = self._api.FileDownload(spec, lambda n, absolute, url=artifact.url: self._on_bytes(url, n, absolute))
+                    "expected": artifact.size if artifact.exact else -1, "md5": artifact.md5}
+            file = self._api.FileDownload(spec, lambda n, absolute, url=artifact.url: self._on_bytes(url, n, absolute),
+                                          lambda waiting, url=artifact.url: self._on_waiting(url, waiting))
             self._files[artifact.url] = file
             try:
                 size = await file.wait()
@@ -291,6 +327,7 @@ class Download:
                 return
             finally:
                 self._files.pop(artifact.url, None)
+                self._waiting.discard(artifact.url)
             self._committed(artifact, size)
         if self._cancelled:
             raise Aborted(f"download of {self.plan.model_id} cancelled")
@@ -299,7 +336,7 @@ class Download:
         self.committed.append(artifact)
         self._counts.by_url[artifact.url] = size
         self._counts.done_files.add(artifact.url)
-        self._emit("downloading")
+        self._emit(self._busy_phase())
 
     async def discard(self) -> None:
         """Remove what this download wrote (whole files and staged parts): used when the browser

@@ -28,7 +28,8 @@ from app.errors import Aborted, AppError, InsufficientStorage, ModelNotLoaded, Q
 from app.ffi import storage as bridge
 from app.ffi.storage import StorageBridge
 from app.models.catalog import Catalog
-from app.models.download import Download, DownloadPlan, DownloadProgress, holds, make_plan, stored_sizes
+from app.models.download import (PLAN_FORMAT, Download, DownloadPlan, DownloadProgress, holds, make_plan,
+                                 stored_sizes)
 from app.models.layout import StoreLayout
 from app.models.status import STATES, ModelState, ModelStatus  # noqa: F401 (STATES, ModelState: public here too)
 from app.storage import SIZES_STORE, Evicted, Storage  # noqa: F401 (SIZES_STORE: public here)
@@ -90,7 +91,7 @@ class ModelManager:
         """The plan remembered from an earlier visit, if it was made for this web-llm release (its
         files are named by that release's layout)."""
         saved = await self._api.kv_get(SIZES_STORE, model_id)
-        if saved is None:
+        if saved is None or saved.get("format") != PLAN_FORMAT:  # none, or saved without checksums
             return None
         plan = DownloadPlan.from_json(saved)
         return plan if plan.release == self.layout.release else None

@@ -256,7 +256,8 @@ def format_ago(then: float | None, now: float) -> str:
     return "used just now"
 
 
-PHASE_WORDS = {"planning": "Preparing", "downloading": "Downloading", "verifying": "Checking", "done": "Done"}
+PHASE_WORDS = {"planning": "Preparing", "downloading": "Downloading", "waiting": "Waiting for another tab",
+               "verifying": "Checking", "done": "Done"}
 
 
 def progress_line(status: ModelStatus) -> str:

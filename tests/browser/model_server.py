@@ -9,10 +9,21 @@ body bytes per path, so tests can assert what the browser fetched. Faults are se
 ``drop_after`` closes the connection after n body bytes (once); ``hold_after`` sends n bytes and
 then waits until ``release()`` (with both at the same n, the drop comes after the release, once the
 test knows the page has read those bytes).
+
+Each file has a strong ``ETag`` and a ``Last-Modified`` (both exposed to the page), and a range
+request is honoured only when its ``If-Range`` (if any) still names the current file, as RFC 9110
+says: otherwise the whole file comes back with 200. ``change(path)`` replaces a file by other bytes
+of the same size with a new ETag and Last-Modified (the manifest is left as it was, like a server
+whose file changed under a remembered plan). More faults: ``restart_range`` answers one range
+request for the path with 206 and a ``Content-Range`` from byte 0 (a server that ignores where the
+range began); ``ignore_if_range`` answers the range of the current file whatever ``If-Range`` says
+(a cache in between that drops the header); every range request is logged in ``range_headers`` as
+(path, Range, If-Range).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -33,6 +44,7 @@ class SyntheticModel:
     org: str = "synth"
     seed: int = 1
     manifest: str = "tensor-cache.json"
+    md5: bool = True  # shard records carry "md5sum", as TVM's dump_tensor_cache writes them
     files: dict[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -45,6 +57,8 @@ class SyntheticModel:
             records.append({"dataPath": f"params_shard_{i}.bin", "format": "raw-shard", "nbytes": len(data),
                             "records": [{"name": f"w{i}", "shape": [len(data) // 4], "dtype": "float32",
                                          "format": "f32-to-bf16", "nbytes": len(data) // 4 * 4, "byteOffset": 0}]})
+            if self.md5:
+                records[-1]["md5sum"] = hashlib.md5(data).hexdigest()
         self.files[base + self.manifest] = json.dumps({"metadata": {"ParamSize": self.shards},
                                                              "records": records}).encode()
         self.files[base + "mlc-chat-config.json"] = json.dumps({
@@ -74,8 +88,13 @@ class ModelServer:
         self.files: dict[str, bytes] = {}
         for m in models:
             self.files.update(m.files)
+        self.original = dict(self.files)
+        self.versions: Counter[str] = Counter()  # how often each file was changed (its ETag, Last-Modified)
         self.requests: Counter[str] = Counter()
-        self.ranges: list[tuple[str, int]] = []  # (path, first byte) of every range request
+        self.ranges: list[tuple[str, int]] = []  # (path, first byte) of every range request honoured
+        self.range_headers: list[tuple[str, str, str | None]] = []  # (path, Range, If-Range) of every one asked
+        self.restart_range: set[str] = set()
+        self.ignore_if_range: set[str] = set()
         self.sent: Counter[str] = Counter()
         self.drop_after: dict[str, int] = {}
         self.hold_after: dict[str, int] = {}
@@ -99,6 +118,22 @@ class ModelServer:
     def release(self) -> None:
         self._released.set()
 
+    def etag(self, path: str) -> str:
+        return '"' + hashlib.sha256(self.files[path]).hexdigest()[:20] + '"'
+
+    def last_modified(self, path: str) -> str:
+        from email.utils import formatdate
+
+        return formatdate(1_700_000_000 + 3600 * self.versions[path], usegmt=True)
+
+    def change(self, path: str, seed: int = 99) -> bytes:
+        """Serve other bytes of the same size at ``path`` (a new ETag and Last-Modified); returns them."""
+        data = random.Random(seed).randbytes(len(self.files[path]))
+        with self._lock:
+            self.files[path] = data
+            self.versions[path] += 1
+        return data
+
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
@@ -107,6 +142,11 @@ class ModelServer:
             self._by_method.clear()
             self.drop_after.clear()
             self.hold_after.clear()
+            self.range_headers.clear()
+            self.restart_range.clear()
+            self.ignore_if_range.clear()
+            self.files.update(self.original)
+            self.versions.clear()
             self._released = threading.Event()
 
     def body_requests(self) -> Counter[str]:
@@ -129,8 +169,9 @@ class ModelServer:
 
             def _cors(self):
                 self.send_header("Access-Control-Allow-Origin", "*")
-                self.send_header("Access-Control-Allow-Headers", "Range")
-                self.send_header("Access-Control-Expose-Headers", "Content-Length, Content-Range, Accept-Ranges")
+                self.send_header("Access-Control-Allow-Headers", "Range, If-Range")
+                self.send_header("Access-Control-Expose-Headers",
+                                 "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified")
 
             def _peer_closed(self) -> bool:
                 try:
@@ -166,8 +207,20 @@ class ModelServer:
                     self.end_headers()
                     return
                 start = 0
-                match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-                if match:
+                etag, modified = server.etag(path), server.last_modified(path)
+                asked, if_range = self.headers.get("Range"), self.headers.get("If-Range")
+                match = re.fullmatch(r"bytes=(\d+)-(\d*)", asked or "")
+                if asked and not head:
+                    with server._lock:
+                        server.range_headers.append((path, asked, if_range))
+                current = (if_range is None or if_range in (etag, modified)  # RFC 9110 13.1.5, strong
+                           or path in server.ignore_if_range)
+                if match and current and path in server.restart_range:
+                    server.restart_range.discard(path)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes 0-{len(data) - 1}/{len(data)}")
+                    body = data
+                elif match and current:
                     start = int(match[1])
                     end = int(match[2]) if match[2] else len(data) - 1
                     with server._lock:
@@ -180,6 +233,8 @@ class ModelServer:
                     body = data
                 self._cors()
                 self.send_header("Accept-Ranges", "bytes")
+                self.send_header("ETag", etag)
+                self.send_header("Last-Modified", modified)
                 ctype = "application/json" if path.endswith(".json") else "application/octet-stream"
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

@@ -8,17 +8,20 @@ store a spec from app.models.layout names (``stores`` is keyed ``(type, name)``:
 on_progress)`` streams a served file in chunks (reporting ``(n, absolute)``), stages what arrived
 when cancelled or cut, resumes from the staged offset, and commits only a whole file. ``files`` is
 the "server": url -> bytes; ``cut`` makes one fetch of a url fail after n bytes; ``gate`` pauses a
-url's stream until the event is set.
+url's stream until the event is set; ``busy`` makes a url's download wait (``on_waiting(True)``)
+until the event is set, as for another tab's Web Lock, and then find the file stored if it is. A
+spec's ``md5`` is checked against the served bytes (ChecksumMismatch, nothing kept).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections import Counter
 from typing import Any
 
-from app.errors import Aborted, ModelFetchFailed, QuotaExceeded
+from app.errors import Aborted, ChecksumMismatch, ModelFetchFailed, QuotaExceeded
 
 CHUNK = 1000
 
@@ -36,6 +39,7 @@ class FakeStoreApi:
         self.sent: Counter[str] = Counter()
         self.cut: dict[str, int] = {}
         self.gate: dict[str, asyncio.Event] = {}
+        self.busy: dict[str, asyncio.Event] = {}
         self.persist_answer = True
         self.put_texts: list[tuple[dict, dict]] = []  # (store, entry) of every store_put_text
         self.specs: list[dict[str, Any]] = []  # every FileDownload spec
@@ -87,9 +91,9 @@ class FakeStoreApi:
             raise ModelFetchFailed(f"HEAD {url} answered 404", status=404)
         return len(self.files[url])
 
-    def FileDownload(self, spec: dict[str, Any], on_progress) -> FakeFileDownload:
+    def FileDownload(self, spec: dict[str, Any], on_progress, on_waiting=None) -> FakeFileDownload:
         self.specs.append(spec)
-        return FakeFileDownload(self, spec, on_progress)
+        return FakeFileDownload(self, spec, on_progress, on_waiting)
 
     async def storage_estimate(self) -> dict[str, Any]:
         return {"usage": self.usage(), "quota": self.quota, "persisted": False}
@@ -122,15 +126,30 @@ class FakeStoreApi:
 
 
 class FakeFileDownload:
-    def __init__(self, api: FakeStoreApi, spec: dict[str, Any], on_progress) -> None:
+    def __init__(self, api: FakeStoreApi, spec: dict[str, Any], on_progress, on_waiting=None) -> None:
         self.api, self.spec, self.on_progress = api, spec, on_progress
+        self.on_waiting = on_waiting or (lambda waiting: None)
         self.cancelled = False
+        self._woken = asyncio.Event()
 
     def cancel(self) -> None:
         self.cancelled = True
+        self._woken.set()
 
     async def wait(self) -> int:
         api, url = self.api, self.spec["url"]
+        busy = api.busy.get(url)
+        if busy is not None and not busy.is_set():
+            self.on_waiting(True)
+            woken = asyncio.ensure_future(self._woken.wait())
+            await asyncio.wait([woken, asyncio.ensure_future(busy.wait())], return_when=asyncio.FIRST_COMPLETED)
+            if self.cancelled:
+                raise Aborted(f"download of {url} cancelled")
+            self.on_waiting(False)
+        stored = api.stores.get(api.place(self.spec["store"]), {})
+        if url in stored:  # stored meanwhile by the download it waited for
+            self.on_progress(stored[url], True)
+            return stored[url]
         api.gets[url] += 1
         data = api.files.get(url)
         if data is None:
@@ -154,5 +173,9 @@ class FakeFileDownload:
             api.sent[url] += n
             self.on_progress(n, False)
         api.staged.pop(url, None)
+        digest = self.spec.get("md5")
+        if digest and hashlib.md5(data).hexdigest() != digest:
+            raise ChecksumMismatch(f"{url}: the downloaded bytes have md5 {hashlib.md5(data).hexdigest()}, "
+                                   f"the model's manifest says {digest}; nothing of this file was stored")
         api._commit(api.place(self.spec["store"]), self.spec["entry"]["key"], got)
         return got

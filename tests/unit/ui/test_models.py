@@ -126,6 +126,9 @@ def test_words():
     p = DownloadProgress("m", "downloading", 512 * 1024, 2 * 1024 * 1024, 3, 10, rate=1024 * 1024, eta=1.5)
     assert progress_line(ModelStatus("m", "downloading", progress=p)) == \
         "Downloading · 25% · 512 KiB of 2 MiB · 1 MiB/s · 2 s left · 3/10 files"
+    waiting = DownloadProgress("m", "waiting", 512 * 1024, 2 * 1024 * 1024, 9, 10, waiting=1)
+    assert progress_line(ModelStatus("m", "downloading", progress=waiting)) == \
+        "Waiting for another tab · 25% · 512 KiB of 2 MiB · 9/10 files"
     assert progress_line(ModelStatus("m", "loading", load_progress=0.4, load_text="shards")) == "Loading · 40% · shards"
     assert state_badge(ModelStatus("m", "loading", load_progress=0.4)) == "loading 40%"
     assert state_badge(ModelStatus("m", "not-downloaded")) == ""
