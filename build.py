@@ -21,10 +21,12 @@ import json
 import os
 import shutil
 import socketserver
+import struct
 import subprocess
 import sys
 import threading
 import zipfile
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -245,6 +247,7 @@ def build(web_llm: str | None = None, force: bool = False, out: Path | None = No
         "wheels": {w.name.split("-")[0]: w.name.split("-")[1] for w in wheels},
     }
     (vendor / "VERSIONS.json").write_text(json.dumps(versions, indent=2) + "\n")
+    app_icons(tmp / "static" / "icons")
     service_worker(tmp)
 
     shutil.rmtree(out, ignore_errors=True)
@@ -260,6 +263,61 @@ def _shown(folder: Path) -> str:
         return f"{folder.relative_to(ROOT)}/"
     except ValueError:
         return f"{folder}/"
+
+
+# --------------------------------------------------------------------------- icons
+
+
+ACCENT = (0x3C, 0x5B, 0xD6)
+ICONS = {"icon-192.png": (192, False), "icon-512.png": (512, False), "icon-maskable-512.png": (512, True)}
+
+
+def _png(width: int, height: int, rows: list[bytes]) -> bytes:
+    """An 8-bit RGBA PNG of ``rows`` (each ``width * 4`` bytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\0" + row for row in rows)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def _inside_round_rect(u: float, v: float, x0: float, y0: float, x1: float, y1: float, r: float) -> bool:
+    cx, cy = min(max(u, x0 + r), x1 - r), min(max(v, y0 + r), y1 - r)
+    return x0 <= u <= x1 and y0 <= v <= y1 and (u - cx) ** 2 + (v - cy) ** 2 <= r * r
+
+
+def icon(size: int, maskable: bool) -> bytes:
+    """The app's icon, drawn here (nothing downloaded): a white speech bubble with three dots on the
+    accent colour; ``maskable`` fills the square and keeps the drawing in the central safe zone."""
+    scale, offset = (0.8, 0.1) if maskable else (1.0, 0.0)
+    white, clear, accent = (255, 255, 255, 255), (0, 0, 0, 0), (*ACCENT, 255)
+    rows = []
+    for y in range(size):
+        row = bytearray()
+        for x in range(size):
+            u, v = (x + 0.5) / size, (y + 0.5) / size
+            if not maskable and not _inside_round_rect(u, v, 0, 0, 1, 1, 0.22):
+                row += bytes(clear)
+                continue
+            su, sv = (u - offset) / scale, (v - offset) / scale  # drawing coordinates
+            pixel = accent
+            bubble = _inside_round_rect(su, sv, 0.2, 0.24, 0.8, 0.66, 0.12)
+            tail = 0.3 <= su <= 0.46 and 0.6 <= sv <= 0.8 and (su - 0.3) >= (sv - 0.6) * 0.8
+            if bubble or tail:
+                pixel = white
+                if any((su - cx) ** 2 + (sv - 0.45) ** 2 <= 0.045 ** 2 for cx in (0.36, 0.5, 0.64)):
+                    pixel = accent
+            row += bytes(pixel)
+        rows.append(bytes(row))
+    return _png(size, size, rows)
+
+
+def app_icons(folder: Path) -> None:
+    """static/icons/: what static/manifest.webmanifest and index.html name (the browser's "Install")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (size, maskable) in ICONS.items():
+        (folder / name).write_bytes(icon(size, maskable))
 
 
 def service_worker(site: Path) -> None:

@@ -24,7 +24,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from app.errors import Aborted, AppError, InsufficientStorage, ModelNotLoaded, QuotaExceeded
+from app.errors import (
+    Aborted,
+    AppError,
+    InsufficientStorage,
+    InvalidRequest,
+    ModelFetchFailed,
+    ModelNotLoaded,
+    QuotaExceeded,
+    UsageError,
+)
 from app.ffi import storage as bridge
 from app.ffi.storage import StorageBridge
 from app.models.catalog import Catalog
@@ -291,6 +300,44 @@ class ModelManager:
             except InsufficientStorage as exc:
                 self._errors[model_id] = exc
                 raise
+
+    async def add_model(self, record: dict[str, Any], gpu: Any = None) -> tuple[Any, DownloadPlan]:
+        """Add a user model after checking it for real: its config and tensor manifest are read (the
+        host is reachable and lets this page read it: CORS), its size known, and, given the page's
+        ``gpu`` report, that it fits this GPU. Nothing is stored when a check fails."""
+        from app.models.catalog import ModelInfo, validate_record
+
+        record = validate_record(record)
+        if record["model_id"] in self.catalog:
+            raise InvalidRequest(f"{record['model_id']!r} is already in the list; pick another id", param="model_id")
+        info = ModelInfo.from_record(record, "user")
+        try:
+            plan = await make_plan(info, layout=self.layout, api=self._api)
+        except ModelFetchFailed as exc:
+            raise ModelFetchFailed(f"could not read {info.id}'s files at {info.base_url}: {exc} (is the URL "
+                                   "right, and does its host let this page read it (CORS)?)",
+                                   status=exc.status) from None
+        if gpu is not None:
+            fit = self.catalog.fit(info, gpu, largest_tensor=plan.largest_tensor)
+            if not fit.ok:
+                raise InvalidRequest(f"{info.id} cannot run here: {'; '.join(fit.reasons)}", param="model")
+        info = await self.catalog.add(record)
+        self._plans[info.id] = plan
+        try:
+            await self._api.kv_put(SIZES_STORE, info.id, plan.to_json())
+        except QuotaExceeded as exc:
+            self._refused(info.id, "sizes", exc)
+        return info, plan
+
+    async def remove_model(self, model_id: str) -> int:
+        """Forget a user model, deleting its files first (those other models need stay). Bytes freed."""
+        info = self.catalog.get(model_id)
+        if info.source != "user":
+            raise UsageError(f"{model_id!r} comes with web-llm; only your own models can be removed")
+        freed = await self.delete(model_id)
+        await self.catalog.remove(model_id)
+        self._plans.pop(model_id, None)
+        return freed
 
     async def unload(self) -> None:
         if self.backend.loaded is None:

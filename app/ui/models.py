@@ -222,6 +222,40 @@ class ModelsState:
             self.notice.set(f"{first} was forgotten; its files are kept, another model uses them.")
         return [first]
 
+    async def add_model(self, fields: dict[str, str]) -> str:
+        """The "Add your own model" form: build the record, check it against the network and this GPU
+        (app/models/manager.py add_model), add it and select it. Raises InvalidRequest or
+        ModelFetchFailed naming what is wrong; nothing is stored then."""
+        from app.models.custom import build_record
+        from app.runtime import format_bytes
+
+        record = build_record(fields.get("source", ""), fields.get("lib", ""), model_id=fields.get("id", ""),
+                              context_window=fields.get("context"), vram_mb=fields.get("vram"))
+        info, plan = await self.manager.add_model(record, self.session.gpu.peek())
+        self.sizes.update(lambda known: {**known, info.id: plan.total_bytes})
+        self.revision.update(lambda n: n + 1)
+        await self.select(info.id)
+        return (f"Added {info.id}: {format_bytes(plan.total_bytes)} to download, {len(plan.artifacts)} files. "
+                "Download it, then use it for the chat.")
+
+    async def remove_model(self, model_id: str) -> str:
+        """Forget one of the user's own models and delete its stored files."""
+        from app.runtime import format_bytes
+
+        freed = await self.manager.remove_model(model_id)
+        with batch():
+            if self.selected.peek() == model_id:
+                self.selected.set(None)
+            self.sizes.update(lambda known: {k: v for k, v in known.items() if k != model_id})
+            self.revision.update(lambda n: n + 1)
+        self._statuses.pop(model_id, None)
+        await self.refresh()
+        return f"Removed {model_id}" + (f"; {format_bytes(freed)} freed." if freed else ".")
+
+    def libraries(self) -> list[str]:
+        """The model libraries the vendored web-llm release's own models use (suggested in the form)."""
+        return sorted({m.lib_url for m in self.catalog.all() if m.source == "prebuilt"})
+
     async def persist(self) -> bool:
         granted = await self.manager.persist()
         if not granted:

@@ -78,6 +78,10 @@ class ModelsView:
         s.add(ffi.listen(n("model-search"), "input", lambda f: state.query.set(f.get("value") or "")))
         s.add(ffi.listen(n("model-sort"), "change", lambda f: state.sort.set(f.get("value") or "name")))
         s.add(self._clear_rows)
+        s.add(ffi.listen(n("add-model-form"), "submit", self._on_add))
+        libs = n("model-libs")
+        for url in state.libraries():
+            ffi.append(libs, ffi.element("option", attrs={"value": url}))
         ffi.set_node_attr(self.root, "data-state", "ready")
 
     # ------------------------------------------------------------------ list
@@ -122,6 +126,7 @@ class ModelsView:
         ffi.set_node_attr(self.detail, "data-id", model_id)
         ffi.set_node_text(self.name, model_id)
         _badges(self.badges, static_badges(info, fit, self.state.sizes.get().get(model_id)))
+        ffi.set_prop(ffi.node("model-remove"), "hidden", info.source != "user")
         facts = [f"{'your model' if info.source == 'user' else 'prebuilt'}"]
         if fit is not None:
             facts += list(fit.reasons) + list(fit.notes)
@@ -231,12 +236,33 @@ class ModelsView:
         state = self.state
         return {"select": lambda i: spawn(state.select(i)), "download": lambda i: spawn(state.download(i)),
                 "cancel": state.cancel, "use": lambda i: spawn(state.use(i)),
-                "delete": self._delete, "free": self._delete}
+                "delete": self._delete, "free": self._delete, "remove": self._remove}
 
     @property
     def _panel(self) -> dict[str, Any]:
         """``data-action`` of the storage panel's controls -> its intent."""
         return {"evict-lru": lambda: spawn(self.state.evict_lru()), "persist": lambda: spawn(self.state.persist())}
+
+    def _on_add(self, _facts: dict[str, Any]) -> bool:
+        fields = {name: str(ffi.get_prop(ffi.node(f"add-model-{name}"), "value") or "")
+                  for name in ("source", "lib", "id", "context", "vram")}
+        spawn(self._said(self.state.add_model(fields)))
+        return True  # the form is handled here; the page never navigates
+
+    def _remove(self, model_id: str) -> None:
+        if ffi.confirm(f"Remove {model_id} from the list and delete its stored files?"):
+            spawn(self._said(self.state.remove_model(model_id)))
+
+    async def _said(self, intent: Any) -> None:
+        """Run an intent and say how it went under the form (a refusal in words, nothing stored)."""
+        from app.errors import AppError
+
+        said = ffi.node("add-model-said")
+        ffi.set_node_text(said, "Checking…")
+        try:
+            ffi.set_node_text(said, await intent)
+        except AppError as exc:
+            ffi.set_node_text(said, f"{type(exc).__name__}: {exc}")
 
     def _delete(self, model_id: str) -> None:
         if ffi.confirm(f"Delete the stored files of {model_id}?"):
