@@ -464,15 +464,55 @@ def install_test_deps() -> None:
     if not all(installed(p) for p in pins):
         print("build: pip install -r tests/requirements.txt", flush=True)
         _run([sys.executable, "-m", "pip", "install", "--quiet", "-r", str(TEST_REQUIREMENTS)])
-    if not Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists():
-        raise BuildError("Chromium is missing: `apt-get install -y chromium` "
-                         "(or set CHROMIUM=/path/to/chromium).")
+
+
+SYSTEM_BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+APP_BROWSERS = ("/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+                "/Applications/Chromium.app/Contents/MacOS/Chromium")
+
+
+def _playwright_chromium() -> str | None:
+    """The Chromium ``python -m playwright install chromium`` put in place, if it did."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    try:
+        with sync_playwright() as pw:
+            path = pw.chromium.executable_path
+    except Exception:  # noqa: BLE001 - no driver, no browser: not found
+        return None
+    return path if path and Path(path).exists() else None
+
+
+def find_browser() -> str:
+    """The browser the tests drive: ``CHROMIUM`` if set, else a system Chromium or Chrome, else
+    Playwright's own Chromium. BuildError saying how to get one when there is none."""
+    chosen = os.environ.get("CHROMIUM")
+    if chosen:
+        if not Path(chosen).exists():
+            raise BuildError(f"CHROMIUM={chosen} does not exist")
+        return chosen
+    for name in SYSTEM_BROWSERS:
+        found = shutil.which(name)
+        if found:
+            return found
+    for path in APP_BROWSERS:
+        if Path(path).exists():
+            return path
+    found = _playwright_chromium()
+    if found:
+        return found
+    raise BuildError("no Chromium or Chrome found: `apt-get install -y chromium` (Debian/Ubuntu), or "
+                     "`python -m playwright install chromium`, or set CHROMIUM=/path/to/chrome")
 
 
 def test(args: list[str], web_llm: str | None) -> int:
     install_test_deps()
+    browser = find_browser()
     build(web_llm)
-    env = {**os.environ, "WEB_LLM": web_llm or ""}  # the tests' dist fixture builds the same release
+    # The tests' dist fixture builds the same release; conftest.py launches the browser found here.
+    env = {**os.environ, "WEB_LLM": web_llm or "", "CHROMIUM": browser}
     return subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
 
 

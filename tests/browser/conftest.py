@@ -27,7 +27,9 @@ from playwright.sync_api import Browser
 
 import build
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+# `python3 build.py test` sets CHROMIUM to the browser it found (build.find_browser); run directly,
+# pytest looks the same way.
+CHROMIUM = os.environ.get("CHROMIUM") or build.find_browser()
 # Keep Chromium from calling home: this machine (and CI) has no internet, and a test must see every
 # request the page itself makes.
 QUIET_FLAGS = [

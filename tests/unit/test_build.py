@@ -98,3 +98,32 @@ def test_out_is_for_building_only(capsys):
     with pytest.raises(SystemExit):
         build.main(["--out", "elsewhere", "serve"])
     assert "--out is for building only" in capsys.readouterr().err
+
+
+def _executable(path):
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_the_browser_is_chromium_env_then_the_system_then_playwrights(tmp_path, monkeypatch):
+    system = tmp_path / "bin"
+    system.mkdir()
+    mine = _executable(tmp_path / "my-chrome")
+    monkeypatch.setattr(build, "APP_BROWSERS", ())
+    monkeypatch.setattr(build, "_playwright_chromium", lambda: None)
+    monkeypatch.setenv("PATH", str(system))
+    monkeypatch.setenv("CHROMIUM", mine)
+    assert build.find_browser() == mine
+    monkeypatch.setenv("CHROMIUM", str(tmp_path / "gone"))
+    with pytest.raises(build.BuildError, match="does not exist"):
+        build.find_browser()
+    monkeypatch.delenv("CHROMIUM")
+    with pytest.raises(build.BuildError) as info:  # none anywhere: both ways to get one are said
+        build.find_browser()
+    assert "apt-get install -y chromium" in str(info.value)
+    assert "python -m playwright install chromium" in str(info.value)
+    monkeypatch.setattr(build, "_playwright_chromium", lambda: mine)
+    assert build.find_browser() == mine
+    chrome = _executable(system / "google-chrome")
+    assert build.find_browser() == chrome  # a system browser comes before Playwright's
