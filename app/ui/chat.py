@@ -152,6 +152,17 @@ class ChatState:
             self.current.set(conv)
         return conv
 
+    def use_persona(self, name: str | None, prompt: str | None) -> Conversation:
+        """Chat with this system prompt (a persona's; None: the one in Settings): in the open
+        conversation while it is empty, else in a new one (a conversation keeps the persona it began with)."""
+        conv = self.current.peek()
+        if conv is None or conv.messages.peek():
+            conv = self.new_conversation()
+        with batch():
+            conv.system.set(prompt)
+            conv.persona.set(name if prompt is not None else None)
+        return conv
+
     def select(self, conversation_id: str) -> None:
         self.current.set(self.get(conversation_id))
 
@@ -322,7 +333,8 @@ class ChatState:
 
     async def _answer(self, conv: Conversation) -> Message:
         reply = self._message(conv, "assistant", status="streaming")
-        history = conv.request_messages(self.settings.peek().system_prompt)
+        own = conv.system.peek()
+        history = conv.request_messages(own if own is not None else self.settings.peek().system_prompt)
         with batch():
             conv.messages.set([*conv.messages.peek(), reply])
             conv.updated.set(self._wall())

@@ -107,8 +107,11 @@ class Conversation:
 
     def __init__(self, *, id: str | None = None, title: str = "New chat", titled: bool = False,
                  created: float = 0.0, updated: float = 0.0, messages: list[Message] | None = None,
-                 think: bool | None = None) -> None:
+                 think: bool | None = None, system: str | None = None, persona: str | None = None) -> None:
         self.id = id or new_id()
+        # A system prompt of its own (a persona's), instead of the one in Settings; None: Settings'.
+        self.system: Signal[str | None] = Signal(system)
+        self.persona: Signal[str | None] = Signal(persona)
         self.think: Signal[bool | None] = Signal(think)  # a thinking model thinks here (None: its default)
         self.title = Signal(title)
         self.titled = titled  # renamed by the user: keep the title
@@ -137,6 +140,9 @@ class Conversation:
                   "updated": self.updated.peek()}
         if self.think.peek() is not None:
             header["think"] = self.think.peek()
+        if self.system.peek() is not None:
+            header["system"] = self.system.peek()
+            header["persona"] = self.persona.peek()
         return header
 
     def to_record(self) -> dict[str, Any]:
@@ -151,6 +157,9 @@ class Conversation:
         self.updated.set(max(self.updated.peek(), float(header.get("updated") or 0)))
         if isinstance(header.get("think"), bool):
             self.think.set(header["think"])
+        if isinstance(header.get("system"), str):
+            self.system.set(header["system"])
+            self.persona.set(header.get("persona") if isinstance(header.get("persona"), str) else None)
 
     @classmethod
     def from_record(cls, record: dict[str, Any], *, live: bool = False) -> Conversation:
@@ -159,7 +168,9 @@ class Conversation:
         messages.sort(key=Message.order)
         return cls(id=record["id"], title=record.get("title") or "New chat", titled=bool(record.get("titled")),
                    created=float(record.get("created") or 0), updated=float(record.get("updated") or 0),
-                   messages=messages, think=record["think"] if isinstance(record.get("think"), bool) else None)
+                   messages=messages, think=record["think"] if isinstance(record.get("think"), bool) else None,
+                   system=record["system"] if isinstance(record.get("system"), str) else None,
+                   persona=record["persona"] if isinstance(record.get("persona"), str) else None)
 
 
 # ---------------------------------------------------------------------------- key-value stores

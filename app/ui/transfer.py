@@ -104,7 +104,7 @@ def _message(record: Any, path: str) -> dict[str, Any]:
 def _conversation(record: Any, path: str) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise _fail(path, "must be an object")
-    known = {"id", "title", "titled", "created", "updated", "messages", "think"}
+    known = {"id", "title", "titled", "created", "updated", "messages", "think", "system", "persona"}
     extra = sorted(set(record) - known)
     if extra:
         raise _fail(f"{path}.{extra[0]}", "is not a field of a conversation")
@@ -129,6 +129,10 @@ def _conversation(record: Any, path: str) -> dict[str, Any]:
            "updated": _number(record.get("updated", 0), f"{path}.updated")}
     if think is not None:
         out["think"] = think
+    if "system" in record:
+        out["system"] = _text(record["system"], f"{path}.system", MAX_TEXT)
+        persona = record.get("persona")
+        out["persona"] = None if persona is None else _text(persona, f"{path}.persona", MAX_TITLE)
     return {**out, "messages": checked}
 
 

@@ -194,6 +194,9 @@ class ChatView:
         self.stop_button = ffi.node("stop")
         self.notice = ffi.node("chat-notice")
         self._views: dict[str, MessageView] = {}
+        # Composer keys another view handles first: hook(facts) -> True/False (handled; default
+        # prevented or not) or None (not its key).
+        self.key_hooks: list[Any] = []
         self._conversation: Conversation | None = None
         self._editing: str | None = None
         self._list_effect: Any = None
@@ -292,6 +295,10 @@ class ChatView:
         return True
 
     def _on_prompt_key(self, facts: dict[str, Any]) -> bool:
+        for hook in self.key_hooks:  # e.g. the persona list open under the composer takes Enter
+            handled = hook(facts)
+            if handled is not None:
+                return handled
         if facts["key"] == "Enter" and not (facts["shift"] or facts["composing"]):
             self._send()
             return True
@@ -644,10 +651,13 @@ class App:
         self.scope = Scope()  # what the page module adds (the models panel's listener)
         from app.ui.library import LibraryView
 
+        from app.ui.personas_view import PersonasView
+
         conversations = ConversationList(chat)
+        chat_view = ChatView(chat, session)
         self.views = [ThemeToggle(settings_store, theme), GpuNotice(session), conversations,
-                      LibraryView(chat, conversations), ChatView(chat, session), SettingsView(session),
-                      ActivityView(session)]
+                      LibraryView(chat, conversations), chat_view, PersonasView(chat, chat_view, settings_store),
+                      SettingsView(session), ActivityView(session)]
 
     def dispose(self) -> None:
         self.scope.dispose()
