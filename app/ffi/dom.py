@@ -53,7 +53,7 @@ class DomBridge(Protocol):
     def get_prop(self, target: Node, name: str) -> Any: ...
     def focus(self, target: Node) -> None: ...
     def set_root_attr(self, name: str, value: str | None) -> None: ...
-    def confirm(self, question: str) -> bool: ...
+    async def confirm(self, question: str, yes: str = "Delete") -> bool: ...
     def scroll_to_end(self, target: Node, *, only_if_near: int | None = None) -> None: ...
     def listen(self, target: Node | str, event: str,
                handler: Callable[[dict[str, Any]], bool | None]) -> Callable[[], None]: ...
@@ -189,10 +189,12 @@ def set_root_attr(name: str, value: str | None) -> None:
     set_node_attr(Node(_core.js.document.documentElement), name, value)
 
 
-def confirm(question: str) -> bool:
+async def confirm(question: str, yes: str = "Delete") -> bool:
+    """Ask in the page (``<dialog id="confirm-dialog">``, static/bridge/dom.js ``ask``): True when the
+    user presses ``yes``; Cancel, Escape or another question meanwhile give False."""
     if not _core.IN_BROWSER:
         raise _core.browser_only("confirm")
-    return bool(_core.js.window.confirm(question))
+    return bool(await _core.bridge_module("dom").ask(question, yes))
 
 
 def scroll_to_end(target: Node, *, only_if_near: int | None = None) -> None:

@@ -103,7 +103,8 @@ class LibraryView:
 
     async def _delete_all(self) -> str:
         count = len(self.chat.conversations.peek())
-        if not count or not ffi.confirm(f"Delete all {count} conversations? Export them first to keep a copy."):
+        if not count or not await ffi.confirm(f"Delete all {count} conversations? Export them first to keep a "
+                                              "copy.", "Delete all"):
             return ""
         return f"Deleted {await self.chat.delete_all()} conversations."
 

@@ -16,7 +16,7 @@ from app.runtime import format_bytes
 from app.ui.models import (BUSY, ModelsState, format_ago, progress_fraction, progress_line, state_badge,
                            static_badges)
 from app.ui.store import Scope
-from app.ui.view import spawn
+from app.ui.view import confirm_then, spawn
 
 MAX_ROWS = 60  # rows shown at once; the search reaches the rest
 
@@ -250,8 +250,8 @@ class ModelsView:
         return True  # the form is handled here; the page never navigates
 
     def _remove(self, model_id: str) -> None:
-        if ffi.confirm(f"Remove {model_id} from the list and delete its stored files?"):
-            spawn(self._said(self.state.remove_model(model_id)))
+        confirm_then(f"Remove {model_id} from the list and delete its stored files?",
+                     lambda: self._said(self.state.remove_model(model_id)), yes="Remove")
 
     async def _said(self, intent: Any) -> None:
         """Run an intent and say how it went under the form (a refusal in words, nothing stored)."""
@@ -265,8 +265,7 @@ class ModelsView:
             ffi.set_node_text(said, f"{type(exc).__name__}: {exc}")
 
     def _delete(self, model_id: str) -> None:
-        if ffi.confirm(f"Delete the stored files of {model_id}?"):
-            spawn(self.state.delete(model_id))
+        confirm_then(f"Delete the stored files of {model_id}?", lambda: self.state.delete(model_id))
 
     def dispose(self) -> None:
         self.scope.dispose()

@@ -13,7 +13,7 @@ from app.ui.chat import ChatState
 from app.ui.conversations import ScopedKv
 from app.ui.personas import Persona, Personas
 from app.ui.store import Scope, Signal
-from app.ui.view import spawn
+from app.ui.view import confirm_then, spawn
 
 
 class PersonasView:
@@ -135,8 +135,8 @@ class PersonasView:
 
     def _on_delete(self, _facts: dict[str, Any]) -> bool:
         name = str(ffi.get_prop(ffi.node("persona-list"), "value") or "")
-        if name and ffi.confirm(f"Delete the persona {name}?"):
-            spawn(self._said(self._delete(name)))
+        if name:
+            confirm_then(f"Delete the persona {name}?", lambda: self._said(self._delete(name)))
         return True
 
     async def _delete(self, name: str) -> str:

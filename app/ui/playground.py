@@ -22,7 +22,7 @@ from app.playground import Runner
 from app.playground_examples import EXAMPLES
 from app.ui.conversations import KvStore, ScopedKv
 from app.ui.store import Scope, Signal
-from app.ui.view import spawn
+from app.ui.view import confirm_then, spawn
 
 FRAGMENT_KEY = "py="
 MAX_FILE_BYTES = 200_000
@@ -258,8 +258,8 @@ class PanelView:
             return False
         if action == "open":
             spawn(self._said(self._open(name)))
-        elif ffi.confirm(f"Delete the saved script {name}?"):
-            spawn(self._said(self._delete(name)))
+        else:
+            confirm_then(f"Delete the saved script {name}?", lambda: self._said(self._delete(name)))
         return True
 
     async def _open(self, name: str) -> str:

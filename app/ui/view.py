@@ -45,6 +45,15 @@ def _done(task: asyncio.Task) -> None:
         traceback.print_exception(task.exception())
 
 
+def confirm_then(question: str, then: Any, *, yes: str = "Delete") -> None:
+    """Ask in the page (app.ffi.confirm); when the user confirms, run ``then()`` (a coroutine function)."""
+    async def run() -> None:
+        if await ffi.confirm(question, yes):
+            await then()
+
+    spawn(run())
+
+
 def meta_line(message: Message) -> str:
     """``"12.3 tok/s · 57 tokens · webllm · Qwen…"`` for an answer; status notes; error text."""
     meta, status = message.meta.get(), message.status.get()
@@ -467,8 +476,7 @@ class ConversationList:
 
     def _delete(self, conv_id: str) -> None:
         title = self.chat.get(conv_id).title.peek()
-        if ffi.confirm(f"Delete the conversation “{title}”?"):
-            spawn(self.chat.delete(conv_id))
+        confirm_then(f"Delete the conversation “{title}”?", lambda: self.chat.delete(conv_id))
 
     def _start_rename(self, conv_id: str) -> None:
         root, title, _scope = self._items[conv_id]

@@ -14,3 +14,31 @@ export function listener(handler) {
     if (handler(JSON.stringify(facts)) === true) event.preventDefault();
   };
 }
+
+// An in-page confirmation (the page's <dialog id="confirm-dialog">), instead of window.confirm():
+// it works inside the widget's sandboxed iframe (where confirm() is blocked), follows the app's
+// theme, and is reachable by keyboard (focus starts on Cancel; Escape cancels). Resolves true only
+// for the confirming button. One question at a time: a new one cancels the one still open.
+let pending = null;
+export function ask(question, yes) {
+  const dialog = document.getElementById("confirm-dialog");
+  if (pending) pending(false);
+  document.getElementById("confirm-text").textContent = question;
+  document.getElementById("confirm-yes").textContent = yes;
+  return new Promise((resolve) => {
+    const done = (answer) => {
+      if (pending !== finish) return;
+      pending = null;
+      dialog.removeEventListener("close", onClose);
+      if (dialog.open) dialog.close();
+      resolve(answer);
+    };
+    const finish = done;
+    const onClose = () => done(dialog.returnValue === "yes");
+    pending = finish;
+    dialog.returnValue = "";
+    dialog.addEventListener("close", onClose);
+    dialog.showModal();
+    document.getElementById("confirm-no").focus();
+  });
+}

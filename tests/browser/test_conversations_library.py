@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.browser.conftest import READY_TIMEOUT_MS
-from tests.browser.ui_helpers import READ_STORED, open_chat, ui_site
+from tests.browser.ui_helpers import READ_STORED, confirm, open_chat, ui_site
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +63,8 @@ def test_search_export_delete_all_and_import_restore_the_same_conversations(page
     data = json.loads(exported.read_text())
     assert data["format"] == "py-chat-conversations" and len(data["conversations"]) == 2
 
-    page.once("dialog", lambda dialog: dialog.accept())
     page.click("[data-action=delete-all]")
+    confirm(page)
     page.wait_for_function("() => document.getElementById('transfer-said').textContent === 'Deleted 2 conversations.'")
     assert titles(page) == [] and page.evaluate(READ_STORED) == []
 

@@ -10,9 +10,18 @@ import json
 import pytest
 
 from tests.browser.conftest import open_app
-from tests.browser.double import (CHAT_MODEL, FAIL_DEVICE_MODEL, FAIL_F16_MODEL, FAIL_NETWORK_MODEL,
-                                  FAIL_QUOTA_MODEL, OVERLAY, SLOW_MODEL, TINY_CONTEXT_MODEL,
-                                  TOOLS_MODEL, app_config)
+from tests.browser.double import (
+    CHAT_MODEL,
+    FAIL_DEVICE_MODEL,
+    FAIL_F16_MODEL,
+    FAIL_NETWORK_MODEL,
+    FAIL_QUOTA_MODEL,
+    OVERLAY,
+    SLOW_MODEL,
+    TINY_CONTEXT_MODEL,
+    TOOLS_MODEL,
+    app_config,
+)
 
 # window.__double: a fresh worker + web-llm's WebWorkerMLCEngine for each test; rejections from the
 # worker are strings (web-llm sends err.toString()), `rejection()` returns them.

@@ -15,7 +15,7 @@ import pytest
 
 from tests.browser.double import CHAT_MODEL, OVERLAY, app_config
 from tests.browser.model_server import ModelServer, SyntheticModel
-from tests.browser.ui_helpers import answers, open_chat, shot, ui_site
+from tests.browser.ui_helpers import answers, confirm, open_chat, shot, ui_site
 
 # A quota far below what the page already uses: every write that needs more space is refused.
 TINY_QUOTA = 1
@@ -145,8 +145,8 @@ def test_quota_exhausted_mid_download_fails_at_once_typed_and_cancel_and_delete_
     server.release()
     item = page.locator(f"#storage-list li[data-id='{BIG.name}']")
     item.wait_for()
-    page.once("dialog", lambda d: d.accept())
     item.locator("button[data-action=delete]").click()
+    confirm(page)
     item.wait_for(state="detached", timeout=15_000)
     page.wait_for_selector("#model-detail[data-state=not-downloaded]")
     w.assert_clean()

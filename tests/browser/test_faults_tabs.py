@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.conftest import READY_TIMEOUT_MS
-from tests.browser.ui_helpers import READ_STORED, open_chat, ui_site
+from tests.browser.ui_helpers import READ_STORED, confirm, open_chat, ui_site
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +88,9 @@ def test_a_conversation_deleted_in_one_tab_leaves_the_other_and_storage_for_good
     b.locator("#conversation-list .open", has_text="doomed").click()
     send(b, "still here? [[tokens=400]] [[delay=20]]")
     b.locator("#messages .msg-assistant[data-status=streaming]").wait_for(timeout=READY_TIMEOUT_MS)
-    a.once("dialog", lambda dialog: dialog.accept())
     a.locator("#conversation-list .conv", has_text="doomed").get_by_role(
         "button", name="Delete this conversation").click()
+    confirm(a)
     # B: gone from the list and the screen, its answer stopped, the composer free again.
     b.wait_for_function("() => ![...document.querySelectorAll('#conversation-list .open')]"
                         ".some(e => e.textContent.startsWith('doomed'))", timeout=READY_TIMEOUT_MS)

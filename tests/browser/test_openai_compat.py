@@ -7,7 +7,6 @@ import pytest
 
 from tests.browser.conftest import API_KEY, PagePython, PyError, free_port, open_app
 
-
 DEAD = f"http://127.0.0.1:{free_port()}"  # nothing listens here
 
 

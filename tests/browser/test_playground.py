@@ -14,7 +14,7 @@ from app.playground_examples import EXAMPLES
 from app.ui.playground import encode_link
 from tests.browser.conftest import READY_TIMEOUT_MS, PagePython, watch
 from tests.browser.model_server import ModelServer
-from tests.browser.ui_helpers import open_chat, ui_site
+from tests.browser.ui_helpers import confirm, open_chat, ui_site
 
 RUN_MS = 90_000
 
@@ -139,8 +139,8 @@ def test_scripts_are_saved_exported_imported_and_kept_across_a_reload(page, py_s
     page.set_input_files("#py-import", str(source))
     page.wait_for_function("() => document.getElementById('py-editor').value === \"print('from a file')\\n\"")
     assert page.input_value("#py-name") == "imported" and page.inner_text("#py-output") == ""
-    page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#py-scripts li[data-id='my script'] [data-action=delete]").click()
+    confirm(page)
     page.wait_for_function("() => !document.querySelector('#py-scripts li')")
     w.assert_clean()
 

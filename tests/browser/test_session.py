@@ -31,7 +31,7 @@ def enter_key(page) -> None:
     page.locator("#settings summary").click()
     page.fill("#setting-api-key", API_KEY)
     page.fill("#setting-max-tokens", "8")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.locator("#settings-saved", has_text="Saved.").wait_for()
 
 

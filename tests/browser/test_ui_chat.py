@@ -10,7 +10,7 @@ import pytest
 
 from tests.browser.conftest import QUIET_FLAGS, READY_TIMEOUT_MS, PagePython
 from tests.browser.double import CHAT_MODEL
-from tests.browser.ui_helpers import READ_STORED, answers, open_chat, shot, ui_site
+from tests.browser.ui_helpers import READ_STORED, answers, confirm, open_chat, shot, ui_site
 
 
 @pytest.fixture(scope="session")
@@ -148,10 +148,21 @@ def test_reload_mid_stream_keeps_what_arrived_and_conversations_are_managed(page
     page.wait_for_selector("#chat[data-state=ready]", timeout=READY_TIMEOUT_MS)
     page.locator("#conversation-list .open", has_text="Renamed chat").wait_for()
 
-    # Delete (after confirming): gone from the list and from storage.
-    page.once("dialog", lambda dialog: dialog.accept())
+    # Delete asks in the page: Cancel (or Escape) keeps the conversation ...
+    delete = page.locator("#conversation-list .conv", has_text="Renamed chat").get_by_role(
+        "button", name="Delete this conversation")
+    delete.click()
+    assert confirm(page, "no") == "Delete the conversation “Renamed chat”?"
+    delete.click()
+    page.wait_for_selector("#confirm-dialog[open]")
+    assert page.evaluate("() => document.activeElement.id") == "confirm-no"  # the safe choice has the focus
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#confirm-dialog", state="hidden")
+    assert page.locator("#conversation-list .conv", has_text="Renamed chat").count() == 1
+    # ... and Delete removes it: gone from the list and from storage.
     page.locator("#conversation-list .conv", has_text="Renamed chat").get_by_role(
         "button", name="Delete this conversation").click()
+    confirm(page)
     page.wait_for_function(f"() => document.querySelectorAll('#conversation-list .conv').length === {count - 1}")
     page.wait_for_function(f"""async () => !(await ({READ_STORED})()).some(c => c.title === 'Renamed chat')""")
     w.assert_clean()
@@ -161,13 +172,13 @@ def test_settings_reject_bad_input_and_theme_toggles(page, chat_site):
     w = open_chat(page, chat_site)
     page.locator("#settings summary").click()
     page.fill("#setting-temperature", "5")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     error = page.locator("#settings-error")
     error.wait_for(state="visible")
     assert "temperature" in error.inner_text()
     page.fill("#setting-temperature", "0.5")
     page.fill("#setting-system-prompt", "Answer briefly.")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.locator("#settings-saved", has_text="Saved.").wait_for()
     assert error.is_hidden()
     theme = page.locator("#theme")
@@ -229,10 +240,10 @@ def test_without_webgpu_the_page_says_so_and_chats_through_the_cloud(launch_chro
     # The key is entered in Settings (kept in memory); then the chat answers from the server.
     page.locator("#settings summary").click()
     page.fill("#setting-api-key", API_KEY)
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.locator("#settings-saved", has_text="Saved.").wait_for()
     page.fill("#setting-max-tokens", "12")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     page.fill("#prompt", "Say hello.")
     page.press("#prompt", "Enter")
     done = page.locator("#messages .msg-assistant[data-status=done]")

@@ -10,7 +10,7 @@ import pytest
 from tests.browser.model_server import ModelServer, SyntheticModel
 from tests.browser.test_models import has_model_in_cache
 from tests.browser.test_ui_models import open_models, row
-from tests.browser.ui_helpers import open_chat, ui_site
+from tests.browser.ui_helpers import confirm, open_chat, ui_site
 
 MINE = SyntheticModel("my-own-model-MLC", shards=3, shard_bytes=300_000, seed=31)
 
@@ -72,8 +72,8 @@ def test_add_download_and_remove_a_model_of_ones_own(page, custom_site, own_mode
     page.fill("#model-search", MINE.name)
     row(page, MINE.name).locator("button.pick").click()
     page.wait_for_selector(f"#model-detail[data-id='{MINE.name}']")
-    page.once("dialog", lambda dialog: dialog.accept())
     page.click("#model-remove")
+    confirm(page)
     page.wait_for_function("() => document.getElementById('add-model-said').textContent.startsWith('Removed')")
     assert row(page, MINE.name).count() == 0 and not has_model_in_cache(page, own_models, MINE, "cache")
     w.assert_clean()

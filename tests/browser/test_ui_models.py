@@ -16,7 +16,7 @@ import pytest
 from tests.browser.conftest import PagePython
 from tests.browser.double import CHAT_MODEL, OVERLAY, app_config
 from tests.browser.model_server import ModelServer, SyntheticModel
-from tests.browser.ui_helpers import answers, open_chat, shot
+from tests.browser.ui_helpers import answers, confirm, open_chat, shot
 
 MODEL_A = SyntheticModel("synth-ui-a", shards=6, shard_bytes=400_000, seed=11)
 MODEL_B = SyntheticModel("synth-ui-b", shards=2, shard_bytes=200_000, seed=12)
@@ -139,8 +139,8 @@ def test_delete_from_the_storage_panel_updates_the_quota_bar(page, picker_site, 
     page.wait_for_selector(f"#storage-list li[data-id='{MODEL_B.name}']")
     before = usage(page)
     assert before == MODEL_A.total_bytes + MODEL_B.total_bytes
-    page.once("dialog", lambda d: d.accept())
     page.locator(f"#storage-list li[data-id='{MODEL_A.name}'] button[data-action=delete]").click()
+    confirm(page)
     page.wait_for_selector(f"#storage-list li[data-id='{MODEL_A.name}']", state="detached")
     after = usage(page)
     assert before - after == MODEL_A.total_bytes

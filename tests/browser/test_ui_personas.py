@@ -9,7 +9,7 @@ import pytest
 from app.ui.personas import BUILTIN
 from tests.browser.conftest import READY_TIMEOUT_MS, PagePython
 from tests.browser.test_ui_reasoning import RECORD_REQUESTS
-from tests.browser.ui_helpers import open_chat, ui_site
+from tests.browser.ui_helpers import confirm, open_chat, ui_site
 
 TUTOR = next(p for p in BUILTIN if p.name == "Python tutor")
 
@@ -77,8 +77,8 @@ def test_a_persona_of_ones_own_is_saved_used_and_deleted(page, persona_site):
     page.select_option("#persona-list", "Concise")
     assert page.is_hidden("#persona-delete")
     page.select_option("#persona-list", "Pirate")
-    page.once("dialog", lambda dialog: dialog.accept())
     page.click("#persona-delete")
+    confirm(page)
     page.wait_for_function("() => document.getElementById('persona-said').textContent === 'Deleted Pirate.'")
     assert "Pirate" not in page.eval_on_selector_all("#persona-list option", "os => os.map(o => o.value)")
     w.assert_clean()

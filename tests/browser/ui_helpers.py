@@ -72,3 +72,13 @@ READ_STORED = """
   };
 })
 """
+
+
+def confirm(page, answer: str = "yes") -> str:
+    """Answer the page's own confirmation (<dialog id="confirm-dialog">): "yes" presses its confirming
+    button, "no" Cancel. Returns the question it asked."""
+    page.wait_for_selector("#confirm-dialog[open]")
+    question = page.inner_text("#confirm-text")
+    page.click(f"#confirm-{answer}")
+    page.wait_for_selector("#confirm-dialog", state="hidden")
+    return question
