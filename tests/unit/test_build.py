@@ -98,3 +98,20 @@ def test_out_is_for_building_only(capsys):
     with pytest.raises(SystemExit):
         build.main(["--out", "elsewhere", "serve"])
     assert "--out is for building only" in capsys.readouterr().err
+
+
+def test_katex_is_vendored_with_every_font_its_stylesheet_asks_for_first():
+    import re
+
+    dist = build.build()
+    versions = json.loads((dist / "static/vendor/VERSIONS.json").read_text())
+    pkg = json.loads((build.ROOT / "package.json").read_text())["dependencies"]
+    assert versions["katex"] == pkg["katex"]
+    katex = dist / "static/vendor/katex"
+    assert (katex / "katex.mjs").is_file() and (katex / "LICENSE").is_file()
+    css = (katex / "katex.min.css").read_text()
+    # Each @font-face names woff2 first; the browser fetches that one only.
+    firsts = re.findall(r"src:url\((fonts/[^)]+)\)", css)
+    assert firsts and all(f.endswith(".woff2") for f in firsts)
+    assert all((katex / f).is_file() for f in firsts)
+    assert sorted(p.name for p in (katex / "fonts").iterdir()) == sorted({f.split("/")[1] for f in firsts})
