@@ -95,6 +95,9 @@ PAYLOADS = [
     "<img src=x id=prompt name=send onerror=xss()>",
     "```html\n<script>xss()</script>\n```",
     "`<img src=x onerror=xss()>`",
+    # dressed as a formula KaTeX rendered (static/math.js), or as its slot (whose nonce is random)
+    "<span class=\"katex\"><span class=\"strut\" style=\"height:100em;position:fixed\" onclick=xss()>forged</span></span>",
+    "<span class=\"math-00000000000000000000000000000000-0\"><img src=x onerror=xss()></span>",
 ]
 
 CHECK = """
@@ -221,7 +224,8 @@ for text in {json.dumps(texts)}:
 """)
     page.wait_for_function(f"() => document.querySelectorAll('#class-area [data-rendered=markdown]').length === {len(texts)}")
     classes = page.evaluate("""() => [...document.querySelectorAll('#class-area .body *')]
-        .filter((el) => el.hasAttribute('class') && !el.closest('pre')).map((el) => el.tagName + '.' + el.className)""")
+        .filter((el) => el.hasAttribute('class') && !el.closest('pre'))
+        .map((el) => el.tagName + '.' + el.className)""")
     assert classes == []  # nothing outside code blocks keeps a class: no fake notices or hidden text
     blocks = page.evaluate("""() => [...document.querySelectorAll('#class-area pre > code')]
         .map((c) => ({cls: c.className, spans: c.querySelectorAll('span').length, len: c.textContent.length}))""")
