@@ -1,7 +1,7 @@
 // Model output -> safe DOM, for app/ffi.py's render_markdown. Model output is untrusted input:
 // markdown is rendered by marked (raw HTML passes through it), then everything is sanitized by
 // DOMPurify before it reaches the page, then code blocks are highlighted by highlight.js (which
-// escapes what it reads). Math ($…$, $$…$$, \(…\), \[…\]) is taken out of the
+// escapes what it reads) and get a Copy button. Math ($…$, $$…$$, \(…\), \[…\]) is taken out of the
 // markdown by marked's own lexer (so code spans and blocks keep it literal) and rendered by KaTeX
 // (static/math.js, imported only when an answer has math). Loaded on first use, so start-up does not
 // pay for these libraries.
@@ -160,6 +160,7 @@ export async function toFragment(text) {
     } else {
       hljs.highlightElement(code);
     }
+    addCopyButton(code.parentElement, code);
   }
   const found = [...fragment.querySelectorAll(`span[class^="math-${mark}-"], div[class^="math-${mark}-"]`)];
   if (found.length) await fillMath(found, mark, formulas);
@@ -193,6 +194,40 @@ async function fillMath(found, mark, formulas) {
     }
     el.replaceWith(node || document.createTextNode(formula.raw));
   }
+}
+
+// The app's own button (never model output: the sanitizer removes every <button>), around the block.
+const COPIED_MS = 1500;
+
+function addCopyButton(pre, code) {
+  const block = document.createElement("div");
+  block.className = "code-block";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "copy-code";
+  button.textContent = "Copy";
+  button.setAttribute("aria-label", "Copy code");
+  button.title = "Copy code";
+  let reset = 0;
+  button.addEventListener("click", async () => {
+    let said;
+    try {
+      await navigator.clipboard.writeText(code.textContent);
+      said = "Copied";
+    } catch (err) {
+      said = "Not copied";
+      console.warn("copy failed:", err);
+    }
+    button.textContent = said;
+    button.setAttribute("aria-label", said);
+    clearTimeout(reset);
+    reset = setTimeout(() => {
+      button.textContent = "Copy";
+      button.setAttribute("aria-label", "Copy code");
+    }, COPIED_MS);
+  });
+  pre.replaceWith(block);
+  block.append(button, pre);
 }
 
 // Renders are asynchronous (KaTeX loads on first need): the newest render of an element wins.

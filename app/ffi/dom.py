@@ -233,8 +233,8 @@ def listen(target: Node | str, event: str, handler: Callable[[dict[str, Any]], b
 
 async def render_markdown(target: Node, text: str, *, current: Callable[[], bool] | None = None) -> bool:
     """Replace ``target``'s children with ``text`` rendered as markdown (marked), sanitized (DOMPurify:
-    no scripts, handlers, javascript:/data: links, styles, remote media), code highlighted, and math
-    rendered by KaTeX (loaded the first time an answer has math).
+    no scripts, handlers, javascript:/data: links, styles, remote media), code highlighted with a Copy
+    button, and math rendered by KaTeX (loaded the first time an answer has math).
 
     Rendering may wait (KaTeX loading): when ``current()`` is false by then (the view has shown
     something newer), nothing is replaced and the result is False.

@@ -1,4 +1,4 @@
-"""Math in answers (KaTeX), in real Chromium under the page's policy.
+"""Math in answers (KaTeX) and the Copy button of code blocks, in real Chromium under the page's policy.
 
 Answers are rendered by the app's own MessageView (markdown -> DOMPurify -> KaTeX/highlight.js), as
 in test_ui_xss.py, but on the page as shipped: its Content-Security-Policy is in force, and any
@@ -289,4 +289,30 @@ def test_katex_loads_only_for_an_answer_with_math(page, serve, tmp_path):
     assert page.locator("#messages .msg-assistant").nth(1).locator("annotation").text_content() == "\\pi r^2"
     loaded = katex_requests(site.log)
     assert {"/static/math.js", "/static/vendor/katex/katex.mjs", "/static/vendor/katex/katex.min.css"} <= set(loaded)
+    w.assert_clean()
+
+
+def test_code_blocks_get_a_copy_button_that_copies_the_code(page, math_site):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=math_site.origin)
+    w = open_chat(page, math_site)
+    texts = ["```python\nprint('hi $x$')\n```\n\nand\n\n```\nplain <b>text</b>\n```\n\n"
+             '<button class="copy-code" aria-label="Copy code">Copy</button> <button>Copy</button>']
+    render(page, texts, "code-area")
+    buttons = page.locator("#code-area").get_by_role("button", name="Copy code", exact=True)
+    assert buttons.count() == 2  # one per block; the answer's own buttons were removed
+    assert page.locator("#code-area .body button").count() == 2
+    assert page.evaluate("""() => [...document.querySelectorAll('#code-area .body button')].every((b) =>
+        b.type === 'button' && b.parentElement.matches('div.code-block') && b.nextElementSibling.tagName === 'PRE')""")
+    # highlight.js still runs on the named language
+    assert page.locator("#code-area pre code.hljs.language-python span").count() > 0
+    buttons.nth(1).click()
+    page.wait_for_function("() => document.querySelectorAll('#code-area .copy-code')[1].textContent === 'Copied'")
+    assert page.evaluate("() => navigator.clipboard.readText()") == "plain <b>text</b>\n"
+    assert page.locator("#code-area .copy-code").nth(1).get_attribute("aria-label") == "Copied"
+    buttons.nth(0).click()
+    page.wait_for_function("() => document.querySelectorAll('#code-area .copy-code')[0].textContent === 'Copied'")
+    assert page.evaluate("() => navigator.clipboard.readText()") == "print('hi $x$')\n"
+    # and it goes back to saying what it does
+    page.wait_for_function("() => document.querySelectorAll('#code-area .copy-code')[1].textContent === 'Copy'")
+    assert page.evaluate(CHECK, "code-area") == []
     w.assert_clean()
