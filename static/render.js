@@ -25,7 +25,12 @@ const INLINE_MATH = [
   [/^\\\(((?:\\[^)`]|[^\\`])+?)\\\)/, false],
   [/^\$(?![\s$])((?:\\[^`]|[^\\$`])+?)\$(?!\d)/, false],
 ];
-const BLOCK_MATH = [/^ {0,3}\$\$([\s\S]+?)\$\$[ \t]*(?:\n|$)/, /^ {0,3}\\\[([\s\S]+?)\\\][ \t]*(?:\n|$)/];
+// A displayed block (delimiters at a block's start, the closing one ending its line) may span lines,
+// but not a blank line or another "$$" / "\]": it never swallows the blocks after it (code included).
+const BLOCK_MATH = [
+  /^ {0,3}\$\$((?:[^$\n]|\n(?![ \t]*\n)|\$(?!\$))+?)\$\$[ \t]*(?:\n|$)/,
+  /^ {0,3}\\\[((?:[^\\\n]|\n(?![ \t]*\n)|\\(?!\]))+?)\\\][ \t]*(?:\n|$)/,
+];
 let slots = null;  // while one answer is parsed: {nonce, formulas}
 
 function slot(token, tag) {

@@ -156,16 +156,18 @@ def test_dollars_in_text_and_math_in_code_stay_literal(page, math_site):
         "    $indented$ code",
         "$5 and `$x$`",
         "Next to them, real math: $x^2$.",
+        "$$a$$ shown, then a block:\n```\n$$\n```\n\n\\[b\n\n```\n\\]\n```",
     ]
     render(page, texts, "literal-area")
     bodies = per_answer(page, "literal-area", "(b) => b.textContent")
     assert "It costs $5 and $6 today, or $5, $10." in bodies[0]
     assert "Escaped: $x$ stays text." in bodies[1]
     codes = page.evaluate("() => [...document.querySelectorAll('#literal-area code')].map((c) => c.textContent)")
-    assert codes == ["$x$", "\\(y\\)", "$$z$$", "$$a$$ and $b$ and \\[c\\]\n", "$indented$ code\n", "$x$"]
+    assert codes == ["$x$", "\\(y\\)", "$$z$$", "$$a$$ and $b$ and \\[c\\]\n", "$indented$ code\n", "$x$",
+                     "$$\n", "\\]\n"]  # a display block never reaches into the code after it
     annotations = page.evaluate("() => [...document.querySelectorAll('#literal-area .katex annotation')]"
                                 ".map((a) => a.textContent)")
-    assert annotations == ["x^2"]  # the one formula among them
+    assert annotations == ["x^2", "a"]  # the formulas among them
     w.assert_clean()
 
 
