@@ -318,3 +318,35 @@ def test_code_blocks_get_a_copy_button_that_copies_the_code(page, math_site):
     page.wait_for_function("() => document.querySelectorAll('#code-area .copy-code')[1].textContent === 'Copy'")
     assert page.evaluate(CHECK, "code-area") == []
     w.assert_clean()
+
+
+def test_a_render_waiting_for_katex_never_overwrites_what_the_view_shows_since(page, math_site):
+    """The first answer with math waits for KaTeX to load; if the message streams again meanwhile (a
+    retry), the late render must not replace the streaming text."""
+    w = open_chat(page, math_site)
+    py = PagePython(page)
+    assert py("""
+from app import ffi
+node = ffi.element("div")
+[await ffi.render_markdown(node, "$x$", current=lambda: False), ffi.get_prop(node, "childElementCount"),
+ await ffi.render_markdown(node, "$x$"), ffi.get_prop(node, "childElementCount")]
+""") == [False, 0, True, 1]
+    py("""
+from app import ffi
+from app.ui.chat import Message
+from app.ui.view import MessageView
+area = ffi.element("ol", attrs={"id": "race-area"})
+ffi.append(ffi.node("chat"), area)
+first = Message("assistant", "Old answer $\\\\pi$", id="first")
+ffi.append(area, MessageView(first, None, area).root)   # starts rendering: KaTeX is loading
+first.status.set("streaming")                           # a retry streams before it has loaded
+ffi.append(area, MessageView(Message("assistant", "Then $x$", id="later"), None, area).root)
+""")
+    # Both renders wait for the same module and stylesheet, so the first one is done by the time the
+    # later one is shown.
+    page.wait_for_function("() => document.querySelector('#race-area [data-id=later][data-rendered=markdown] .katex')")
+    first = page.evaluate("""() => { const li = document.querySelector('#race-area [data-id=first]');
+        const body = li.querySelector('.body');
+        return [body.className, body.textContent, body.querySelectorAll('.katex').length, li.dataset.rendered || null]; }""")
+    assert first == ["body plain", "Old answer $\\pi$", 0, None]
+    w.assert_clean()
