@@ -341,15 +341,29 @@ RENDERER = {
     "dompurify": ("dompurify", ["dist/purify.es.mjs", "LICENSE"]),
     "@highlightjs/cdn-assets": ("highlight", ["es/highlight.min.js", "styles/github.min.css",
                                               "styles/github-dark.min.css", "LICENSE"]),
+    # Math (static/math.js, imported only when an answer has math): the ES module, its stylesheet
+    # and the woff2 fonts (the first format its @font-face rules name, which every browser that
+    # runs this app reads; the woff/ttf fallbacks are never fetched).
+    "katex": ("katex", ["dist/katex.mjs", "dist/katex.min.css", "LICENSE"]),
 }
+RENDERER_FONTS = {"katex": ("dist/fonts", "*.woff2")}
 
 
 def vendor_renderer(modules: Path, vendor: Path) -> None:
-    """marked, DOMPurify and highlight.js's browser build, flat in one folder each."""
+    """marked, DOMPurify, highlight.js's browser build and KaTeX, flat in one folder each (KaTeX's
+    fonts in ``fonts/`` beside its stylesheet, where its ``url(fonts/...)`` looks)."""
     for package, (folder, files) in RENDERER.items():
         (vendor / folder).mkdir()
         for rel in files:
             shutil.copy2(modules / package / rel, vendor / folder / Path(rel).name)
+        if package in RENDERER_FONTS:
+            rel, pattern = RENDERER_FONTS[package]
+            (vendor / folder / "fonts").mkdir()
+            fonts = sorted((modules / package / rel).glob(pattern))
+            if not fonts:
+                raise BuildError(f"{package}: no {pattern} under {rel}")
+            for font in fonts:
+                shutil.copy2(font, vendor / folder / "fonts" / font.name)
 
 
 def _pkg_version(folder: Path) -> str:

@@ -162,13 +162,13 @@ class MessageView:
             ffi.set_node_attr(self.body, "class", "body markdown")
             spawn(self._render(text, self._rendered))
         else:
+            self._rendered += 1  # a render still under way (KaTeX loading) must not overwrite this
             self._text = ffi.text_node(text)
             ffi.set_node_attr(self.body, "class", "body plain")
             ffi.replace_children(self.body, self._text)
 
     async def _render(self, text: str, generation: int) -> None:
-        await ffi.render_markdown(self.body, text)
-        if generation != self._rendered:
+        if not await ffi.render_markdown(self.body, text, current=lambda: generation == self._rendered):
             return
         ffi.set_node_attr(self.root, "data-rendered", "markdown")
 

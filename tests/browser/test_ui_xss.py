@@ -95,6 +95,9 @@ PAYLOADS = [
     "<img src=x id=prompt name=send onerror=xss()>",
     "```html\n<script>xss()</script>\n```",
     "`<img src=x onerror=xss()>`",
+    # dressed as a formula KaTeX rendered (static/math.js), or as its slot (whose nonce is random)
+    "<span class=\"katex\"><span class=\"strut\" style=\"height:100em;position:fixed\" onclick=xss()>forged</span></span>",
+    "<span class=\"math-00000000000000000000000000000000-0\"><img src=x onerror=xss()></span>",
 ]
 
 CHECK = """
@@ -103,6 +106,9 @@ CHECK = """
   const bad = [];
   // What the model wrote: the bodies of the messages (the app's own buttons are not model output).
   for (const el of root.querySelectorAll('.body *')) {
+    // The app's own Copy button on each code block, and its wrapper (static/render.js adds them after
+    // sanitizing): not model output.
+    if (el.matches('div.code-block, div.code-block > button.copy-code:first-child')) continue;
     for (const attr of el.attributes) {
       const value = attr.value.replace(/[\\s\\u0000-\\u001f]/g, '').toLowerCase();
       if (attr.name.startsWith('on')) bad.push(el.tagName + ' ' + attr.name);
@@ -178,6 +184,8 @@ len(views)
     # Markup became text or was dropped, and code blocks show the code as text.
     code = page.locator("#xss-area code", has_text="<script>xss()</script>")
     assert code.count() == 1
+    # the only buttons in answers are the app's Copy buttons, one per code block
+    assert page.locator("#xss-area .body button").count() == page.locator("#xss-area .body pre").count() == 1
     assert page.locator("#xss-area", has_text="[image: tracker]").count() == 1
     w.assert_clean()  # no request left the origin (remote images, stylesheets, scripts)
 
@@ -221,7 +229,9 @@ for text in {json.dumps(texts)}:
 """)
     page.wait_for_function(f"() => document.querySelectorAll('#class-area [data-rendered=markdown]').length === {len(texts)}")
     classes = page.evaluate("""() => [...document.querySelectorAll('#class-area .body *')]
-        .filter((el) => el.hasAttribute('class') && !el.closest('pre')).map((el) => el.tagName + '.' + el.className)""")
+        .filter((el) => el.hasAttribute('class') && !el.closest('pre'))
+        .filter((el) => !el.matches('div.code-block, div.code-block > button.copy-code:first-child'))  // the app's
+        .map((el) => el.tagName + '.' + el.className)""")
     assert classes == []  # nothing outside code blocks keeps a class: no fake notices or hidden text
     blocks = page.evaluate("""() => [...document.querySelectorAll('#class-area pre > code')]
         .map((c) => ({cls: c.className, spans: c.querySelectorAll('span').length, len: c.textContent.length}))""")

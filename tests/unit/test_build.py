@@ -127,3 +127,20 @@ def test_the_browser_is_chromium_env_then_the_system_then_playwrights(tmp_path, 
     assert build.find_browser() == mine
     chrome = _executable(system / "google-chrome")
     assert build.find_browser() == chrome  # a system browser comes before Playwright's
+
+
+def test_katex_is_vendored_with_every_font_its_stylesheet_asks_for_first():
+    import re
+
+    dist = build.build()
+    versions = json.loads((dist / "static/vendor/VERSIONS.json").read_text())
+    pkg = json.loads((build.ROOT / "package.json").read_text())["dependencies"]
+    assert versions["katex"] == pkg["katex"]
+    katex = dist / "static/vendor/katex"
+    assert (katex / "katex.mjs").is_file() and (katex / "LICENSE").is_file()
+    css = (katex / "katex.min.css").read_text()
+    # Each @font-face names woff2 first; the browser fetches that one only.
+    firsts = re.findall(r"src:url\((fonts/[^)]+)\)", css)
+    assert firsts and all(f.endswith(".woff2") for f in firsts)
+    assert all((katex / f).is_file() for f in firsts)
+    assert sorted(p.name for p in (katex / "fonts").iterdir()) == sorted({f.split("/")[1] for f in firsts})
