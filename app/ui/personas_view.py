@@ -95,7 +95,8 @@ class PersonasView:
         ffi.replace_children(self.list, *items)
         ffi.set_prop(self.list, "hidden", not found)
         prompt = ffi.node("prompt")
-        ffi.set_node_attr(prompt, "aria-expanded", "true" if found else "false")
+        # A textarea is a textbox, which has no aria-expanded (axe: aria-allowed-attr); the open list
+        # is told by aria-activedescendant and the listbox itself (aria-controls, not hidden).
         ffi.set_node_attr(prompt, "aria-activedescendant", f"persona-option-{active}" if found else None)
 
     def _show_line(self) -> None:

@@ -33,7 +33,7 @@ def test_slash_lists_personas_and_the_keyboard_picks_one_for_the_conversation(pa
     assert options(page) == sorted((p.name for p in BUILTIN), key=str.casefold)
     prompt.type("tu")
     page.wait_for_function("() => document.querySelectorAll('#persona-suggest li').length === 1")
-    assert options(page) == ["Python tutor"] and prompt.get_attribute("aria-expanded") == "true"
+    assert options(page) == ["Python tutor"] and prompt.get_attribute("aria-activedescendant") == "persona-option-0"
     prompt.press("Enter")  # picks; sends nothing
     page.wait_for_selector("#persona-suggest", state="hidden")
     assert prompt.input_value() == "" and page.locator("#messages .msg").count() == 0
