@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.runtime import format_bytes
 from tests.browser.model_server import ModelServer, SyntheticModel
 from tests.browser.test_models import has_model_in_cache
 from tests.browser.test_ui_models import open_models, row
@@ -60,7 +61,7 @@ def test_add_download_and_remove_a_model_of_ones_own(page, custom_site, own_mode
     assert not [p for p in own_models.requests if "params_shard" in p]  # checked without fetching weights
 
     page.fill("#model-search", MINE.name)  # listed with the others (the first 60 show unsearched)
-    assert "918.1 KiB" in row(page, MINE.name).inner_text()  # its download size, known from the check
+    assert format_bytes(MINE.total_bytes) in row(page, MINE.name).inner_text()  # its size, known from the check
     page.click("#model-download")
     page.wait_for_function(f"() => document.querySelector(\"#model-list li[data-id='{MINE.name}'] .badge-state\")"
                            "?.textContent === 'downloaded'", timeout=60_000)
