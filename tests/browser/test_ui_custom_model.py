@@ -32,8 +32,11 @@ def add(page, source, lib, model_id=""):
     page.fill("#add-model-source", source)
     page.fill("#add-model-lib", lib)
     page.fill("#add-model-id", model_id)
+    before = page.inner_text("#add-model-said")
     page.click("#add-model-form button[type=submit]")
-    page.wait_for_function("() => !['', 'Checking…'].includes(document.getElementById('add-model-said').textContent)")
+    # The answer to this check: neither what the last one said nor "Checking…".
+    page.wait_for_function("before => ![before, '', 'Checking…'].includes("
+                           "document.getElementById('add-model-said').textContent)", arg=before)
     return page.inner_text("#add-model-said")
 
 
