@@ -10,12 +10,12 @@ import time
 from typing import Any
 
 from app import ffi
-from app.errors import AppError, UsageError
+from app.errors import UsageError
 from app.ffi import files
 from app.ui.chat import ChatState
 from app.ui.store import Scope, untracked
 from app.ui.transfer import MAX_IMPORT_BYTES, export_json, export_markdown, parse_import
-from app.ui.view import spawn
+from app.ui.view import outcome, spawn
 
 
 def _stamp() -> str:
@@ -121,12 +121,7 @@ class LibraryView:
         return f"Imported {added} conversations from {chosen['name']}{also}."
 
     async def _said(self, intent: Any) -> None:
-        """Run an intent and say how it went: a refusal in words (nothing changed), never a crash."""
-        try:
-            said = await intent
-        except AppError as exc:
-            said = f"{type(exc).__name__}: {exc}"
-        ffi.set_text("transfer-said", said)
+        await outcome(intent, "transfer-said")  # a refusal in words: nothing changed
 
     def dispose(self) -> None:
         self.scope.dispose()

@@ -8,12 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from app import ffi
-from app.errors import AppError
 from app.ui.chat import ChatState
 from app.ui.conversations import ScopedKv
 from app.ui.personas import Persona, Personas
 from app.ui.store import Scope, Signal
-from app.ui.view import confirm_then, spawn
+from app.ui.view import confirm_then, outcome, spawn
 
 
 class PersonasView:
@@ -148,11 +147,7 @@ class PersonasView:
         return f"Deleted {name}."
 
     async def _said(self, intent: Any) -> None:
-        try:
-            said = await intent
-        except AppError as exc:
-            said = f"{type(exc).__name__}: {exc}"
-        ffi.set_text("persona-said", said)
+        await outcome(intent, "persona-said")
 
     def dispose(self) -> None:
         self.scope.dispose()

@@ -45,6 +45,18 @@ def _done(task: asyncio.Task) -> None:
         traceback.print_exception(task.exception())
 
 
+async def outcome(intent: Any, target: str) -> None:
+    """Run an intent and put how it went in the element ``target``: its words, or a refusal
+    (:class:`~app.errors.AppError`) in words; never a crash."""
+    from app.errors import AppError
+
+    try:
+        said = await intent
+    except AppError as exc:
+        said = f"{type(exc).__name__}: {exc}"
+    ffi.set_text(target, said)
+
+
 def confirm_then(question: str, then: Any, *, yes: str = "Delete") -> None:
     """Ask in the page (app.ffi.confirm); when the user confirms, run ``then()`` (a coroutine function)."""
     async def run() -> None:
