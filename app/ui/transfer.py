@@ -74,6 +74,16 @@ def _ident(value: Any, path: str) -> str:
     return value
 
 
+def _unique_ids(records: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    """``records`` when no two share an id (else the second one's path is named)."""
+    seen: set[str] = set()
+    for i, record in enumerate(records):
+        if record["id"] in seen:
+            raise _fail(f"{path}[{i}].id", f"{record['id']!r} appears twice")
+        seen.add(record["id"])
+    return records
+
+
 def _message(record: Any, path: str) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise _fail(path, "must be an object")
@@ -117,12 +127,7 @@ def _conversation(record: Any, path: str) -> dict[str, Any]:
     think = record.get("think")
     if think is not None and not isinstance(think, bool):
         raise _fail(f"{path}.think", "must be true or false")
-    checked = [_message(m, f"{path}.messages[{i}]") for i, m in enumerate(messages)]
-    seen: set[str] = set()
-    for i, m in enumerate(checked):
-        if m["id"] in seen:
-            raise _fail(f"{path}.messages[{i}].id", f"{m['id']!r} appears twice")
-        seen.add(m["id"])
+    checked = _unique_ids([_message(m, f"{path}.messages[{i}]") for i, m in enumerate(messages)], f"{path}.messages")
     out = {"id": _ident(record.get("id"), f"{path}.id"),
            "title": _text(record.get("title", "New chat"), f"{path}.title", MAX_TITLE),
            "titled": titled, "created": _number(record.get("created", 0), f"{path}.created"),
@@ -153,10 +158,4 @@ def parse_import(text: str) -> list[dict[str, Any]]:
     convs = data.get("conversations")
     if not isinstance(convs, list) or len(convs) > MAX_CONVERSATIONS:
         raise _fail("conversations", f"must be a list of at most {MAX_CONVERSATIONS} conversations")
-    checked = [_conversation(c, f"conversations[{i}]") for i, c in enumerate(convs)]
-    seen: set[str] = set()
-    for i, c in enumerate(checked):
-        if c["id"] in seen:
-            raise _fail(f"conversations[{i}].id", f"{c['id']!r} appears twice")
-        seen.add(c["id"])
-    return checked
+    return _unique_ids([_conversation(c, f"conversations[{i}]") for i, c in enumerate(convs)], "conversations")
