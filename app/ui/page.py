@@ -129,7 +129,7 @@ def mount_python_on_open(session: Session, app: App) -> None:
     """The Python panel (app/ui/playground.py) mounts when first opened; a link carrying code
     (``#py=...``) opens it, with the code in the editor, not run."""
     from app.ffi import editor
-    from app.ui.playground import decode_link
+    from app.ui.links import decode_link  # the panel's own module loads only when it opens
 
     panel = ffi.node("python")
     opened: list[bool] = []

@@ -8,8 +8,6 @@ from a link (``#py=<base64url>``) fills the editor with a warning and never runs
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import time
 from typing import Any
@@ -21,31 +19,15 @@ from app.ffi import files
 from app.playground import Runner
 from app.playground_examples import EXAMPLES
 from app.ui.conversations import KvStore, ScopedKv
+from app.ui.links import decode_link, encode_link
 from app.ui.store import Scope, Signal
 from app.ui.view import confirm_then, spawn
 
-FRAGMENT_KEY = "py="
 MAX_FILE_BYTES = 200_000
 MAX_LINK_CHARS = 100_000
 NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,80}")
 FROM_LINK = ("This code came from a link and has not run. Read it before you press Run: it runs with this "
              "page's rights (your conversations, your models, an API key you entered).")
-
-
-def encode_link(source: str) -> str:
-    """The fragment that carries ``source`` in a link (UTF-8, base64url, no padding)."""
-    return FRAGMENT_KEY + base64.urlsafe_b64encode(source.encode()).decode().rstrip("=")
-
-
-def decode_link(fragment: str) -> str | None:
-    """The code a fragment carries, or None (not ours, or not valid)."""
-    if not fragment.startswith(FRAGMENT_KEY):
-        return None
-    data = fragment[len(FRAGMENT_KEY):]
-    try:
-        return base64.b64decode(data + "=" * (-len(data) % 4), altchars=b"-_", validate=True).decode()
-    except (binascii.Error, ValueError):
-        return None
 
 
 def check_name(name: str) -> str:
