@@ -188,13 +188,19 @@ def _embed_hosts(embed: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+# What the chat does when a conversation outgrows the model's context window: leave its oldest turns
+# out, or have the model summarise them into a pinned summary message sent instead (app.ui.chat).
+CONTEXT_POLICIES = ("drop-oldest", "summarise")
+
+
 @dataclass(frozen=True)
 class Settings:
-    """What every request of the chat is sent with."""
+    """What every request of the chat is sent with, and what happens when the history will not fit."""
 
     system_prompt: str = ""
     temperature: float = 0.7
     max_tokens: int = 1024
+    context_policy: str = "drop-oldest"
 
     @classmethod
     def parse(cls, form: dict[str, str]) -> Settings:
@@ -208,18 +214,24 @@ class Settings:
         text = (form.get("max_tokens", "1024") or "1024").strip()
         if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
             raise InvalidRequest("max tokens must be a whole number of at least 1", param="max_tokens")
+        policy = (form.get("context_policy") or "drop-oldest").strip()
+        if policy not in CONTEXT_POLICIES:
+            raise InvalidRequest(f"when the history will not fit: one of {', '.join(CONTEXT_POLICIES)}, got {policy!r}",
+                                 param="context_policy")
         return cls(system_prompt=form.get("system_prompt", "").strip(), temperature=temperature,
-                   max_tokens=int(text))
+                   max_tokens=int(text), context_policy=policy)
 
     def to_record(self) -> dict[str, Any]:
-        return {"system_prompt": self.system_prompt, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {"system_prompt": self.system_prompt, "temperature": self.temperature, "max_tokens": self.max_tokens,
+                "context_policy": self.context_policy}
 
     @classmethod
     def from_record(cls, record: dict[str, Any] | None) -> Settings:
         if not record:
             return cls()
         return cls(system_prompt=str(record.get("system_prompt", "")),
-                   temperature=float(record.get("temperature", 0.7)), max_tokens=int(record.get("max_tokens", 1024)))
+                   temperature=float(record.get("temperature", 0.7)), max_tokens=int(record.get("max_tokens", 1024)),
+                   context_policy=policy if (policy := record.get("context_policy")) in CONTEXT_POLICIES else "drop-oldest")
 
     def params(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "max_tokens": self.max_tokens}

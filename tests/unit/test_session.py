@@ -197,7 +197,8 @@ def test_use_model_checks_the_id_then_loads_and_keeps_the_choice():
     run(s.use_model("N"))
     assert s.model.peek() == "N" and made["webllm"].loaded == "N" and kept == {"model": "N"}
     run(s.save_settings(Settings(system_prompt="be brief"), CloudConfig("https://x.test/v1", "m", "sk-secret", "x")))
-    assert kept["chat"] == {"settings": {"system_prompt": "be brief", "temperature": 0.7, "max_tokens": 1024},
+    assert kept["chat"] == {"settings": {"system_prompt": "be brief", "temperature": 0.7, "max_tokens": 1024,
+                                         "context_policy": "drop-oldest"},
                             "cloud": {"base_url": "https://x.test/v1", "model": "m", "label": "x"}}
 
 
