@@ -110,7 +110,7 @@ class _Request:
     """One request's messages, counted: the system text, its parts (message ids) and the anchor."""
 
     def __init__(self, conv: Conversation, system_prompt: str, counter: Counter, model: str | None,
-                 draft: str | None = None) -> None:
+                 draft: str | None = None, cache: dict[tuple[Any, ...], int] | None = None) -> None:
         summary, kept = conv.history()
         self.summary = summary
         self.system = conv.system_text(system_prompt, summary)
@@ -119,9 +119,17 @@ class _Request:
         self.texts = {m.id: m.text.peek() for m in kept}
         self.parts: list[Part] = []
         for m in kept:
-            meta = m.meta.peek()
-            exact = meta.get("completion_tokens") if meta.get("model") == model else None
-            tokens = counter.user(m.text.peek()) if m.role == "user" else counter.answer(m.text.peek(), exact)
+            # The history is counted once per text and calibration (the meter recounts on each draft).
+            key = (m.id, m.text._version, m.meta._version, model, counter.rates.chars, counter.rates.turn)
+            tokens = cache.get(key) if cache is not None else None
+            if tokens is None:
+                meta = m.meta.peek()
+                exact = meta.get("completion_tokens") if meta.get("model") == model else None
+                tokens = counter.user(m.text.peek()) if m.role == "user" else counter.answer(m.text.peek(), exact)
+                if cache is not None:
+                    if len(cache) > 10_000:
+                        cache.clear()
+                    cache[key] = tokens
             self.parts.append(Part(m.id, m.role, tokens))
         if draft is not None:
             self.parts.append(Part("", "user", counter.user(draft)))
@@ -181,6 +189,7 @@ class ChatState:
         self._calibrated: Signal[int] = Signal(0)
         self._last_window: int | None = None
         self._answered: str | None = None  # the model that answered last here
+        self._counted: dict[tuple[Any, ...], int] = {}  # each message's tokens, by text and calibration
         self.meter: Computed[Plan | None] = Computed(self._measure)
 
     # ------------------------------------------------------------------ conversations
@@ -638,7 +647,7 @@ class ChatState:
         system_prompt = system_prompt if system_prompt is not None else settings.system_prompt
         model = self._model_of(conv)
         request = _Request(conv or Conversation(), system_prompt, Counter(self.rates.get(model or "")), model,
-                           draft=draft or None)
+                           draft=draft or None, cache=self._counted)
         if not request.parts and not draft:
             return Plan(0, window)
         return request.plan(window, settings.max_tokens)
