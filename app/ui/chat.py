@@ -139,9 +139,9 @@ class _Request:
         for m in reversed(kept):  # the newest answer the engine counted, sent as now
             meta = m.meta.peek()
             if m.role == "assistant" and meta.get("prompt_tokens") and meta.get("completion_tokens"):
-                if meta.get("model") == model and meta.get("system") == fingerprint and meta.get("first"):
+                if meta.get("model") == model and meta.get("system_crc") == fingerprint and meta.get("sent_first"):
                     self.anchor = Anchor(int(meta["prompt_tokens"]) + int(meta["completion_tokens"]),
-                                         str(meta["first"]), m.id)
+                                         str(meta["sent_first"]), m.id)
                 break
 
     def plan(self, window: int | None, reserve: int) -> Plan:
@@ -516,8 +516,9 @@ class ChatState:
             {"role": m.role, "content": m.text.peek()} for m in sent]
         # What the answer's usage is checked against and learned from, once it comes (_learn).
         self._sending = (request, plan, model, counter)
-        reply.meta.set({**reply.meta.peek(), **said, "first": plan.sent[0] if plan.sent else "",
-                        "system": _fingerprint(request.system)})
+        # Which messages and system text the request sent: its usage anchors only a request sending the same.
+        reply.meta.set({**reply.meta.peek(), **said, "sent_first": plan.sent[0] if plan.sent else "",
+                        "system_crc": _fingerprint(request.system)})
         return await client.chat.completions.create(
             messages=history, stream=True, stream_options={"include_usage": True}, **params)
 

@@ -147,3 +147,36 @@ def test_summarise_pins_a_summary_keeps_answering_and_the_summary_survives_a_rel
     send(page, "One more question after the reload?", 7)
     assert answers(page).nth(7).locator(".body").inner_text().endswith("after the reload?")
     w.assert_clean()
+
+
+def test_stop_while_summarising_stops_the_answer_and_pins_nothing(page, serve, tmp_path_factory):
+    site = small_window_site(serve, tmp_path_factory.mktemp("stop-summary"), 300)
+    w = open_chat(page, site)
+    page.locator("#settings summary").click()
+    page.select_option("#setting-context-policy", "summarise")
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.locator("#settings-saved", has_text="Saved.").wait_for()
+    page.locator("#settings summary").click()
+    # The double writes each token of a request whose last message holds [[delay=MS]] MS apart: the
+    # first question's line in the summary's transcript makes summarising slow enough to stop.
+    send(page, f"[[delay=60]] {QUESTIONS[0]}", 0)
+    i = 1
+    while True:
+        page.fill("#prompt", f"{QUESTIONS[i % 3]} ({i})")
+        page.press("#prompt", "Enter")
+        answer = answers(page).nth(i)
+        answer.locator(".meta").and_(page.locator(":text('summarising'), :text('tok/s')")).first.wait_for(
+            timeout=60_000)
+        if "summarising" in answer.locator(".meta").inner_text():
+            break
+        answer.and_(page.locator("[data-status=done]")).wait_for(timeout=60_000)
+        i += 1
+        assert i < 10, "the history never outgrew the window"
+    page.click("#stop")
+    answer.and_(page.locator("[data-status=stopped]")).wait_for(timeout=10_000)
+    assert page.locator("#messages .msg-summary").count() == 0
+    assert "summarising" not in answer.locator(".meta").inner_text()
+    # The next message summarises afresh and is answered.
+    send(page, "Shall we go on?", i + 1)
+    assert page.locator("#messages .msg-summary").count() == 1
+    w.assert_clean()
