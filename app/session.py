@@ -331,14 +331,14 @@ class Session:
         self.cloud.get(), self.gpu.get()
         try:
             router = self._build().router
-        except AppError:
+            routes, _skipped = router.plan(ChatRequest.build(messages=[{"role": "user", "content": "?"}]),
+                                           check_context=False)
+            # The web-llm route's window is the chosen model's, loaded or not; a route that does not say
+            # (Chrome's built-in model before its first session) does not hide the others'.
+            windows = [route.backend.capabilities(model if route.backend.name == "webllm" else None).max_context
+                       for route, _why in routes]
+        except Exception:  # noqa: BLE001 - nothing answers yet (NoBackendAvailable): the meter shows no window
             return None
-        routes, _skipped = router.plan(ChatRequest.build(messages=[{"role": "user", "content": "?"}]),
-                                       check_context=False)
-        # The web-llm route's window is the chosen model's, loaded or not; a route that does not say
-        # (Chrome's built-in model before its first session) does not hide the others'.
-        windows = [route.backend.capabilities(model if route.backend.name == "webllm" else None).max_context
-                   for route, _why in routes]
         known = [w for w in windows if w]
         return max(known) if known else None
 

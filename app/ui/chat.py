@@ -102,6 +102,11 @@ def _fingerprint(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
+def _count(value: Any) -> int | None:
+    """A token count kept in a message's meta (an imported file may hold anything there)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 class SummaryStopped(Exception):
     """Stop came while the model summarised: the answer ends "stopped", nothing is summarised."""
 
@@ -124,7 +129,7 @@ class _Request:
             tokens = cache.get(key) if cache is not None else None
             if tokens is None:
                 meta = m.meta.peek()
-                exact = meta.get("completion_tokens") if meta.get("model") == model else None
+                exact = _count(meta.get("completion_tokens")) if meta.get("model") == model else None
                 tokens = counter.user(m.text.peek()) if m.role == "user" else counter.answer(m.text.peek(), exact)
                 if cache is not None:
                     if len(cache) > 10_000:
@@ -138,10 +143,10 @@ class _Request:
         fingerprint = _fingerprint(self.system)
         for m in reversed(kept):  # the newest answer the engine counted, sent as now
             meta = m.meta.peek()
-            if m.role == "assistant" and meta.get("prompt_tokens") and meta.get("completion_tokens"):
+            prompt, completion = _count(meta.get("prompt_tokens")), _count(meta.get("completion_tokens"))
+            if m.role == "assistant" and prompt and completion:
                 if meta.get("model") == model and meta.get("system_crc") == fingerprint and meta.get("sent_first"):
-                    self.anchor = Anchor(int(meta["prompt_tokens"]) + int(meta["completion_tokens"]),
-                                         str(meta["sent_first"]), m.id)
+                    self.anchor = Anchor(prompt + completion, str(meta["sent_first"]), m.id)
                 break
 
     def plan(self, window: int | None, reserve: int) -> Plan:

@@ -272,3 +272,19 @@ def test_a_model_lost_with_its_worker_is_loaded_again_by_the_next_request_with_a
     reply = run(go())
     assert seen == ["Loading M", "The model stopped (worker crashed); reloading M…"]
     assert reply.backend == "webllm" and local.loaded == "M" and s.status.peek() == ""
+
+
+def test_the_context_window_is_the_chosen_models_before_it_loads_and_follows_the_choice():
+    from app.ui.store import Computed
+
+    class Windowed(Local):
+        def capabilities(self, model):
+            return Capabilities(tools="native", local=True, max_context={"M": 4096, "N": 8192}.get(model))
+
+    s, _made = session(PageConfig(model="M", cloud=CLOUD), GPU, local=Windowed(), chrome=Chrome())
+    window = Computed(s.context_window)
+    assert window.get() == 4096  # nothing loaded; the endpoint and Chrome's model state no window
+    s.model.set("N")
+    assert window.get() == 8192
+    nothing, _ = session(PageConfig(model=None), NO_GPU)
+    assert nothing.context_window() is None  # nothing answers yet
