@@ -546,10 +546,12 @@ class ChatState:
         count = len(covered) + (int(request.summary.meta.peek().get("summarised") or 0) if request.summary else 0)
         reply.meta.set({**reply.meta.peek(), "summarising": count})
         pieces: list[str] = []
+        # A thinking model would spend the few tokens on thinking: it answers at once where it can.
+        extra = {"enable_thinking": False} if toggles_thinking(self.model()) else {}
         try:
             stream = await client.chat.completions.create(
                 messages=[{"role": "system", "content": SUMMARY_INSTRUCTION}, {"role": "user", "content": transcript}],
-                stream=True, max_tokens=max_tokens, temperature=0.2)
+                stream=True, max_tokens=max_tokens, temperature=0.2, **extra)
             if self._stop_requested:
                 await stream.stop()
             self._stream = stream
@@ -611,9 +613,13 @@ class ChatState:
             stored = await self._prefs.get(RATES_KEY) or {}
         except Exception:  # noqa: BLE001 - no calibration yet: the safe estimate works
             return
+        def cost(value: Any) -> float | None:
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
+
         for model, r in stored.items() if isinstance(stored, dict) else ():
             try:
-                self.rates[model] = Rates(int(r["chars"]), int(r["tokens"]), r.get("turn"), r.get("base"))
+                self.rates[model] = Rates(max(0, int(r["chars"])), max(0, int(r["tokens"])), cost(r.get("turn")),
+                                          cost(r.get("base")))
             except (KeyError, TypeError, ValueError):
                 continue
 

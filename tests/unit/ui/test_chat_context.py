@@ -176,3 +176,27 @@ def test_stop_while_summarising_stops_the_answer_and_pins_nothing():
     # Nothing was pinned by the stopped summary; the next message summarises afresh and is answered.
     summaries = [m for m in chat.current.peek().messages.peek() if m.role == "summary"]
     assert len(summaries) <= 1 and after.status.peek() == "done"
+
+
+def test_the_calibration_is_kept_and_read_back_and_a_damaged_one_is_ignored():
+    class Prefs(MemoryKV):
+        async def get(self, key):
+            return self.data.get(key)
+
+    async def scenario():
+        prefs = Prefs()
+        api, kv, chat = await make_chat(prefs=prefs)
+        await chat.send("one two three four five six seven eight nine ten eleven twelve thirteen")
+        await chat.flush()
+        while "token-rates" not in prefs.data:
+            await asyncio.sleep(0)
+        again = ChatState(connect=chat._connect, kv=kv, prefs=prefs)
+        await again.load()
+        damaged = Prefs({"token-rates": {LLAMA: {"chars": "x"}, "other": {"chars": 10, "tokens": 5, "turn": "?"}}})
+        third = ChatState(connect=chat._connect, kv=MemoryKV(), prefs=damaged)
+        await third.load()
+        return chat, again, third
+
+    chat, again, third = run(within(scenario()))
+    assert again.rates[LLAMA] == chat.rates[LLAMA] and again.rates[LLAMA].per_char() is not None
+    assert LLAMA not in third.rates and third.rates["other"].turn is None
