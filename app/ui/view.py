@@ -106,7 +106,7 @@ def _messages(n: Any) -> str:
 
 
 def meter_line(plan: Any) -> str:
-    """``"1,234 / 4,096 tokens"`` for the next request, and what it leaves out."""
+    """``"1,234 / 4,096 tokens"`` for the next request ("~" first while none of it is an engine's count)."""
     if plan is None:
         return ""
     said = f"{plan.tokens:,} / {plan.window:,} tokens" if plan.window else f"{plan.tokens:,} tokens"
