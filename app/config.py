@@ -60,6 +60,7 @@ class CloudConfig:
     model: str
     api_key: str = ""
     label: str = ""
+    context_window: int | None = None  # the server's context, in tokens, when the deployer says it
 
     @classmethod
     def parse(cls, form: dict[str, str], *, previous: CloudConfig | None = None,
@@ -78,16 +79,26 @@ class CloudConfig:
             raise UsageError("the endpoint needs a model id (e.g. gpt-4o-mini)")
         key = (form.get("api_key") or "").strip()
         label = (form.get("label") or "").strip()
+        window_text = str(form.get("context_window") or "").strip()
+        if window_text and (not window_text.isdigit() or int(window_text) < 1):
+            raise UsageError(f"the endpoint's context_window must be a whole number of tokens, got {window_text!r}")
+        window = int(window_text) if window_text else None
         if previous is not None:
             if _origin(previous.base_url) != _origin(base_url) and key == previous.api_key:
                 key = ""
             if previous.base_url == base_url and not label:
                 label = previous.label
-        return cls(base_url=base_url, model=model, api_key=key, label=label or urlsplit(base_url).netloc)
+            if previous.base_url == base_url and window is None:
+                window = previous.context_window
+        return cls(base_url=base_url, model=model, api_key=key, label=label or urlsplit(base_url).netloc,
+                   context_window=window)
 
-    def to_record(self) -> dict[str, str]:
+    def to_record(self) -> dict[str, Any]:
         """What is kept across reloads: everything but the key."""
-        return {"base_url": self.base_url, "model": self.model, "label": self.label}
+        record: dict[str, Any] = {"base_url": self.base_url, "model": self.model, "label": self.label}
+        if self.context_window is not None:
+            record["context_window"] = self.context_window
+        return record
 
 
 def _origin(url: str) -> str:

@@ -60,7 +60,7 @@ def _cloud(cloud: CloudConfig) -> Any:
     from app.backends.openai_compat import OpenAICompatBackend
 
     return OpenAICompatBackend(base_url=cloud.base_url, api_key=cloud.api_key or None, model=cloud.model,
-                               name=cloud.label or None)
+                               name=cloud.label or None, context_window=cloud.context_window)
 
 
 def _chrome() -> Any:

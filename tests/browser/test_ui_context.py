@@ -180,3 +180,92 @@ def test_stop_while_summarising_stops_the_answer_and_pins_nothing(page, serve, t
     send(page, "Shall we go on?", i + 1)
     assert page.locator("#messages .msg-summary").count() == 1
     w.assert_clean()
+
+
+# ---------------------------------------------------------------------------- a real model: llama.cpp's server
+
+TOPICS = [
+    "My name is Ada and I keep bees on a roof in Lisbon. This spring two of my five hives swarmed in April.",
+    "The strongest hive is the blue one near the chimney; it made eleven kilograms of honey last summer.",
+    "I am thinking of adding a sixth hive in May, but my neighbour Rui worries about the bees near his washing.",
+    "The roof gets very hot in August, so I put up a shade cloth and a shallow water tray with stones in it.",
+    "Last week I saw varroa mites on a drone in the yellow hive, and I plan to treat it with oxalic acid.",
+    "Rui finally tasted the honey at dinner on Sunday and now he asks whether he could have a hive himself.",
+]
+
+
+def llama_chat(launch_chromium, serve, tmp_dir, llama, *, window: int, policy: str):
+    """The chat without WebGPU, answered by the real SmolLM2 on llama.cpp's server (a context window of
+    ``window`` tokens stated in the config), with short answers and the given overflow policy."""
+    from tests.browser.conftest import API_KEY, QUIET_FLAGS
+
+    site = ui_site(serve, tmp_dir, cloud={"base_url": llama.origin + "/v1", "model": "smollm2",
+                                          "label": "llama.cpp test server", "context_window": window})
+    page = launch_chromium(QUIET_FLAGS).new_page()
+    w = open_chat(page, site, allowed=(llama.origin,))
+    page.locator("#backend-notice[data-kind=cloud]").wait_for()
+    page.locator("#settings summary").click()
+    page.fill("#setting-api-key", API_KEY)
+    page.fill("#setting-max-tokens", "24")
+    page.select_option("#setting-context-policy", policy)
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.locator("#settings-saved", has_text="Saved.").wait_for()
+    page.locator("#settings summary").click()
+    return page, w
+
+
+def server_prompt_tokens(llama, body: dict) -> int:
+    """The prompt tokens llama.cpp's server counts for the messages of ``body`` (asked again, not streamed:
+    its streams carry no usage)."""
+    import urllib.request
+
+    from tests.browser.conftest import API_KEY
+
+    again = {"model": body["model"], "messages": body["messages"], "max_tokens": 1, "stream": False}
+    request = urllib.request.Request(llama.origin + "/v1/chat/completions", data=json.dumps(again).encode(),
+                                     headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())["usage"]["prompt_tokens"]
+
+
+def test_a_real_model_keeps_answering_past_its_window_leaving_turns_out(launch_chromium, serve, tmp_path_factory,
+                                                                        llama):
+    page, w = llama_chat(launch_chromium, serve, tmp_path_factory.mktemp("llama-drop"), llama, window=250,
+                         policy="drop-oldest")
+    sent: list[dict] = []
+    page.on("request", lambda r: r.method == "POST" and r.url.endswith("/chat/completions")
+            and sent.append(json.loads(r.post_data)))
+    for i, text in enumerate(TOPICS[:5]):
+        send(page, text, i)
+    assert "left out to fit the model's context window" in answers(page).nth(4).locator(".meta").inner_text(), \
+        page.inner_text("#context-meter")
+    shown = type_draft(page, TOPICS[5])
+    assert page.locator("#context-meter").inner_text().startswith("~")  # this server reports no usage in streams
+    page.press("#prompt", "Enter")
+    answers(page).nth(5).and_(page.locator("[data-status=done]")).wait_for(timeout=120_000)
+    counted = server_prompt_tokens(llama, sent[-1])
+    print(f"llama.cpp: meter {shown} / server prompt_tokens {counted}")
+    # Without usage the meter is the safe estimate: never less than the server counts, and the request
+    # it planned fits the window by the server's own count.
+    assert counted <= shown <= 250 and counted <= 250
+    w.assert_clean()
+
+
+def test_a_real_model_summarises_what_will_not_fit_and_keeps_answering(launch_chromium, serve, tmp_path_factory,
+                                                                       llama):
+    page, w = llama_chat(launch_chromium, serve, tmp_path_factory.mktemp("llama-summary"), llama, window=250,
+                         policy="summarise")
+    for i, text in enumerate(TOPICS):
+        send(page, text, i)
+    assert answers(page).count() == len(TOPICS)
+    summary = page.locator("#messages .msg-summary").last
+    summary.wait_for()
+    summary.locator("summary").click()
+    written = summary.locator(".body").inner_text().strip()
+    print(f"SmolLM2's summary: {written!r}")
+    assert written  # the real model's own words, pinned in the conversation
+    n = int(re.search(r"Summary of (\d+) earlier messages", summary.locator("summary").text_content()).group(1))
+    assert f"a summary of {n} earlier messages sent instead of them" in page.locator(
+        "#messages .msg-assistant").last.locator(".meta").inner_text()
+    shot(page, "context-summary-llama")
+    w.assert_clean()
