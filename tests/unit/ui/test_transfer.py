@@ -148,3 +148,30 @@ def test_a_summary_must_say_what_it_stands_for():
         parse_import(export({"until": "m1"}))
     with pytest.raises(InvalidRequest, match=r"conversations\[0\]\.messages\[1\]\.meta\.until: names no message"):
         parse_import(export({"summarised": 1, "until": "gone"}))
+
+
+def test_a_summary_goes_out_and_comes_back_in_and_is_used_again():
+    from app.config import Settings
+    from app.ui.chat import SUMMARY_INSTRUCTION
+    from app.ui.conversations import SUMMARY_HEADING
+    from tests.unit.fakes import LLAMA
+
+    def handler(request):
+        return "they talked about bees" if request["messages"][0]["content"] == SUMMARY_INSTRUCTION else "ok"
+
+    async def scenario():
+        api, kv, chat = await make_chat(handler=handler, settings=Settings(max_tokens=16, context_policy="summarise"))
+        backend = (await chat._connect()).backend
+        backend.models[LLAMA] = {**backend.models[LLAMA], "overrides": {"context_window_size": 120}}
+        for i in range(4):
+            await chat.send(("word " * 30) + str(i))
+        text = export_json(chat.conversations.peek(), exported=1.0)
+        await chat.delete_all()
+        added, _ = await chat.import_records(parse_import(text))
+        return chat, text, added
+
+    chat, text, added = run(within(scenario()))
+    conv = chat.current.peek()
+    assert added == 1 and conv.summary() is not None
+    assert conv.request_messages("")[0]["content"] == f"{SUMMARY_HEADING}\n{conv.summary().text.peek()}"
+    assert "## Summary of " in export_markdown([conv])
