@@ -60,6 +60,7 @@ class CloudConfig:
     model: str
     api_key: str = ""
     label: str = ""
+    context_window: int | None = None  # the server's context, in tokens, when the deployer says it
 
     @classmethod
     def parse(cls, form: dict[str, str], *, previous: CloudConfig | None = None,
@@ -78,16 +79,26 @@ class CloudConfig:
             raise UsageError("the endpoint needs a model id (e.g. gpt-4o-mini)")
         key = (form.get("api_key") or "").strip()
         label = (form.get("label") or "").strip()
+        window_text = str(form.get("context_window") or "").strip()
+        if window_text and (not window_text.isdigit() or int(window_text) < 1):
+            raise UsageError(f"the endpoint's context_window must be a whole number of tokens, got {window_text!r}")
+        window = int(window_text) if window_text else None
         if previous is not None:
             if _origin(previous.base_url) != _origin(base_url) and key == previous.api_key:
                 key = ""
             if previous.base_url == base_url and not label:
                 label = previous.label
-        return cls(base_url=base_url, model=model, api_key=key, label=label or urlsplit(base_url).netloc)
+            if previous.base_url == base_url and window is None:
+                window = previous.context_window
+        return cls(base_url=base_url, model=model, api_key=key, label=label or urlsplit(base_url).netloc,
+                   context_window=window)
 
-    def to_record(self) -> dict[str, str]:
+    def to_record(self) -> dict[str, Any]:
         """What is kept across reloads: everything but the key."""
-        return {"base_url": self.base_url, "model": self.model, "label": self.label}
+        record: dict[str, Any] = {"base_url": self.base_url, "model": self.model, "label": self.label}
+        if self.context_window is not None:
+            record["context_window"] = self.context_window
+        return record
 
 
 def _origin(url: str) -> str:
@@ -188,13 +199,19 @@ def _embed_hosts(embed: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+# What the chat does when a conversation outgrows the model's context window: leave its oldest turns
+# out, or have the model summarise them into a pinned summary message sent instead (app.ui.chat).
+CONTEXT_POLICIES = ("drop-oldest", "summarise")
+
+
 @dataclass(frozen=True)
 class Settings:
-    """What every request of the chat is sent with."""
+    """What every request of the chat is sent with, and what happens when the history will not fit."""
 
     system_prompt: str = ""
     temperature: float = 0.7
     max_tokens: int = 1024
+    context_policy: str = "drop-oldest"
 
     @classmethod
     def parse(cls, form: dict[str, str]) -> Settings:
@@ -208,18 +225,24 @@ class Settings:
         text = (form.get("max_tokens", "1024") or "1024").strip()
         if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
             raise InvalidRequest("max tokens must be a whole number of at least 1", param="max_tokens")
+        policy = (form.get("context_policy") or "drop-oldest").strip()
+        if policy not in CONTEXT_POLICIES:
+            raise InvalidRequest(f"when the history will not fit: one of {', '.join(CONTEXT_POLICIES)}, got {policy!r}",
+                                 param="context_policy")
         return cls(system_prompt=form.get("system_prompt", "").strip(), temperature=temperature,
-                   max_tokens=int(text))
+                   max_tokens=int(text), context_policy=policy)
 
     def to_record(self) -> dict[str, Any]:
-        return {"system_prompt": self.system_prompt, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        return {"system_prompt": self.system_prompt, "temperature": self.temperature, "max_tokens": self.max_tokens,
+                "context_policy": self.context_policy}
 
     @classmethod
     def from_record(cls, record: dict[str, Any] | None) -> Settings:
         if not record:
             return cls()
         return cls(system_prompt=str(record.get("system_prompt", "")),
-                   temperature=float(record.get("temperature", 0.7)), max_tokens=int(record.get("max_tokens", 1024)))
+                   temperature=float(record.get("temperature", 0.7)), max_tokens=int(record.get("max_tokens", 1024)),
+                   context_policy=policy if (policy := record.get("context_policy")) in CONTEXT_POLICIES else "drop-oldest")
 
     def params(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "max_tokens": self.max_tokens}

@@ -185,7 +185,7 @@ class Router:
         offline = not self._online()
         local_only = self.policy == "offline-only" or offline or request.private
         tokens = _prompt_tokens(request)
-        chosen, skipped = [], []
+        chosen, skipped, too_long = [], [], []
         for route in self.routes:
             name = route.backend.name
             caps = route.backend.capabilities(request.model)
@@ -201,9 +201,13 @@ class Router:
                 skipped.append(f"{name}: circuit open after {route.breaker.failures} failure(s)")
                 continue
             if check_context and caps.max_context is not None and tokens > caps.max_context:
-                skipped.append(f"{name}: prompt (~{tokens} tokens) exceeds its context ({caps.max_context})")
+                too_long.append((route, f"{name}: prompt (~{tokens} tokens) exceeds its context ({caps.max_context})"))
                 continue
             chosen.append(route)
+        if chosen or not too_long:
+            skipped += [why for _route, why in too_long]
+        else:  # the estimate is rough: with no route it keeps the prompt off, the engine's own count decides
+            chosen = [route for route, _why in too_long]
         ordered = sorted(chosen, key=lambda r: self._rank(r, request))
         return [(r, self._reason(r, request, i)) for i, r in enumerate(ordered)], skipped
 

@@ -60,7 +60,7 @@ def _cloud(cloud: CloudConfig) -> Any:
     from app.backends.openai_compat import OpenAICompatBackend
 
     return OpenAICompatBackend(base_url=cloud.base_url, api_key=cloud.api_key or None, model=cloud.model,
-                               name=cloud.label or None)
+                               name=cloud.label or None, context_window=cloud.context_window)
 
 
 def _chrome() -> Any:
@@ -320,6 +320,27 @@ class Session:
                 self.local_backend().load_failure = f"{model} could not load: {type(exc).__name__}: {exc}"
                 self.status.set(f"{model} could not load ({type(exc).__name__}); another backend answers")
         return built.client
+
+    def context_window(self) -> int | None:
+        """The context window the chat's next request may use (the largest of the routes that may
+        answer it), known without loading a model; None when nothing answers yet or no limit is known.
+        Reads the chosen model and endpoint as signals, so a computed value using it follows them."""
+        from app.params import ChatRequest
+
+        model = self.model.get()
+        self.cloud.get(), self.gpu.get()
+        try:
+            router = self._build().router
+            routes, _skipped = router.plan(ChatRequest.build(messages=[{"role": "user", "content": "?"}]),
+                                           check_context=False)
+            # The web-llm route's window is the chosen model's, loaded or not; a route that does not say
+            # (Chrome's built-in model before its first session) does not hide the others'.
+            windows = [route.backend.capabilities(model if route.backend.name == "webllm" else None).max_context
+                       for route, _why in routes]
+        except Exception:  # noqa: BLE001 - nothing answers yet (NoBackendAvailable): the meter shows no window
+            return None
+        known = [w for w in windows if w]
+        return max(known) if known else None
 
     def describe(self) -> str:
         """What answers, in words, for the page's notice."""

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.config import Settings
-from app.context import fit_window
+from app.context import Anchor, Counter, Part, Plan, Rates, full_prompt_tokens, learn_prompt, plan_request
 from app.errors import InvalidRequest, QuotaExceeded, StorageClosed, UsageError
 from app.middleware import redact
 from app.reasoning import toggles_thinking
@@ -42,7 +42,7 @@ from app.ui.conversations import (
     merge,
     title_from,
 )
-from app.ui.store import Signal, batch
+from app.ui.store import Computed, Signal, batch
 
 __all__ = ["STATUSES", "ChatState", "Conversation", "KeyValue", "KvStore", "Message", "ScopedKv", "Settings",
            "title_from"]
@@ -88,6 +88,71 @@ def _stats(stream: Any, first: float | None, last: float | None, pieces: int) ->
     return meta
 
 
+SUMMARY_INSTRUCTION = (
+    "Summarise the conversation below so that it can be continued without it: keep the facts, names, "
+    "numbers, decisions, the user's requests and open questions. At most 150 words. Write only the summary.")
+SUMMARY_MAX_TOKENS = 256
+RATES_KEY = "token-rates"  # the per-model calibration, in the settings store
+
+
+def _fingerprint(text: str) -> int:
+    """Tells one system message from another (an anchor counts only for the same one)."""
+    import zlib
+
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def _count(value: Any) -> int | None:
+    """A token count kept in a message's meta (an imported file may hold anything there)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+class SummaryStopped(Exception):
+    """Stop came while the model summarised: the answer ends "stopped", nothing is summarised."""
+
+
+class _Request:
+    """One request's messages, counted: the system text, its parts (message ids) and the anchor."""
+
+    def __init__(self, conv: Conversation, system_prompt: str, counter: Counter, model: str | None,
+                 draft: str | None = None, cache: dict[tuple[Any, ...], int] | None = None) -> None:
+        summary, kept = conv.history()
+        self.summary = summary
+        self.system = conv.system_text(system_prompt, summary)
+        self.system_tokens = counter.system(self.system)
+        self.messages = {m.id: m for m in kept}
+        self.texts = {m.id: m.text.peek() for m in kept}
+        self.parts: list[Part] = []
+        for m in kept:
+            # The history is counted once per text and calibration (the meter recounts on each draft).
+            key = (m.id, m.text._version, m.meta._version, model, counter.rates.chars, counter.rates.turn)
+            tokens = cache.get(key) if cache is not None else None
+            if tokens is None:
+                meta = m.meta.peek()
+                exact = _count(meta.get("completion_tokens")) if meta.get("model") == model else None
+                tokens = counter.user(m.text.peek()) if m.role == "user" else counter.answer(m.text.peek(), exact)
+                if cache is not None:
+                    if len(cache) > 10_000:
+                        cache.clear()
+                    cache[key] = tokens
+            self.parts.append(Part(m.id, m.role, tokens))
+        if draft is not None:
+            self.parts.append(Part("", "user", counter.user(draft)))
+            self.texts[""] = draft
+        self.anchor: Anchor | None = None
+        fingerprint = _fingerprint(self.system)
+        for m in reversed(kept):  # the newest answer the engine counted, sent as now
+            meta = m.meta.peek()
+            prompt, completion = _count(meta.get("prompt_tokens")), _count(meta.get("completion_tokens"))
+            if m.role == "assistant" and prompt and completion:
+                if meta.get("model") == model and meta.get("system_crc") == fingerprint and meta.get("sent_first"):
+                    self.anchor = Anchor(prompt + completion, str(meta["sent_first"]), m.id)
+                break
+
+    def plan(self, window: int | None, reserve: int) -> Plan:
+        return plan_request(self.system_tokens, self.parts, window=window, reserve=reserve, anchor=self.anchor)
+
+
 class ChatState:
     """The conversations of this page and the intents on them. See the module docstring."""
 
@@ -95,9 +160,12 @@ class ChatState:
                  settings: Signal[Settings] | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, save_every: float = 0.25,
                  broadcast: Callable[[dict[str, Any]], None] | None = None,
-                 model: Callable[[], str | None] | None = None) -> None:
+                 model: Callable[[], str | None] | None = None,
+                 window: Callable[[], int | None] | None = None, prefs: Any = None) -> None:
         self._connect = connect
         self._model = model
+        self._window = window  # the context window of what would answer, without loading anything
+        self._prefs = prefs  # where the calibration is kept (the settings store), if anywhere
         self._records = ConversationStore(kv, broadcast=broadcast)
         self.settings = settings or Signal(Settings())
         self._clock = clock
@@ -117,13 +185,24 @@ class ChatState:
         self._failed: dict[str, Conversation] = {}  # refused writes, tried again with the next change
         self._writer: asyncio.Task | None = None
         self._early: list[Any] | None = None  # announcements that came while load() read the store
+        self._sending: tuple[Any, ...] | None = None  # the request being answered, counted
         self._search_cache: dict[str, tuple[tuple[int, int, int], str]] = {}
+        # The context meter: the draft in the message box (set by the view, debounced), each model's
+        # calibration (bumped when it learns), and the next request's plan computed from them.
+        self.draft: Signal[str] = Signal("")
+        self.rates: dict[str, Rates] = {}
+        self._calibrated: Signal[int] = Signal(0)
+        self._last_window: int | None = None
+        self._answered: str | None = None  # the model that answered last here
+        self._counted: dict[tuple[Any, ...], int] = {}  # each message's tokens, by text and calibration
+        self.meter: Computed[Plan | None] = Computed(self._measure)
 
     # ------------------------------------------------------------------ conversations
 
     async def load(self) -> None:
         """Read every stored conversation; the most recently updated becomes current."""
         self._early = []  # what other tabs announce while this reads: applied after
+        await self._load_rates()
         try:
             convs = await self._records.load()
             with batch():
@@ -334,7 +413,7 @@ class ChatState:
     async def _answer(self, conv: Conversation) -> Message:
         reply = self._message(conv, "assistant", status="streaming")
         own = conv.system.peek()
-        history = conv.request_messages(own if own is not None else self.settings.peek().system_prompt)
+        system_prompt = own if own is not None else self.settings.peek().system_prompt
         with batch():
             conv.messages.set([*conv.messages.peek(), reply])
             conv.updated.set(self._wall())
@@ -347,7 +426,7 @@ class ChatState:
         pieces = 0
         thinking: list[float] = []  # when the first and the last piece of reasoning came
         try:
-            self._opening = asyncio.ensure_future(self._open(history, reply, conv.think.peek()))
+            self._opening = asyncio.ensure_future(self._open(conv, system_prompt, reply, conv.think.peek()))
             try:
                 stream = await self._opening
             except asyncio.CancelledError:
@@ -383,7 +462,8 @@ class ChatState:
                         self._save_soon(conv)
             finish = stream.finish_reason
             with batch():
-                reply.meta.set({**reply.meta.peek(), **_stats(stream, first, last, pieces), "finish_reason": finish,
+                reply.meta.set({**reply.meta.peek(), **_stats(stream, first, last, pieces), **self._learn(reply, stream),
+                                "finish_reason": finish,
                                 **({"thought_s": round((first or thinking[-1]) - thinking[0], 1)} if thinking else {})})
                 reply.status.set("stopped" if finish == "abort" or self._stop_requested else "done")
         except Exception as exc:  # every failure ends this reply with words, never a stuck page
@@ -401,21 +481,188 @@ class ChatState:
             await self.flush()
         return reply
 
-    async def _open(self, history: list[dict[str, Any]], reply: Message, think: bool | None = None) -> Any:
+    async def _open(self, conv: Conversation, system_prompt: str, reply: Message, think: bool | None = None) -> Any:
         """The client (the chosen model loaded) and the answer's stream, once its first chunk came;
-        None when Stop came while the model loaded. A history too long for every model that may
-        answer loses its oldest turns first (the reply says how many), so a long chat never dies."""
+        None when Stop came while the model loaded or summarised. A history too long for every model
+        that may answer loses its oldest turns first, or (``context_policy`` "summarise") has them
+        summarised by the model into a pinned summary sent instead; the reply says which, and how many."""
         client = await self._connect()
         if self._stop_requested:
             return None
-        params = self.settings.peek().params()
+        settings = self.settings.peek()
+        params = settings.params()
         if think is not None and toggles_thinking(self.model()):
             params["enable_thinking"] = think
-        history, dropped = fit_window(history, _context_window(client, history), reserve=params["max_tokens"])
-        if dropped:
-            reply.meta.set({**reply.meta.peek(), "dropped": dropped})
+        window = _context_window(client, conv.request_messages(system_prompt))
+        if window is None and self._window is not None:  # a route that does not say hides no other's
+            window = self._window()
+        self._last_window = window
+        model = self._model_of(conv)
+        counter = Counter(self.rates.get(model or ""))
+        request = _Request(conv, system_prompt, counter, model)
+        plan = request.plan(window, params["max_tokens"])
+        said: dict[str, Any] = {}
+        if plan.dropped and settings.context_policy == "summarise":
+            try:
+                await self._summarise(client, conv, request, plan.dropped, reply, window or 0)
+            except SummaryStopped:
+                return None
+            except Exception as exc:  # noqa: BLE001 - a failed summary falls back to leaving turns out
+                said["summary_failed"] = f"{type(exc).__name__}: {redact(str(exc))}"
+            else:
+                request = _Request(conv, system_prompt, counter, model)
+                plan = request.plan(window, params["max_tokens"])
+        if plan.dropped:
+            said["dropped"] = len(plan.dropped)
+        if request.summary is not None:
+            said["summarised"] = int(request.summary.meta.peek().get("summarised") or 0)
+        sent = [request.messages[key] for key in plan.sent]
+        history = ([{"role": "system", "content": request.system}] if request.system else []) + [
+            {"role": m.role, "content": m.text.peek()} for m in sent]
+        # What the answer's usage is checked against and learned from, once it comes (_learn).
+        self._sending = (request, plan, model, counter)
+        # Which messages and system text the request sent: its usage anchors only a request sending the same.
+        reply.meta.set({**reply.meta.peek(), **said, "sent_first": plan.sent[0] if plan.sent else "",
+                        "system_crc": _fingerprint(request.system)})
         return await client.chat.completions.create(
             messages=history, stream=True, stream_options={"include_usage": True}, **params)
+
+    async def _summarise(self, client: Any, conv: Conversation, request: _Request, keys: list[str],
+                         reply: Message, window: int) -> Message:
+        """Ask the model for a summary of the messages ``keys`` (and of the summary in use), and pin it
+        in ``conv`` just before ``reply``. Raises SummaryStopped on Stop, any other error on failure."""
+        covered = [request.messages[key] for key in keys]
+        max_tokens = max(16, min(SUMMARY_MAX_TOKENS, window // 4))
+        counter = Counter(self.rates.get(self._model_of(conv) or ""))
+        earlier = [f"Earlier summary: {request.summary.text.peek()}"] if request.summary is not None else []
+        lines = [f"{'User' if m.role == 'user' else 'Assistant'}: {m.text.peek()}" for m in covered]
+        if window:  # the request must fit too: each message gets an equal share of the room, cut at its end
+            room = (window - max_tokens - counter.system(SUMMARY_INSTRUCTION) - counter.user("")
+                    - sum(counter.text(line) + 1 for line in earlier))
+            share = max(8, room // max(1, len(lines)) - 1)
+            lines = [line if counter.text(line) <= share else
+                     line[: max(1, int(len(line) * share / counter.text(line)) - 1)] + "…" for line in lines]
+        transcript = "\n\n".join(earlier + lines)
+        count = len(covered) + (int(request.summary.meta.peek().get("summarised") or 0) if request.summary else 0)
+        reply.meta.set({**reply.meta.peek(), "summarising": count})
+        pieces: list[str] = []
+        # A thinking model would spend the few tokens on thinking: it answers at once where it can.
+        extra = {"enable_thinking": False} if toggles_thinking(self.model()) else {}
+        try:
+            stream = await client.chat.completions.create(
+                messages=[{"role": "system", "content": SUMMARY_INSTRUCTION}, {"role": "user", "content": transcript}],
+                stream=True, max_tokens=max_tokens, temperature=0.2, **extra)
+            if self._stop_requested:
+                await stream.stop()
+            self._stream = stream
+            async with stream:
+                async for chunk in stream:
+                    for choice in chunk.choices:
+                        if choice.index == 0 and choice.delta.content:
+                            pieces.append(choice.delta.content)
+            stopped = stream.finish_reason == "abort" or self._stop_requested
+        finally:
+            self._stream = None
+            meta = dict(reply.meta.peek())
+            meta.pop("summarising", None)
+            reply.meta.set(meta)
+        if stopped:
+            raise SummaryStopped()
+        text = "".join(pieces).strip()
+        if not text:
+            raise ValueError("the model wrote no summary")
+        summary = Message("summary", text, at=reply.at, n=reply.n,
+                          meta={"summarised": count, "until": covered[-1].id, "model": stream.accumulator.model})
+        reply.n += 1  # the summary goes just before the answer that first uses it
+        messages = conv.messages.peek()
+        at = messages.index(reply) if reply in messages else len(messages)
+        conv.messages.set([*messages[:at], summary, *messages[at:]])
+        self._save_soon(conv)
+        return summary
+
+    def _learn(self, reply: Message, stream: Any) -> dict[str, Any]:
+        """What the engine counted for this request and answer (kept in the reply's meta: the next
+        request's anchor), and the calibration of this model's estimate it teaches."""
+        sending, self._sending = self._sending, None
+        usage = stream.accumulator.usage
+        if sending is None or usage is None or not usage.prompt_tokens:
+            return {}
+        request, plan, model, counter = sending
+        parts = [p for p in request.parts if p.key in plan.sent]
+        anchored = request.anchor if plan.exact else None
+        after = [p for p in parts[[p.key for p in parts].index(anchored.through) + 1:]] if anchored else parts
+        prompt = full_prompt_tokens(int(usage.prompt_tokens), reuses_cache=stream.backend == "webllm",
+                                    anchor_tokens=anchored.tokens if anchored else None,
+                                    new_tokens=sum(p.tokens for p in after))
+        completion = int(usage.completion_tokens or 0)
+        self._answered = stream.accumulator.model or model or ""
+        rates = self.rates.setdefault(self._answered, Rates())
+        if not reply.reasoning.peek():  # completion tokens then count the thinking too
+            rates.learn_answer(reply.text.peek(), completion)
+        learn_prompt(rates, Counter(rates), prompt_tokens=prompt, system=request.system, parts=parts,
+                     anchor=anchored, texts=request.texts)
+        self._calibrated.set(self._calibrated.peek() + 1)
+        if self._prefs is not None:
+            asyncio.ensure_future(self._save_rates())
+        return {"prompt_tokens": prompt, "completion_tokens": completion}
+
+    async def _load_rates(self) -> None:
+        if self._prefs is None:
+            return
+        try:
+            stored = await self._prefs.get(RATES_KEY) or {}
+        except Exception:  # noqa: BLE001 - no calibration yet: the safe estimate works
+            return
+        def cost(value: Any) -> float | None:
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
+
+        for model, r in stored.items() if isinstance(stored, dict) else ():
+            try:
+                self.rates[model] = Rates(max(0, int(r["chars"])), max(0, int(r["tokens"])), cost(r.get("turn")),
+                                          cost(r.get("base")))
+            except (KeyError, TypeError, ValueError):
+                continue
+
+    async def _save_rates(self) -> None:
+        try:
+            await self._prefs.put(RATES_KEY, {m: {"chars": r.chars, "tokens": r.tokens, "turn": r.turn, "base": r.base}
+                                              for m, r in self.rates.items()})
+        except Exception:  # noqa: BLE001 - calibration is a nicety: it is learned again
+            pass
+
+    # ------------------------------------------------------------------ the context meter
+
+    def _model_of(self, conv: Conversation | None) -> str | None:
+        """The model the next request of ``conv`` is counted for: the one that answered last, else
+        the chat's chosen one."""
+        for m in reversed(conv.messages.peek() if conv is not None else ()):
+            if m.role == "assistant" and m.meta.peek().get("model"):
+                return str(m.meta.peek()["model"])
+        chosen = self.model()
+        if chosen in self.rates or self._answered is None:
+            return chosen
+        return self._answered  # e.g. an endpoint answers: its model is not the chosen web-llm one
+
+    def _measure(self) -> Plan | None:
+        """The next request (history and draft) against the window: what the meter shows."""
+        conv = self.current.get()
+        draft = self.draft.get().strip()
+        settings = self.settings.get()
+        self._calibrated.get()
+        if conv is not None:
+            for m in conv.messages.get():  # an answer counts once it is done, not per token
+                m.status.get()
+                m.meta.get()
+        window = self._window() if self._window is not None else None
+        window = window or self._last_window
+        system_prompt = conv.system.get() if conv is not None else None
+        system_prompt = system_prompt if system_prompt is not None else settings.system_prompt
+        model = self._model_of(conv)
+        request = _Request(conv or Conversation(), system_prompt, Counter(self.rates.get(model or "")), model,
+                           draft=draft or None, cache=self._counted)
+        if not request.parts and not draft:
+            return Plan(0, window)
+        return request.plan(window, settings.max_tokens)
 
     def model(self) -> str | None:
         """The model the chat asks first (the session's chosen one), for per-model choices."""

@@ -35,6 +35,11 @@ from app.ui.store import Signal
 
 # Message lifecycle: a reply starts "streaming" and ends in one of the others.
 STATUSES = ("done", "streaming", "stopped", "error", "interrupted")
+# "summary": a pinned summary of earlier messages the model wrote when the history outgrew its context
+# window (meta: "summarised" how many messages it stands for, "until" the last of them); sent in the
+# system message instead of the messages it covers.
+ROLES = ("user", "assistant", "summary")
+SUMMARY_HEADING = "Summary of the earlier conversation:"
 TITLE_CHARS = 48
 MESSAGE_SEP = "/"
 TOMBSTONE = "#deleted"
@@ -125,14 +130,42 @@ class Conversation:
                 return i
         raise UsageError(f"no message {message_id!r} in this conversation")
 
+    def summary(self) -> Message | None:
+        """The summary in use: the newest whose covered messages are all still here."""
+        messages = self.messages.peek()
+        ids = {m.id for m in messages}
+        for m in reversed(messages):
+            if m.role == "summary" and m.meta.peek().get("until") in ids:
+                return m
+        return None
+
+    def history(self) -> tuple[Message | None, list[Message]]:
+        """The summary in use and the messages a request sends after it (failed or empty replies and
+        earlier summaries left out, and the messages the summary stands for)."""
+        summary = self.summary()
+        messages = self.messages.peek()
+        if summary is not None:
+            until = summary.meta.peek()["until"]
+            messages = messages[next(i for i, m in enumerate(messages) if m.id == until) + 1:]
+        kept = [m for m in messages if m.role == "user" or (
+            m.role == "assistant" and m.status.peek() != "error" and m.text.peek())]
+        return summary, kept
+
+    @staticmethod
+    def system_text(system_prompt: str, summary: Message | None) -> str:
+        """The system message sent: the prompt, then the summary in use (if any)."""
+        if summary is None:
+            return system_prompt
+        said = f"{SUMMARY_HEADING}\n{summary.text.peek()}"
+        return f"{system_prompt}\n\n{said}" if system_prompt else said
+
     def request_messages(self, system_prompt: str) -> list[dict[str, Any]]:
-        """The history in OpenAI form; failed or empty replies are left out."""
-        out: list[dict[str, Any]] = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        for m in self.messages.peek():
-            text = m.text.peek()
-            if m.role == "assistant" and (m.status.peek() == "error" or not text):
-                continue
-            out.append({"role": m.role, "content": text})
+        """The history in OpenAI form; failed or empty replies are left out, and the messages a summary
+        stands for (its text goes into the system message)."""
+        summary, kept = self.history()
+        system = self.system_text(system_prompt, summary)
+        out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        out += [{"role": m.role, "content": m.text.peek()} for m in kept]
         return out
 
     def header(self) -> dict[str, Any]:
@@ -450,5 +483,5 @@ def merge(conv: Conversation, remote: Remote, *, busy: Iterable[Message] = ()) -
         conv.messages.set(ordered)
 
 
-__all__ = ["STATUSES", "Conversation", "ConversationStore", "KeyValue", "KvStore", "Message", "Remote",
+__all__ = ["ROLES", "STATUSES", "SUMMARY_HEADING", "Conversation", "ConversationStore", "KeyValue", "KvStore", "Message", "Remote",
            "ScopedKv", "merge", "message_key", "new_id", "title_from"]

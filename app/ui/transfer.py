@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from app.errors import InvalidRequest
-from app.ui.conversations import STATUSES, Conversation
+from app.ui.conversations import ROLES, STATUSES, Conversation
 
 FORMAT = "py-chat-conversations"
 VERSION = 1
@@ -28,9 +28,8 @@ MAX_CONVERSATIONS = 10_000
 MAX_MESSAGES = 10_000
 MAX_TEXT = 1_000_000
 MAX_TITLE = 500
-ROLES = ("user", "assistant")
 ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
-ROLE_NAMES = {"user": "You", "assistant": "Assistant"}
+ROLE_NAMES = {"user": "You", "assistant": "Assistant", "summary": "Summary of earlier messages"}
 
 
 def export_json(convs: list[Conversation], *, exported: float) -> str:
@@ -46,7 +45,10 @@ def export_markdown(convs: list[Conversation]) -> str:
         for m in conv.messages.peek():
             status = m.status.peek()
             note = "" if status == "done" else f" ({status})"
-            parts.append(f"## {ROLE_NAMES.get(m.role, m.role)}{note}\n\n{m.text.peek().strip()}\n")
+            name = ROLE_NAMES.get(m.role, m.role)
+            if m.role == "summary":
+                name = f"Summary of {m.meta.peek().get('summarised')} earlier messages"
+            parts.append(f"## {name}{note}\n\n{m.text.peek().strip()}\n")
     return "\n".join(parts)
 
 
@@ -103,6 +105,11 @@ def _message(record: Any, path: str) -> dict[str, Any]:
     n = record.get("n", 0)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise _fail(f"{path}.n", f"must be a whole number, 0 or more (got {n!r})")
+    if role == "summary":  # what it stands for must be said: how many messages, up to which one
+        summarised = meta.get("summarised")
+        if isinstance(summarised, bool) or not isinstance(summarised, int) or summarised < 1:
+            raise _fail(f"{path}.meta.summarised", f"must be a whole number, 1 or more (got {summarised!r})")
+        _ident(meta.get("until"), f"{path}.meta.until")
     checked = {"id": _ident(record.get("id"), f"{path}.id"), "role": role,
                "content": _text(record.get("content", ""), f"{path}.content", MAX_TEXT), "status": status,
                "meta": meta, "at": _number(record.get("at", 0), f"{path}.at"), "n": n}
@@ -128,6 +135,10 @@ def _conversation(record: Any, path: str) -> dict[str, Any]:
     if think is not None and not isinstance(think, bool):
         raise _fail(f"{path}.think", "must be true or false")
     checked = _unique_ids([_message(m, f"{path}.messages[{i}]") for i, m in enumerate(messages)], f"{path}.messages")
+    ids = {m["id"] for m in checked}
+    for i, m in enumerate(checked):
+        if m["role"] == "summary" and m["meta"]["until"] not in ids:
+            raise _fail(f"{path}.messages[{i}].meta.until", f"names no message of this conversation ({m['meta']['until']!r})")
     out = {"id": _ident(record.get("id"), f"{path}.id"),
            "title": _text(record.get("title", "New chat"), f"{path}.title", MAX_TITLE),
            "titled": titled, "created": _number(record.get("created", 0), f"{path}.created"),

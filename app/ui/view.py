@@ -23,7 +23,8 @@ from app.ui.chat import ChatState, Conversation, Message
 from app.ui.store import Scope, Signal, effect
 
 STICK_PX = 120  # keep following the stream while the reader is this close to the end
-ROLE_LABEL = {"user": "You", "assistant": "Assistant", "system": "System"}
+ROLE_LABEL = {"user": "You", "assistant": "Assistant", "system": "System", "summary": "Summary"}
+METER_DEBOUNCE_S = 0.3  # the draft is counted once typing pauses this long
 STATUS_NOTE = {"stopped": "stopped", "interrupted": "interrupted (the page was closed while writing)",
                "error": "failed"}
 
@@ -84,14 +85,34 @@ def meta_line(message: Message) -> str:
         parts.append(str(meta["model"]))
     if meta.get("finish_reason") == "length":
         parts.append("cut at max tokens")
+    if meta.get("summarising"):
+        parts.append(f"summarising {_messages(meta['summarising'])} to fit the model's context window…")
+    if meta.get("summarised"):
+        parts.append(f"a summary of {_messages(meta['summarised'])} sent instead of them")
+    if meta.get("summary_failed"):
+        parts.append(f"summarising failed ({meta['summary_failed']}), so messages were left out instead")
     if meta.get("dropped"):
-        n = int(meta["dropped"])
-        parts.append(f"{n} earlier message{'' if n == 1 else 's'} left out to fit the model's context window")
+        parts.append(f"{_messages(meta['dropped'])} left out to fit the model's context window")
     if status in STATUS_NOTE:
         parts.append(STATUS_NOTE[status])
     if meta.get("error"):
         parts.append(f"{meta['error']}: {meta.get('error_message', '')}")
     return " · ".join(parts)
+
+
+def _messages(n: Any) -> str:
+    n = int(n)
+    return f"{n} earlier message{'' if n == 1 else 's'}"
+
+
+def meter_line(plan: Any) -> str:
+    """``"1,234 / 4,096 tokens"`` for the next request ("~" first while none of it is an engine's count)."""
+    if plan is None:
+        return ""
+    said = f"{plan.tokens:,} / {plan.window:,} tokens" if plan.window else f"{plan.tokens:,} tokens"
+    if not plan.exact and plan.tokens:
+        said = "~" + said
+    return said
 
 
 class MessageView:
@@ -113,10 +134,16 @@ class MessageView:
             ffi.append(actions, _button("Retry", "retry", "Retry: answer this again"))
         elif role == "user":
             ffi.append(actions, _button("Edit", "edit", "Edit and send again"))
-        ffi.append(self.root, ffi.element("p", ROLE_LABEL.get(role, role), attrs={"class": "role"}))
-        if role == "assistant":
-            self._reasoning_view()
-        ffi.append(self.root, self.body, self.meta, actions)
+        if role == "summary":  # collapsed: what the model was sent instead of the messages above
+            block = ffi.element("details", attrs={"class": "summary"})
+            n = int(message.meta.peek().get("summarised") or 0)
+            ffi.append(block, ffi.element("summary", f"Summary of {_messages(n)}", attrs={"class": "role"}), self.body)
+            ffi.append(self.root, block, actions)
+        else:
+            ffi.append(self.root, ffi.element("p", ROLE_LABEL.get(role, role), attrs={"class": "role"}))
+            if role == "assistant":
+                self._reasoning_view()
+            ffi.append(self.root, self.body, self.meta, actions)
         self._text: ffi.Node | None = None  # the text node a stream appends to
         self._rendered = 0  # render generation: a slow render never overwrites a newer one
         self.scope.effect(self._show_status)
@@ -235,6 +262,11 @@ class ChatView:
         s.add(self._dispose_views)
         s.effect(self._show_think)
         s.add(ffi.listen(ffi.node("think"), "change", self._on_think))
+        self.meter = ffi.node("context-meter")
+        self._counting: asyncio.Task | None = None
+        s.add(ffi.listen(self.prompt, "input", self._on_draft))
+        s.effect(self._show_meter)
+        s.add(self._stop_counting)
         ffi.set_prop(self.prompt, "disabled", False)
         ffi.set_prop(self.send_button, "disabled", False)
 
@@ -249,6 +281,42 @@ class ChatView:
         conv = self.chat.current.get()
         think = conv.think.get() if conv is not None else None
         ffi.set_prop(ffi.node("think"), "checked", think is not False)  # the model's default: it thinks
+
+    def _show_meter(self) -> None:
+        """Under the composer: the next request's tokens against the window, and what it leaves out."""
+        plan = self.chat.meter.get()
+        conv = self.chat.current.get()
+        notes = []
+        if plan is not None and plan.dropped:
+            n = len(plan.dropped)
+            what = "will be summarised" if self.chat.settings.get().context_policy == "summarise" else "left out"
+            notes.append(f"oldest {n} message{'' if n == 1 else 's'} {what}")
+        if conv is not None:
+            conv.messages.get()
+            summary = conv.summary()
+            if summary is not None:
+                n = int(summary.meta.peek().get("summarised") or 0)
+                notes.append(f"summary of {n} message{'' if n == 1 else 's'}")
+        ffi.set_node_text(self.meter, " · ".join(t for t in [meter_line(plan), *notes] if t))
+        ffi.set_node_attr(self.meter, "data-level", plan.level if plan is not None else "ok")
+        ffi.set_node_attr(self.meter, "data-tokens", str(plan.tokens) if plan is not None else None)
+
+    def _on_draft(self, facts: dict[str, Any]) -> bool:
+        """Count the draft once typing pauses (the history's count is cached in the meter)."""
+        text = str(facts.get("value") or "")
+        self._stop_counting()
+
+        async def later() -> None:
+            await asyncio.sleep(METER_DEBOUNCE_S)
+            self.chat.draft.set(text)
+
+        self._counting = asyncio.ensure_future(later())
+        return False
+
+    def _stop_counting(self) -> None:
+        if self._counting is not None and not self._counting.done():
+            self._counting.cancel()
+        self._counting = None
 
     def _on_think(self, facts: dict[str, Any]) -> bool:
         conv = self.chat.current.peek() or self.chat.new_conversation()
@@ -337,6 +405,8 @@ class ChatView:
         if not text.strip() or self.chat.streaming.peek() is not None:
             return
         ffi.set_prop(self.prompt, "value", "")
+        self._stop_counting()
+        self.chat.draft.set("")
         spawn(self.chat.send(text))
 
     def _on_log_click(self, facts: dict[str, Any]) -> bool:
@@ -531,7 +601,7 @@ class ConversationList:
 class SettingsView:
     """#settings-form: system prompt, temperature, max tokens, and an OpenAI-compatible endpoint."""
 
-    FIELDS = ("system_prompt", "temperature", "max_tokens", "base_url", "model", "api_key")
+    FIELDS = ("system_prompt", "temperature", "max_tokens", "context_policy", "base_url", "model", "api_key")
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -547,7 +617,8 @@ class SettingsView:
         s: Settings = self.session.settings.peek()
         cloud = self.session.cloud.peek()
         values = {"system_prompt": s.system_prompt, "temperature": f"{s.temperature:g}",
-                  "max_tokens": str(s.max_tokens), "base_url": cloud.base_url if cloud else "",
+                  "max_tokens": str(s.max_tokens), "context_policy": s.context_policy,
+                  "base_url": cloud.base_url if cloud else "",
                   "model": cloud.model if cloud else "", "api_key": cloud.api_key if cloud else ""}
         for name, value in values.items():
             ffi.set_prop(self._field(name), "value", value)

@@ -339,7 +339,10 @@ class LlamaServer:
         self._log = self.log_path.open("a")  # a file, not a pipe: a full pipe would block the server
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf()), "--host", "127.0.0.1",
-             "--port", str(self.port), "--api_key", API_KEY, "--n_ctx", "2048", "--model_alias", "smollm2"],
+             "--port", str(self.port), "--api_key", API_KEY, "--n_ctx", "2048", "--model_alias", "smollm2",
+             # One token per batch: llama-cpp-python 0.3.36 as built on this machine (native AVX-512/AMX
+             # kernels) segfaults on the first prompt of more than one token; SmolLM2-135M stays fast.
+             "--n_batch", "1"],
             stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while True:  # wait until the server answers, not for a fixed time

@@ -29,6 +29,19 @@ def test_config_validation():
     assert "api_key" not in cloud.to_record()
 
 
+def test_an_endpoints_context_window_is_a_whole_number_kept_for_its_url():
+    cloud = PageConfig.from_dict({"cloud": {"base_url": "http://127.0.0.1:8080/v1", "model": "m",
+                                            "context_window": 2048}}).cloud
+    assert cloud.context_window == 2048 and CloudConfig.parse(cloud.to_record()) == cloud
+    # The settings form has no such field: the window stays with the same URL, goes with another.
+    again = CloudConfig.parse({"base_url": "http://127.0.0.1:8080/v1", "model": "m2"}, previous=cloud)
+    assert again.context_window == 2048
+    other = CloudConfig.parse({"base_url": "http://127.0.0.1:9090/v1", "model": "m"}, previous=cloud)
+    assert other.context_window is None
+    with pytest.raises(UsageError, match="context_window must be a whole number"):
+        CloudConfig.parse({"base_url": "http://127.0.0.1:8080/v1", "model": "m", "context_window": "lots"})
+
+
 @pytest.mark.parametrize("url, why", [
     ("https://user:pass@api.example/v1", "user name or password"),
     ("https://sk-abc123@api.example/v1", "user name or password"),

@@ -149,6 +149,14 @@ def test_context_window_fallback():
     assert ask(router).backend == "big"  # the engine's own verdict also falls back
 
 
+def test_a_prompt_the_estimate_finds_too_long_for_every_route_goes_to_the_engine_which_counts():
+    # The chat fits its history by the engine's own counts; the router's rough estimate may be larger.
+    only = Fake("only", local=True, max_context=16)
+    router = Router([Route(only)])
+    r = run(Client(router).chat.completions.create(messages=[{"role": "user", "content": "word " * 20}]))
+    assert r.backend == "only" and only.calls == 1
+
+
 def test_breaker_opens_then_half_opens_after_cooldown():
     clock = Clock()
     flaky = Fake("flaky", script=[BackendUnreachable("down")] * 3)

@@ -197,7 +197,8 @@ def test_use_model_checks_the_id_then_loads_and_keeps_the_choice():
     run(s.use_model("N"))
     assert s.model.peek() == "N" and made["webllm"].loaded == "N" and kept == {"model": "N"}
     run(s.save_settings(Settings(system_prompt="be brief"), CloudConfig("https://x.test/v1", "m", "sk-secret", "x")))
-    assert kept["chat"] == {"settings": {"system_prompt": "be brief", "temperature": 0.7, "max_tokens": 1024},
+    assert kept["chat"] == {"settings": {"system_prompt": "be brief", "temperature": 0.7, "max_tokens": 1024,
+                                         "context_policy": "drop-oldest"},
                             "cloud": {"base_url": "https://x.test/v1", "model": "m", "label": "x"}}
 
 
@@ -271,3 +272,19 @@ def test_a_model_lost_with_its_worker_is_loaded_again_by_the_next_request_with_a
     reply = run(go())
     assert seen == ["Loading M", "The model stopped (worker crashed); reloading M…"]
     assert reply.backend == "webllm" and local.loaded == "M" and s.status.peek() == ""
+
+
+def test_the_context_window_is_the_chosen_models_before_it_loads_and_follows_the_choice():
+    from app.ui.store import Computed
+
+    class Windowed(Local):
+        def capabilities(self, model):
+            return Capabilities(tools="native", local=True, max_context={"M": 4096, "N": 8192}.get(model))
+
+    s, _made = session(PageConfig(model="M", cloud=CLOUD), GPU, local=Windowed(), chrome=Chrome())
+    window = Computed(s.context_window)
+    assert window.get() == 4096  # nothing loaded; the endpoint and Chrome's model state no window
+    s.model.set("N")
+    assert window.get() == 8192
+    nothing, _ = session(PageConfig(model=None), NO_GPU)
+    assert nothing.context_window() is None  # nothing answers yet

@@ -72,7 +72,7 @@ def test_a_malformed_import_names_the_field_and_changes_nothing():
     errors, stored, kv = run(within(scenario()))
     assert all(e.endswith("nothing was imported") for e in errors), errors
     assert "not JSON" in errors[0] and "not an export of this app" in errors[1] and errors[2].startswith("version:")
-    assert errors[3].startswith("conversations[1].messages[0].role: must be one of user, assistant (got 'bot')")
+    assert errors[3].startswith("conversations[1].messages[0].role: must be one of user, assistant, summary (got 'bot')")
     assert errors[4].startswith("conversations[0].created:") and errors[5].startswith("conversations[0].id:")
     assert errors[6].startswith("conversations[1].messages[1].content: must be text")
     assert errors[7].startswith("conversations[2].id:") and "appears twice" in errors[7]
@@ -133,3 +133,45 @@ def test_search_matches_every_word_and_keeps_its_index_until_a_text_changes():
     assert found == [f"c{i}" for i in range(1000) if i % 37 == 5] and again == ["c999"]
     assert kept  # a second search folds no text again (bench/search.py measures it)
     assert changed[0] == "c0" and len(changed) == len(found) + 1
+
+
+def test_a_summary_must_say_what_it_stands_for():
+    from app.ui.transfer import parse_import
+
+    def export(summary_meta):
+        return json.dumps({"format": "py-chat-conversations", "version": 1, "conversations": [{
+            "id": "c1", "messages": [{"id": "m1", "role": "user", "content": "hi"},
+                                     {"id": "s1", "role": "summary", "content": "they said hi", "meta": summary_meta}]}]})
+
+    assert parse_import(export({"summarised": 1, "until": "m1"}))[0]["messages"][1]["role"] == "summary"
+    with pytest.raises(InvalidRequest, match=r"conversations\[0\]\.messages\[1\]\.meta\.summarised: must be a whole"):
+        parse_import(export({"until": "m1"}))
+    with pytest.raises(InvalidRequest, match=r"conversations\[0\]\.messages\[1\]\.meta\.until: names no message"):
+        parse_import(export({"summarised": 1, "until": "gone"}))
+
+
+def test_a_summary_goes_out_and_comes_back_in_and_is_used_again():
+    from app.config import Settings
+    from app.ui.chat import SUMMARY_INSTRUCTION
+    from app.ui.conversations import SUMMARY_HEADING
+    from tests.unit.fakes import LLAMA
+
+    def handler(request):
+        return "they talked about bees" if request["messages"][0]["content"] == SUMMARY_INSTRUCTION else "ok"
+
+    async def scenario():
+        api, kv, chat = await make_chat(handler=handler, settings=Settings(max_tokens=16, context_policy="summarise"))
+        backend = (await chat._connect()).backend
+        backend.models[LLAMA] = {**backend.models[LLAMA], "overrides": {"context_window_size": 120}}
+        for i in range(4):
+            await chat.send(("word " * 30) + str(i))
+        text = export_json(chat.conversations.peek(), exported=1.0)
+        await chat.delete_all()
+        added, _ = await chat.import_records(parse_import(text))
+        return chat, text, added
+
+    chat, text, added = run(within(scenario()))
+    conv = chat.current.peek()
+    assert added == 1 and conv.summary() is not None
+    assert conv.request_messages("")[0]["content"] == f"{SUMMARY_HEADING}\n{conv.summary().text.peek()}"
+    assert "## Summary of " in export_markdown([conv])
