@@ -401,6 +401,48 @@ class Session:
         await self._keep("model", model_id)
         await self.load_model(model_id)
 
+    async def title(self, backend_name: str, exchange: list[dict[str, Any]]) -> str | None:
+        """A short title for a conversation's first ``exchange``, written by the on-device backend
+        that answered it (``backend_name``); None when that was not an on-device one: a title is
+        not worth a request to an endpoint (its cost, its privacy). Streamed, so cancelling it (the
+        user sent the next message) stops the engine at once."""
+        from app.client import Client
+        from app.reasoning import toggles_thinking
+        from app.titles import MAX_TOKENS, clean_title, title_request
+
+        router = self.router
+        if not self.config.auto_title:
+            return None
+        route = next((r for r in router.routes if r.backend.name == backend_name), None) if router else None
+        if route is None or not route.backend.capabilities(None).local:
+            return None
+        params: dict[str, Any] = {"max_tokens": MAX_TOKENS, "temperature": 0}
+        if backend_name == "webllm" and toggles_thinking(self.model.peek()):
+            params["enable_thinking"] = False  # a title needs no thinking
+        client = Client(route.backend)
+        async with await client.chat.completions.create(messages=title_request(exchange), stream=True,
+                                                        **params) as stream:
+            async for _chunk in stream:
+                pass
+        return clean_title(stream.content)
+
+    async def follow_model(self, model_id: str) -> bool:
+        """Make ``model_id`` (a conversation's own) the chosen model when it is on this device
+        (stored or loaded), without loading it yet: the next message loads it. A model no longer
+        here, or unknown, changes nothing (opening a conversation never starts a download)."""
+        if model_id == self.model.peek() or not self._local_wanted():
+            return model_id == self.model.peek()
+        manager = await self.models()
+        try:
+            status = await manager.status(model_id)
+        except AppError:
+            return False
+        if status.state not in ("downloaded", "loaded"):
+            return False
+        self.model.set(model_id)
+        await self._keep("model", model_id)
+        return True
+
     def close(self) -> None:
         """Stop listening to the browser (online events) and forget the built client."""
         self._close_built()

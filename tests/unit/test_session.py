@@ -271,3 +271,41 @@ def test_a_model_lost_with_its_worker_is_loaded_again_by_the_next_request_with_a
     reply = run(go())
     assert seen == ["Loading M", "The model stopped (worker crashed); reloading M…"]
     assert reply.backend == "webllm" and local.loaded == "M" and s.status.peek() == ""
+
+
+def test_a_title_is_asked_only_of_the_on_device_backend_that_answered():
+    s, made = session(PageConfig(model="M", cloud=CLOUD), GPU)
+    off, _ = session(PageConfig(model="M", auto_title=False), GPU)
+    exchange = [*USER, {"role": "assistant", "content": "Hello"}]
+
+    async def go():
+        await s.client()
+        await off.client()
+        return (await s.title("webllm", exchange), await s.title("test", exchange),
+                await off.title("webllm", exchange))
+
+    local, cloud, disabled = run(go())
+    assert local == "Hello"  # what the model wrote, cleaned
+    assert cloud is None and disabled is None  # an endpoint never pays for a title; a page may say no
+    kind, request = made["webllm"].calls[-1]
+    assert kind == "stream" and request.messages[-1]["content"].startswith("Write a title")
+    assert request.params["max_tokens"] <= 32 and made["cloud"].calls == []
+
+
+def test_opening_a_conversation_brings_back_its_model_only_when_it_is_on_this_device():
+    s, made = session(PageConfig(model="M"), GPU)
+    states = {"Stored": "downloaded", "Gone": "not-downloaded"}
+
+    async def status(model_id):
+        if model_id not in states:
+            raise UsageError(f"no model {model_id}")
+        return type("Status", (), {"state": states[model_id]})()
+
+    async def go():
+        manager = await s.models()
+        manager.status = status
+        return [await s.follow_model(m) for m in ("Gone", "unknown-x", "Stored")]
+
+    assert run(go()) == [False, False, True]
+    assert s.model.peek() == "Stored"  # chosen, not loaded: the next message loads it
+    assert made["webllm"].loaded is None
