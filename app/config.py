@@ -153,6 +153,9 @@ class PageConfig:
     # registered there too; False: never.
     offline: bool | str = False
     builtin: bool = True  # Chrome's built-in model (Prompt API) is a route when the browser has one
+    # After a conversation's first exchange an on-device model names it (app/titles.py); False: a
+    # conversation is named after the first words of its first message.
+    auto_title: bool = True
     limits: RequestLimits = field(default_factory=RequestLimits)
     # Origins whose pages may frame this app (static/widget.js, or any <iframe>). None of them by
     # default: then only the app's own origin may, and a page framed by anything else refuses to run.
@@ -174,8 +177,11 @@ class PageConfig:
         builtin = d.get("builtin", True)
         if not isinstance(builtin, bool):
             raise UsageError(f"builtin must be true or false, got {builtin!r}")
+        auto_title = d.get("auto_title", True)
+        if not isinstance(auto_title, bool):
+            raise UsageError(f"auto_title must be true or false, got {auto_title!r}")
         return cls(model=d.get("model", DEFAULT_MODEL) or None, app_config=app_config, policy=policy, cloud=cloud,
-                   offline=offline, builtin=builtin, limits=RequestLimits.from_dict(d.get("limits")),
+                   offline=offline, builtin=builtin, auto_title=auto_title, limits=RequestLimits.from_dict(d.get("limits")),
                    embed_hosts=_embed_hosts(d.get("embed")))
 
 

@@ -153,6 +153,8 @@ class Session:
         self._kv = kv  # where the chosen model, endpoint and settings are kept (None: not kept)
         self.settings: Signal[Settings] = Signal(settings or Settings())  # what every chat request is sent with
         self.gpu: Signal[Any] = Signal(None)  # app.runtime.WebGPUReport once probed
+        self.benchmarks: Signal[dict[tuple[str, str], Any]] = Signal({})  # app.benchmark.BenchResult by (device, model)
+        self._benchmarking = False
         self.model: Signal[str | None] = Signal(config.model)  # the web-llm model the chat uses
         self.cloud: Signal[CloudConfig | None] = Signal(config.cloud)
         self.status: Signal[str] = Signal("")  # "Loading model …: 40%" and the like
@@ -421,6 +423,105 @@ class Session:
         self.model.set(model_id)
         await self._keep("model", model_id)
         await self.load_model(model_id)
+
+    async def title(self, backend_name: str, exchange: list[dict[str, Any]]) -> str | None:
+        """A short title for a conversation's first ``exchange``, written by the on-device backend
+        that answered it (``backend_name``); None when that was not an on-device one: a title is
+        not worth a request to an endpoint (its cost, its privacy). Streamed, so cancelling it (the
+        user sent the next message) stops the engine at once."""
+        from app.client import Client
+        from app.reasoning import toggles_thinking
+        from app.titles import MAX_TOKENS, clean_title, title_request
+
+        router = self.router
+        if not self.config.auto_title:
+            return None
+        route = next((r for r in router.routes if r.backend.name == backend_name), None) if router else None
+        if route is None or not route.backend.capabilities(None).local:
+            return None
+        params: dict[str, Any] = {"max_tokens": MAX_TOKENS, "temperature": 0}
+        if backend_name == "webllm" and toggles_thinking(self.model.peek()):
+            params["enable_thinking"] = False  # a title needs no thinking
+        client = Client(route.backend)
+        async with await client.chat.completions.create(messages=title_request(exchange), stream=True,
+                                                        **params) as stream:
+            async for _chunk in stream:
+                pass
+        return clean_title(stream.content)
+
+    def device(self) -> str:
+        """This device's GPU in words (benchmark results are kept per device)."""
+        gpu = self.gpu.peek()
+        if gpu is None or not getattr(gpu, "available", False):
+            return "no WebGPU"
+        return gpu.description or " ".join(p for p in (gpu.vendor, gpu.architecture, gpu.device) if p) or "unknown GPU"
+
+    async def benchmark(self, model_id: str, *, prompts: Any = None) -> Any:
+        """Load ``model_id`` (a downloaded one) and run the benchmark's prompt set on it
+        (:mod:`app.benchmark`); the result is kept per model and device (``benchmarks``). The chat's
+        own model is loaded again by the next message."""
+        from app import benchmark
+        from app.client import Client
+        from app.errors import UsageError
+
+        prompts = benchmark.check_prompts(benchmark.PROMPTS if prompts is None else prompts)
+        if not self._local_wanted():
+            raise UsageError("a benchmark runs a model on this device's GPU, and WebGPU is not available here")
+        manager = await self.models()
+        status = await manager.status(model_id)  # ModelNotFound for an unknown id
+        if status.state not in ("downloaded", "loaded"):
+            raise UsageError(f"{model_id} is not downloaded: download it first, then benchmark it")
+        if self._benchmarking:
+            raise UsageError("a benchmark is already running")
+        self._benchmarking = True
+        try:
+            if self.local_backend().loaded is not None:
+                await manager.unload()  # the load is part of what is measured
+            started = time.perf_counter()
+            await self.load_model(model_id, reason="Benchmark: loading")
+            load_s = time.perf_counter() - started
+            self.status.set(f"Benchmark: running {model_id}")
+            result = await benchmark.run_prompts(Client(self.local_backend()), model_id, device=self.device(),
+                                                 load_s=load_s, prompts=prompts)
+        finally:
+            self._benchmarking = False
+            self.status.set("")
+        self.benchmarks.set({**self.benchmarks.peek(), (result.device, model_id): result})
+        await self._keep(f"bench|{result.device}|{model_id}", result.to_record())
+        return result
+
+    async def load_benchmarks(self) -> dict[tuple[str, str], Any]:
+        """The kept benchmark results, by (device, model)."""
+        from app.benchmark import BenchResult
+
+        found = {}
+        if self._kv is not None:
+            for key, record in (await self._kv.items()).items():
+                if isinstance(key, str) and key.startswith("bench|") and isinstance(record, dict):
+                    try:
+                        result = BenchResult.from_record(record)
+                    except (KeyError, TypeError, ValueError):
+                        continue  # a record of an older shape: not worth failing the panel for
+                    found[(result.device, result.model)] = result
+        self.benchmarks.set({**found, **self.benchmarks.peek()})
+        return self.benchmarks.peek()
+
+    async def follow_model(self, model_id: str) -> bool:
+        """Make ``model_id`` (a conversation's own) the chosen model when it is on this device
+        (stored or loaded), without loading it yet: the next message loads it. A model no longer
+        here, or unknown, changes nothing (opening a conversation never starts a download)."""
+        if model_id == self.model.peek() or not self._local_wanted():
+            return model_id == self.model.peek()
+        manager = await self.models()
+        try:
+            status = await manager.status(model_id)
+        except AppError:
+            return False
+        if status.state not in ("downloaded", "loaded"):
+            return False
+        self.model.set(model_id)
+        await self._keep("model", model_id)
+        return True
 
     def close(self) -> None:
         """Stop listening to the browser (online events) and forget the built client."""

@@ -88,6 +88,23 @@ def _stats(stream: Any, first: float | None, last: float | None, pieces: int) ->
     return meta
 
 
+_running: set[asyncio.Future] = set()
+
+
+def _background(coro: Awaitable[Any]) -> None:
+    """Run ``coro`` without waiting (kept referenced until done); a failure is printed, never
+    raised into a click handler."""
+    def done(task: asyncio.Future) -> None:
+        _running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            print(f"chat: {type(exc).__name__}: {redact(str(exc))}")
+
+    task = asyncio.ensure_future(coro)
+    _running.add(task)
+    task.add_done_callback(done)
+
+
 SUMMARY_INSTRUCTION = (
     "Summarise the conversation below so that it can be continued without it: keep the facts, names, "
     "numbers, decisions, the user's requests and open questions. At most 150 words. Write only the summary.")
@@ -161,11 +178,19 @@ class ChatState:
                  wall: Callable[[], float] = time.time, save_every: float = 0.25,
                  broadcast: Callable[[dict[str, Any]], None] | None = None,
                  model: Callable[[], str | None] | None = None,
-                 window: Callable[[], int | None] | None = None, prefs: Any = None) -> None:
+                 window: Callable[[], int | None] | None = None, prefs: Any = None,
+                 titler: Callable[[str, list[dict[str, Any]]], Awaitable[str | None]] | None = None,
+                 follow_model: Callable[[str], Awaitable[Any]] | None = None) -> None:
         self._connect = connect
         self._model = model
         self._window = window  # the context window of what would answer, without loading anything
         self._prefs = prefs  # where the calibration is kept (the settings store), if anywhere
+        # Names a conversation after its first exchange (the backend that answered, the exchange);
+        # None: the title stays the first words of the first message.
+        self._titler = titler
+        self._titling: asyncio.Task | None = None
+        # Makes a conversation's own model the chosen one when the conversation is opened.
+        self._follow_model = follow_model
         self._records = ConversationStore(kv, broadcast=broadcast)
         self.settings = settings or Signal(Settings())
         self._clock = clock
@@ -243,7 +268,11 @@ class ChatState:
         return conv
 
     def select(self, conversation_id: str) -> None:
-        self.current.set(self.get(conversation_id))
+        conv = self.get(conversation_id)
+        self.current.set(conv)
+        own = conv.model.peek()
+        if own and self._follow_model is not None and own != self.model():
+            _background(self._follow_model(own))
 
     async def rename(self, conversation_id: str, title: str) -> None:
         title = " ".join(title.split())
@@ -411,6 +440,7 @@ class ChatState:
         return conv
 
     async def _answer(self, conv: Conversation) -> Message:
+        self._stop_titling()  # the user's answer first: a title is not worth waiting for
         reply = self._message(conv, "assistant", status="streaming")
         own = conv.system.peek()
         system_prompt = own if own is not None else self.settings.peek().system_prompt
@@ -466,6 +496,10 @@ class ChatState:
                                 "finish_reason": finish,
                                 **({"thought_s": round((first or thinking[-1]) - thinking[0], 1)} if thinking else {})})
                 reply.status.set("stopped" if finish == "abort" or self._stop_requested else "done")
+                if stream.backend == "webllm" and stream.accumulator.model:
+                    conv.model.set(stream.accumulator.model)
+            if reply.status.peek() == "done":
+                self._title_soon(conv, stream.backend, conv.request_messages(system_prompt))
         except Exception as exc:  # every failure ends this reply with words, never a stuck page
             with batch():
                 # Stored, shown and sent to an embedding host: an endpoint's error may quote the key.
@@ -526,6 +560,37 @@ class ChatState:
                         "system_crc": _fingerprint(request.system)})
         return await client.chat.completions.create(
             messages=history, stream=True, stream_options={"include_usage": True}, **params)
+
+    def _title_soon(self, conv: Conversation, backend: str, exchange: list[dict[str, Any]]) -> None:
+        """After a conversation's first exchange, ask for a title in the background (unless the
+        user named it); a title that comes after the user renamed or deleted it is dropped."""
+        messages = conv.messages.peek()
+        if self._titler is None or conv.titled or [m.role for m in messages] != ["user", "assistant"]:
+            return
+        titler = self._titler
+
+        async def name_it() -> None:
+            try:
+                title = await titler(backend, exchange)
+            except Exception as exc:  # noqa: BLE001 - a title is a nicety: the first words stay
+                print(f"chat: no title for {conv.id}: {type(exc).__name__}: {redact(str(exc))}")
+                return
+            if title and not conv.titled and any(c is conv for c in self.conversations.peek()):
+                conv.title.set(title)
+                await self.save(conv)
+
+        self._titling = asyncio.ensure_future(name_it())
+
+    def _stop_titling(self) -> None:
+        if self._titling is not None and not self._titling.done():
+            self._titling.cancel()
+        self._titling = None
+
+    async def titled(self) -> None:
+        """Wait for the title being asked for, if any (tests and the host API)."""
+        if self._titling is not None:
+            await asyncio.gather(self._titling, return_exceptions=True)
+
 
     async def _summarise(self, client: Any, conv: Conversation, request: _Request, keys: list[str],
                          reply: Message, window: int) -> Message:

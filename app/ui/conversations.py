@@ -112,8 +112,11 @@ class Conversation:
 
     def __init__(self, *, id: str | None = None, title: str = "New chat", titled: bool = False,
                  created: float = 0.0, updated: float = 0.0, messages: list[Message] | None = None,
-                 think: bool | None = None, system: str | None = None, persona: str | None = None) -> None:
+                 think: bool | None = None, system: str | None = None, persona: str | None = None,
+                 model: str | None = None) -> None:
         self.id = id or new_id()
+        # The on-device model that answered here last; opening the conversation brings it back.
+        self.model: Signal[str | None] = Signal(model)
         # A system prompt of its own (a persona's), instead of the one in Settings; None: Settings'.
         self.system: Signal[str | None] = Signal(system)
         self.persona: Signal[str | None] = Signal(persona)
@@ -176,6 +179,8 @@ class Conversation:
         if self.system.peek() is not None:
             header["system"] = self.system.peek()
             header["persona"] = self.persona.peek()
+        if self.model.peek() is not None:
+            header["model"] = self.model.peek()
         return header
 
     def to_record(self) -> dict[str, Any]:
@@ -193,6 +198,8 @@ class Conversation:
         if isinstance(header.get("system"), str):
             self.system.set(header["system"])
             self.persona.set(header.get("persona") if isinstance(header.get("persona"), str) else None)
+        if isinstance(header.get("model"), str):
+            self.model.set(header["model"])
 
     @classmethod
     def from_record(cls, record: dict[str, Any], *, live: bool = False) -> Conversation:
@@ -203,7 +210,8 @@ class Conversation:
                    created=float(record.get("created") or 0), updated=float(record.get("updated") or 0),
                    messages=messages, think=record["think"] if isinstance(record.get("think"), bool) else None,
                    system=record["system"] if isinstance(record.get("system"), str) else None,
-                   persona=record["persona"] if isinstance(record.get("persona"), str) else None)
+                   persona=record["persona"] if isinstance(record.get("persona"), str) else None,
+                   model=record["model"] if isinstance(record.get("model"), str) else None)
 
 
 # ---------------------------------------------------------------------------- key-value stores

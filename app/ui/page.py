@@ -62,7 +62,8 @@ async def mount(gpu: Awaitable[Any]) -> App | None:
     tabs: list[ChatState] = []
     post, close_channel = ffi.open_channel(f"py-chat-conversations|{scope}", lambda message: tabs[0].receive(message))
     chat = ChatState(connect=session.client, kv=ScopedKv(KvStore("conversations"), scope), settings=session.settings,
-                     broadcast=post, model=session.model.peek, window=session.context_window, prefs=settings_store)
+                     broadcast=post, model=session.model.peek, window=session.context_window, prefs=settings_store,
+                     titler=session.title, follow_model=session.follow_model)
     tabs.append(chat)
     await chat.load()
     current = App(chat, session, settings_store, str(theme))

@@ -121,7 +121,8 @@ def _message(record: Any, path: str) -> dict[str, Any]:
 def _conversation(record: Any, path: str) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise _fail(path, "must be an object")
-    known = {"id", "title", "titled", "created", "updated", "messages", "think", "system", "persona"}
+    known = {"id", "title", "titled", "created", "updated", "messages", "think", "system", "persona",
+             "model"}
     extra = sorted(set(record) - known)
     if extra:
         raise _fail(f"{path}.{extra[0]}", "is not a field of a conversation")
@@ -149,6 +150,8 @@ def _conversation(record: Any, path: str) -> dict[str, Any]:
         out["system"] = _text(record["system"], f"{path}.system", MAX_TEXT)
         persona = record.get("persona")
         out["persona"] = None if persona is None else _text(persona, f"{path}.persona", MAX_TITLE)
+    if "model" in record:
+        out["model"] = _text(record["model"], f"{path}.model", MAX_TITLE)
     return {**out, "messages": checked}
 
 

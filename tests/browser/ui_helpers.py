@@ -12,13 +12,16 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots
 
 
 def ui_site(serve, tmp_dir: Path, *, cloud: dict | None = None, model: str | None = CHAT_MODEL,
-            overlay: dict[str, Path] | None = None, limits: dict | None = None):
+            overlay: dict[str, Path] | None = None, limits: dict | None = None, auto_title: bool = False):
     """A server whose static/chat-config.json selects the double's model (and ``cloud``, ``limits``):
     config only; the page's code is the shipped code (plus the double's worker, as in test_adapter,
-    and ``overlay``)."""
+    and ``overlay``). Titles are the first words unless ``auto_title``: the double would answer the
+    title request with an echo, and most tests find conversations by their first words
+    (tests/browser/test_ui_titles.py tests the model-written titles)."""
     config_file = tmp_dir / "chat-config.json"
     site = serve("/", overlay={**OVERLAY, **(overlay or {}), "static/chat-config.json": config_file})
-    config = {"model": model, "app_config": app_config(site.origin), "policy": "prefer-local", "cloud": cloud}
+    config = {"model": model, "app_config": app_config(site.origin), "policy": "prefer-local", "cloud": cloud,
+              "auto_title": auto_title}
     if limits is not None:
         config["limits"] = limits
     config_file.write_text(json.dumps(config))

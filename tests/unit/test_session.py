@@ -288,3 +288,82 @@ def test_the_context_window_is_the_chosen_models_before_it_loads_and_follows_the
     assert window.get() == 8192
     nothing, _ = session(PageConfig(model=None), NO_GPU)
     assert nothing.context_window() is None  # nothing answers yet
+
+
+def test_a_title_is_asked_only_of_the_on_device_backend_that_answered():
+    s, made = session(PageConfig(model="M", cloud=CLOUD), GPU)
+    off, _ = session(PageConfig(model="M", auto_title=False), GPU)
+    exchange = [*USER, {"role": "assistant", "content": "Hello"}]
+
+    async def go():
+        await s.client()
+        await off.client()
+        return (await s.title("webllm", exchange), await s.title("test", exchange),
+                await off.title("webllm", exchange))
+
+    local, cloud, disabled = run(go())
+    assert local == "Hello"  # what the model wrote, cleaned
+    assert cloud is None and disabled is None  # an endpoint never pays for a title; a page may say no
+    kind, request = made["webllm"].calls[-1]
+    assert kind == "stream" and request.messages[-1]["content"].startswith("Write a title")
+    assert request.params["max_tokens"] <= 32 and made["cloud"].calls == []
+
+
+def test_opening_a_conversation_brings_back_its_model_only_when_it_is_on_this_device():
+    s, made = session(PageConfig(model="M"), GPU)
+    states = {"Stored": "downloaded", "Gone": "not-downloaded"}
+
+    async def status(model_id):
+        if model_id not in states:
+            raise UsageError(f"no model {model_id}")
+        return type("Status", (), {"state": states[model_id]})()
+
+    async def go():
+        manager = await s.models()
+        manager.status = status
+        return [await s.follow_model(m) for m in ("Gone", "unknown-x", "Stored")]
+
+    assert run(go()) == [False, False, True]
+    assert s.model.peek() == "Stored"  # chosen, not loaded: the next message loads it
+    assert made["webllm"].loaded is None
+
+
+def test_a_benchmark_loads_the_downloaded_model_runs_the_prompts_and_keeps_the_result_per_device():
+    from app.benchmark import BenchPrompt
+
+    kv = {}
+
+    class Kv:
+        async def put(self, key, value):
+            kv[key] = value
+
+        async def items(self):
+            return dict(kv)
+
+    gpu = WebGPUReport.from_probe({"api": True, "adapter": True, "info": {"description": "Test GPU"}})
+    s, made = session(PageConfig(model="M"), gpu)
+    s._kv = Kv()
+    states = {"M": "downloaded", "B": "downloaded", "Gone": "not-downloaded"}
+
+    async def status(model_id):
+        return type("Status", (), {"state": states[model_id]})()
+
+    async def unload():
+        made["webllm"].loaded = None
+
+    async def go():
+        await s.client()  # the chat's model is loaded
+        manager = await s.models()
+        manager.status, manager.unload = status, unload
+        with pytest.raises(UsageError, match="not downloaded"):
+            await s.benchmark("Gone")
+        result = await s.benchmark("B", prompts=[BenchPrompt("one", "count", 8)])
+        fresh, _ = session(PageConfig(model="M"), gpu)
+        fresh._kv = Kv()
+        return result, await fresh.load_benchmarks()
+
+    result, kept = run(go())
+    assert made["webllm"].loaded == "B" and result.model == "B" and result.device == "Test GPU"
+    assert result.load_s is not None and [p.name for p in result.prompts] == ["one"]
+    assert kept == {("Test GPU", "B"): result}  # the next visit shows it
+    assert s.model.peek() == "M"  # the chat's choice is unchanged: its next message loads M again
