@@ -12,8 +12,9 @@ States: ``not-downloaded``, ``partial`` (some files or staged bytes), ``download
 ``loading``, ``loaded``, ``failed`` (``error`` holds the typed error of the last attempt).
 
 Progress is reported to the caller's callback and, as plain-dict events, to ``emit`` (the same sink
-:class:`app.middleware.Telemetry` writes to): ``app.model.download`` and ``app.model.load``, with
-``gen_ai.request.model`` naming the model, so one consumer can show requests and model progress.
+:class:`app.middleware.Telemetry` writes to): ``app.model.download``, ``app.model.load`` and, when a
+load fails, ``app.model.load.failed`` (``error.type``, ``error.message``), with ``gen_ai.request.model``
+naming the model, so one consumer can show requests and model progress.
 """
 
 from __future__ import annotations
@@ -267,6 +268,8 @@ class ModelManager:
                 await self.backend.load(model_id, on_progress=report)
             except AppError as exc:
                 self._errors[model_id] = exc
+                self._emit({"event": "app.model.load.failed", "gen_ai.request.model": model_id,
+                            "error.type": type(exc).__name__, "error.message": str(exc)})
                 raise
             finally:
                 if len(self._load_runs[model_id]) == 1:
