@@ -1,8 +1,8 @@
 """Screenshots and an accessibility check (axe-core) of the page at three widths, light and dark.
 
 One page is driven through each width x theme (resized, and the theme toggled in the header) and in
-each through three states: empty (a new conversation, with its starter prompts), an answer
-streaming, and the Models sheet open. Each state is saved as
+each through four states: empty (a new conversation, with its starter prompts), an answer
+streaming, the Models sheet open, and the header's model switcher open. Each state is saved as
 ``test-output/screenshots/a11y-<width>-<theme>-<state>.png`` and checked with axe-core: no violation
 of impact "serious" or "critical" may remain; lesser ones are printed.
 
@@ -119,6 +119,12 @@ def test_screens_have_no_serious_accessibility_violations(page, a11y_site):
             page.locator("#model-list li").first.wait_for()
             found += check(page, f"a11y-{width}-{theme}-models")
             close_sheet(page, "models")
+
+            page.locator("#model-switch-button").click()
+            page.locator("#model-switch-list button").first.wait_for()
+            found += check(page, f"a11y-{width}-{theme}-switcher")
+            page.keyboard.press("Escape")
+            page.wait_for_selector("#model-switch-menu", state="hidden")
 
     # The check can fail: a button without a name, added to this page, is reported as critical.
     page.evaluate("""() => { const b = document.createElement('button'); b.id = 'a11y-probe';
