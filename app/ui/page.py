@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from app import ffi
+from app.errors import AppError
 from app.session import Session, open_session
 from app.ui.chat import ChatState, KvStore, ScopedKv
 from app.ui.view import App, spawn
@@ -102,7 +103,10 @@ async def _mount_models_safely(session: Session) -> None:
         ffi.set_text("model-current", f"The model list could not load: {exc}")
         raise
     if current is not None:  # the catalog is here now: the header's switcher can say what is stored
-        await current.switcher.refresh()
+        try:
+            await current.switcher.refresh()
+        except AppError as exc:  # the picker works; the switcher keeps what the events told it
+            current.switcher.notice.set(f"The stored models could not be listed: {exc}")
 
 
 async def mount_models(session: Session) -> Any:

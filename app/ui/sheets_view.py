@@ -68,7 +68,9 @@ class SheetsView:
     def _on_key(self, facts: dict[str, Any], inside: str | None) -> bool:
         """Esc inside the open sheet (``inside``), or on a header button (None): close it."""
         current = self.sheets.current.peek()
-        if facts["key"] != "Escape" or facts.get("prevented") or current is None or inside not in (None, current):
+        if facts["key"] != "Escape" or facts.get("prevented") or current is None:
+            return False
+        if inside is not None and inside != current:
             return False
         self.close()
         return True

@@ -106,8 +106,8 @@ class ModelSwitcher:
             with batch():
                 # web-llm holds one model: another one loading means the one before is not loaded now.
                 self.statuses.update(lambda known: {
-                    m: ModelStatus(m, "downloaded", s.bytes_stored, s.bytes_total) if s.state == "loaded" and m != model_id
-                    else s for m, s in known.items()})
+                    m: ModelStatus(m, "downloaded", s.bytes_stored, s.bytes_total)
+                    if s.state == "loaded" and m != model_id else s for m, s in known.items()})
                 if progress >= 1.0:
                     self._put(ModelStatus(model_id, "loaded"))
                     self.stored.update(lambda ids: ids if model_id in ids else (*ids, model_id))

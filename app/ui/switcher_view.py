@@ -53,8 +53,8 @@ class SwitcherView:
         items = []
         for model_id in self.switcher.choices.get():
             item = ffi.element("li")
-            pick = ffi.element("button", attrs={"type": "button", "data-action": "switch", "data-id": model_id,
-                                                "class": "choice"})
+            pick = ffi.element("button", attrs={"type": "button", "class": "choice", "data-action": "switch",
+                                                "data-id": model_id})
             ffi.append(pick, ffi.element("span", model_id, attrs={"class": "name"}),
                        ffi.text_node(" "),
                        ffi.element("span", status_words(self.switcher.status(model_id)),
@@ -74,12 +74,10 @@ class SwitcherView:
             spawn(self._refresh())
 
     async def _refresh(self) -> None:
-        from app.errors import AppError
-
         try:
             await self.switcher.refresh()
-        except AppError as exc:  # e.g. web-llm's module could not load: the current model still shows
-            self.switcher.notice.set(f"The stored models could not be listed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - web-llm's module did not load: the current model still shows
+            self.switcher.notice.set(f"The stored models could not be listed: {type(exc).__name__}: {exc}")
 
     def _close(self, *, focus: bool) -> None:
         self.switcher.open.set(False)

@@ -785,8 +785,9 @@ class App:
         self.switcher = ModelSwitcher(session)
         conversations = ConversationList(chat)
         chat_view = ChatView(chat, session)
-        self.views = [self.sheets_view, ThemeToggle(settings_store, theme), GpuNotice(session, self.sheets_view.open),
-                      SwitcherView(self.switcher, self.sheets_view.open), conversations,
+        open_sheet = self.sheets_view.open
+        self.views = [self.sheets_view, ThemeToggle(settings_store, theme), GpuNotice(session, open_sheet),
+                      SwitcherView(self.switcher, open_sheet), conversations,
                       LibraryView(chat, conversations), chat_view, PersonasView(chat, chat_view, settings_store),
                       SettingsView(session), ActivityView(session)]
 

@@ -39,8 +39,10 @@ def setup(model="synth-a", gpu=GPU):
         built.append(True)
         return catalog
 
-    parts = Parts(webllm=lambda app_config, layout: backend, catalog=make_catalog,
-                  manager=lambda catalog, backend, layout, emit: ModelManager(catalog, backend, api=api, emit=emit))
+    def make_manager(catalog, backend, layout, emit):
+        return ModelManager(catalog, backend, api=api, emit=emit)
+
+    parts = Parts(webllm=lambda app_config, layout: backend, catalog=make_catalog, manager=make_manager)
     session = Session(PageConfig(model=model), parts=parts)
     session.gpu.set(gpu)
     return session, ModelSwitcher(session), built
@@ -73,7 +75,8 @@ def test_refresh_lists_the_current_and_the_stored_models_and_switch_uses_the_ses
         await manager.download("synth-b")
         await switcher.refresh()
         assert switcher.choices.get() == ("synth-a", "synth-b")
-        assert [status_words(switcher.status(m)) for m in switcher.choices.get()] == ["not downloaded", "downloaded"]
+        shown = [status_words(switcher.status(m)) for m in switcher.choices.get()]
+        assert shown == ["not downloaded", "downloaded"]
         await manager.download("synth-a")
         await session.load_model("synth-a")
         assert switcher.label.get() == ("synth-a", "ready")
