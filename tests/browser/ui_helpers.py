@@ -44,7 +44,7 @@ SHEETS = {"conversations": "sidebar", "models": "models", "settings": "settings"
 def open_sheet(page, name: str):
     """Open one of the page's sheets with its header button, as a user does; wait until it shows.
     Returns the sheet's locator. (Open already: left open.)"""
-    page.wait_for_selector("#chat[data-state=ready]", timeout=READY_TIMEOUT_MS)  # the buttons answer once mounted
+    page.wait_for_selector("#chat[data-state=ready]", timeout=READY_TIMEOUT_MS)  # its button works once mounted
     button = page.locator(f"#open-{name}")
     if button.get_attribute("aria-expanded") != "true":
         button.click()
