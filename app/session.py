@@ -609,6 +609,9 @@ def activity_line(event: dict[str, Any]) -> str:
         text = f"download {event.get('phase')} · {event.get('gen_ai.request.model')}"
     elif name == "app.model.load":
         text = f"loaded · {event.get('gen_ai.request.model')}"
+    elif name == "app.model.load.failed":
+        text = (f"load failed · {event.get('gen_ai.request.model')} · "
+                f"{event.get('error.type')}: {event.get('error.message')}")
     else:
         text = name
     return f"{stamp} {text}"

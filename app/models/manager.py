@@ -12,8 +12,10 @@ States: ``not-downloaded``, ``partial`` (some files or staged bytes), ``download
 ``loading``, ``loaded``, ``failed`` (``error`` holds the typed error of the last attempt).
 
 Progress is reported to the caller's callback and, as plain-dict events, to ``emit`` (the same sink
-:class:`app.middleware.Telemetry` writes to): ``app.model.download`` and ``app.model.load``, with
-``gen_ai.request.model`` naming the model, so one consumer can show requests and model progress.
+:class:`app.middleware.Telemetry` writes to): ``app.model.download``, ``app.model.load`` (a load's
+last one has progress 1) or, when a load fails, ``app.model.load.failed`` (``error.type``,
+``error.message``), with ``gen_ai.request.model`` naming the model, so one consumer can show
+requests and model progress.
 """
 
 from __future__ import annotations
@@ -248,8 +250,11 @@ class ModelManager:
             await self.backend.set_app_config(self.catalog.app_config())
             self._sent_ids = ids
 
+        reported = [0.0]
+
         def report(raw: dict[str, Any]) -> None:
             progress, text = float(raw.get("progress") or 0.0), str(raw.get("text") or "")
+            reported[0] = progress
             self._loading[model_id] = (progress, text)
             self._emit({"event": "app.model.load", "gen_ai.request.model": model_id,
                         "progress": progress, "text": text})
@@ -257,7 +262,8 @@ class ModelManager:
                 on_progress(raw)
 
         self._errors.pop(model_id, None)
-        if self.backend.loaded != model_id and model_id not in self._load_runs:
+        was_loaded = self.backend.loaded == model_id
+        if not was_loaded and model_id not in self._load_runs:
             await self._space_for_load(model_id)
         self._loading.setdefault(model_id, (0.0, ""))
         run = asyncio.get_running_loop().create_future()  # what a delete of these files waits for
@@ -265,8 +271,12 @@ class ModelManager:
         try:
             try:
                 await self.backend.load(model_id, on_progress=report)
+                if not was_loaded and reported[0] < 1.0:  # the events of a load end with 1 (or a failure)
+                    report({"progress": 1.0, "text": "Loaded"})
             except AppError as exc:
                 self._errors[model_id] = exc
+                self._emit({"event": "app.model.load.failed", "gen_ai.request.model": model_id,
+                            "error.type": type(exc).__name__, "error.message": str(exc)})
                 raise
             finally:
                 if len(self._load_runs[model_id]) == 1:

@@ -79,8 +79,19 @@ class ModelsState:
             return
         model_id = str(event.get("gen_ai.request.model"))
         sig = self.status(model_id)
-        sig.set(ModelStatus(model_id, "loading", sig.peek().bytes_stored, sig.peek().bytes_total,
-                            load_progress=float(event.get("progress") or 0.0), load_text=str(event.get("text") or "")))
+        progress = float(event.get("progress") or 0.0)
+        with batch():
+            # web-llm holds one model: another one loading means the one before is not loaded now.
+            for other, other_sig in self._statuses.items():
+                s = other_sig.peek()
+                if other != model_id and s.state == "loaded":
+                    other_sig.set(ModelStatus(other, "downloaded", s.bytes_stored, s.bytes_total,
+                                              s.files_stored, s.files_total))
+            # A load's last report (progress 1) is its end, whoever started it (the chat, the switcher).
+            state = "loaded" if progress >= 1.0 else "loading"
+            sig.set(ModelStatus(model_id, state, sig.peek().bytes_stored, sig.peek().bytes_total,
+                                load_progress=None if state == "loaded" else progress,
+                                load_text="" if state == "loaded" else str(event.get("text") or "")))
 
     def _search(self) -> list[Any]:
         self.revision.get()

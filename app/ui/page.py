@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from app import ffi
+from app.errors import AppError
 from app.session import Session, open_session
 from app.ui.chat import ChatState, KvStore, ScopedKv
 from app.ui.view import App, spawn
@@ -68,19 +69,9 @@ async def mount(gpu: Awaitable[Any]) -> App | None:
     await chat.load()
     current = App(chat, session, settings_store, str(theme))
     current.scope.add(close_channel)
-    # The picker needs web-llm's module (6 MB) for its catalog: it loads when the panel is opened,
-    # so a page that only chats pays nothing for it.
-    panel = ffi.node("models-open")
-    opened: list[bool] = []
-
-    def on_toggle(_facts: dict[str, Any]) -> bool:
-        if not opened and ffi.get_prop(panel, "open"):
-            opened.append(True)
-            spawn(_mount_models_safely(session))
-        return False
-
-    current.scope.add(ffi.listen(panel, "toggle", on_toggle))
-    on_toggle({})  # already open (e.g. restored by the browser)
+    # The picker needs web-llm's module (6 MB) for its catalog: it loads when the Models sheet first
+    # opens, so a page that only chats pays nothing for it.
+    current.sheets.when_first_opened("models", lambda: spawn(_mount_models_safely(session)))
     if not embed:
         mount_python_on_open(session, current)
     if embed:
@@ -111,6 +102,11 @@ async def _mount_models_safely(session: Session) -> None:
         ffi.set_attr("models", "data-state", "failed")
         ffi.set_text("model-current", f"The model list could not load: {exc}")
         raise
+    if current is not None:  # the catalog is here now: the header's switcher can say what is stored
+        try:
+            await current.switcher.refresh()
+        except AppError as exc:  # the picker works; the switcher keeps what the events told it
+            current.switcher.notice.set(f"The stored models could not be listed: {exc}")
 
 
 async def mount_models(session: Session) -> Any:
@@ -127,24 +123,14 @@ async def mount_models(session: Session) -> Any:
 
 
 def mount_python_on_open(session: Session, app: App) -> None:
-    """The Python panel (app/ui/playground.py) mounts when first opened; a link carrying code
-    (``#py=...``) opens it, with the code in the editor, not run."""
+    """The Python panel (app/ui/playground.py) mounts when its sheet first opens; a link carrying
+    code (``#py=...``) opens it, with the code in the editor, not run."""
     from app.ffi import editor
     from app.ui.links import decode_link  # the panel's own module loads only when it opens
 
-    panel = ffi.node("python")
-    opened: list[bool] = []
-
-    def on_toggle(_facts: dict[str, Any]) -> bool:
-        if not opened and ffi.get_prop(panel, "open"):
-            opened.append(True)
-            spawn(_mount_python(session))
-        return False
-
-    app.scope.add(ffi.listen(panel, "toggle", on_toggle))
+    app.sheets.when_first_opened("python", lambda: spawn(_mount_python(session)))
     if decode_link(editor.page_fragment()) is not None:
-        ffi.set_prop(panel, "open", True)
-    on_toggle({})
+        app.sheets_view.open("python")
 
 
 async def _mount_python(session: Session) -> None:

@@ -27,6 +27,11 @@ ROLE_LABEL = {"user": "You", "assistant": "Assistant", "system": "System", "summ
 METER_DEBOUNCE_S = 0.3  # the draft is counted once typing pauses this long
 STATUS_NOTE = {"stopped": "stopped", "interrupted": "interrupted (the page was closed while writing)",
                "error": "failed"}
+# What the empty chat offers to send with one click.
+STARTERS = ("Explain how a language model can run inside a web browser.",
+            "Write a Python function that tells whether a word is a palindrome.",
+            "Suggest three names for a small bakery.",
+            "Summarize the difference between a list and a tuple in Python.")
 
 _tasks: set[asyncio.Task] = set()
 
@@ -267,10 +272,29 @@ class ChatView:
         s.add(ffi.listen(self.prompt, "input", self._on_draft))
         s.effect(self._show_meter)
         s.add(self._stop_counting)
+        self._show_starters()
+        s.add(ffi.listen(self.empty, "click", self._on_starter))
         ffi.set_prop(self.prompt, "disabled", False)
         ffi.set_prop(self.send_button, "disabled", False)
 
     # ------------------------------------------------------------------ showing
+
+    def _show_starters(self) -> None:
+        items = []
+        for text in STARTERS:
+            item = ffi.element("li")
+            ffi.append(item, ffi.element("button", text, attrs={"type": "button", "class": "starter",
+                                                                "data-action": "starter", "value": text}))
+            items.append(item)
+        ffi.replace_children(ffi.node("starters"), *items)
+
+    def _on_starter(self, facts: dict[str, Any]) -> bool:
+        """A starter prompt: into the composer, and sent."""
+        if facts.get("action") != "starter" or not facts.get("value"):
+            return False
+        ffi.set_prop(self.prompt, "value", facts["value"])
+        self._send()
+        return True
 
     def _show_think(self) -> None:
         """The Think switch: shown for a model whose thinking can be turned off (Qwen3); per conversation."""
@@ -395,7 +419,8 @@ class ChatView:
         return False
 
     def _on_document_key(self, facts: dict[str, Any]) -> bool:
-        if facts["key"] == "Escape" and self.chat.streaming.peek() is not None:
+        # Esc stops the answer, unless a control nearer the key took it (a sheet closing, a list).
+        if facts["key"] == "Escape" and not facts.get("prevented") and self.chat.streaming.peek() is not None:
             spawn(self.chat.stop())
             return True
         return False
@@ -675,12 +700,16 @@ class ThemeToggle:
         spawn(self.store.put("theme", theme))
         return True
 
+    def dispose(self) -> None:
+        self.scope.dispose()
+
 
 class GpuNotice:
     """#backend-notice: what answers here; without WebGPU, says so and points at the cloud endpoint."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, open_sheet: Any) -> None:
         self.scope = Scope()
+        self.open_sheet = open_sheet  # app.ui.sheets_view.SheetsView.open
         self.node = ffi.node("backend-notice")
         self.scope.effect(lambda: self._show(session))
         self.scope.add(ffi.listen(self.node, "click", self._on_click))
@@ -706,9 +735,12 @@ class GpuNotice:
     def _on_click(self, facts: dict[str, Any]) -> bool:
         if facts.get("action") != "open-settings":
             return False
-        ffi.set_prop(ffi.node("settings"), "open", True)
+        self.open_sheet("settings")
         ffi.focus(ffi.node("setting-base-url"))
         return True
+
+    def dispose(self) -> None:
+        self.scope.dispose()
 
 
 class ActivityView:
@@ -740,14 +772,22 @@ class App:
     def __init__(self, chat: ChatState, session: Session, settings_store: Any, theme: str) -> None:
         self.chat = chat
         self.session = session
-        self.scope = Scope()  # what the page module adds (the models panel's listener)
+        self.scope = Scope()  # what the page module adds
         from app.ui.library import LibraryView
-
         from app.ui.personas_view import PersonasView
+        from app.ui.sheets import Sheets
+        from app.ui.sheets_view import SheetsView
+        from app.ui.switcher import ModelSwitcher
+        from app.ui.switcher_view import SwitcherView
 
+        self.sheets = Sheets()  # which panel is open; the page mounts the costly ones on first open
+        self.sheets_view = SheetsView(self.sheets)
+        self.switcher = ModelSwitcher(session)
         conversations = ConversationList(chat)
         chat_view = ChatView(chat, session)
-        self.views = [ThemeToggle(settings_store, theme), GpuNotice(session), conversations,
+        open_sheet = self.sheets_view.open
+        self.views = [self.sheets_view, ThemeToggle(settings_store, theme), GpuNotice(session, open_sheet),
+                      SwitcherView(self.switcher, open_sheet), conversations,
                       LibraryView(chat, conversations), chat_view, PersonasView(chat, chat_view, settings_store),
                       SettingsView(session), ActivityView(session)]
 
@@ -755,4 +795,5 @@ class App:
         self.scope.dispose()
         for view in reversed(self.views):
             view.dispose()
+        self.switcher.dispose()
         self.session.close()

@@ -1,6 +1,7 @@
 // DOM events for app/ffi/dom.py. The facts a handler gets, as JSON: the key and modifiers, the nearest
-// [data-action] and [data-id] around the target (one delegated listener serves a whole list), and the
-// target's value. The handler returns true to prevent the default action.
+// [data-action] and [data-id] around the target (one delegated listener serves a whole list), the
+// target's value, and whether a listener nearer the target already handled it (prevented). The
+// handler returns true to prevent the default action.
 export function listener(handler) {
   return (event) => {
     const t = event.target;
@@ -10,7 +11,7 @@ export function listener(handler) {
     const facts = { type: event.type, key: event.key ?? null, shift: !!event.shiftKey, ctrl: !!event.ctrlKey,
       meta: !!event.metaKey, alt: !!event.altKey, composing: !!event.isComposing,
       action: action ? action.dataset.action : null, id: owner ? owner.dataset.id : null,
-      value: t && typeof t.value === "string" ? t.value : null };
+      value: t && typeof t.value === "string" ? t.value : null, prevented: event.defaultPrevented };
     if (handler(JSON.stringify(facts)) === true) event.preventDefault();
   };
 }

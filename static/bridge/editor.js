@@ -16,6 +16,7 @@ function paint(textarea, code) {
 
 // Keeps `code` showing `textarea`'s text highlighted as Python; Tab indents (4 spaces) and Shift+Tab
 // dedents the current line, Escape then Tab leaves the editor (keyboard users are never trapped).
+// Escape is marked handled (defaultPrevented) so the sheet around the editor stays open for that Tab.
 // Returns a function that removes the listeners.
 export function attach(textarea, code) {
   let escaped = false;
@@ -25,7 +26,7 @@ export function attach(textarea, code) {
     code.parentElement.scrollLeft = textarea.scrollLeft;
   };
   const onKey = (event) => {
-    if (event.key === "Escape") { escaped = true; return; }
+    if (event.key === "Escape") { escaped = true; event.preventDefault(); return; }
     if (event.key !== "Tab" || escaped || event.ctrlKey || event.metaKey || event.altKey) { escaped = false; return; }
     event.preventDefault();
     const { selectionStart: start, selectionEnd: end, value } = textarea;

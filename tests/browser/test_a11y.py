@@ -1,7 +1,8 @@
 """Screenshots and an accessibility check (axe-core) of the page at three widths, light and dark.
 
-For each width x theme one page is driven through three states: empty (no conversation yet), an
-answer streaming, and the Models panel open. Each state is saved as
+One page is driven through each width x theme (resized, and the theme toggled in the header) and in
+each through four states: empty (a new conversation, with its starter prompts), an answer
+streaming, the Models sheet open, and the header's model switcher open. Each state is saved as
 ``test-output/screenshots/a11y-<width>-<theme>-<state>.png`` and checked with axe-core: no violation
 of impact "serious" or "critical" may remain; lesser ones are printed.
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.ui_helpers import open_chat, shot, ui_site
+from tests.browser.ui_helpers import close_sheet, open_chat, open_sheet, shot, ui_site
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
 AXE_URL = "static/axe.min.js"  # where the test server serves it (overlay), relative to the site
@@ -69,37 +70,61 @@ def check(page, name: str) -> list[dict]:
     return blocking
 
 
-@pytest.mark.parametrize("width", [360, 768, 1440])
-@pytest.mark.parametrize("theme", ["light", "dark"])
-def test_screens_have_no_serious_accessibility_violations(page, a11y_site, width, theme):
-    page.set_viewport_size({"width": width, "height": 900})
-    # The system prefers the other theme and the header's toggle picks this one: the override is
-    # what is checked (auto -> light -> dark).
-    page.emulate_media(color_scheme="dark" if theme == "light" else "light")
+WIDTHS = (360, 768, 1440)
+
+
+def new_chat(page) -> None:
+    """Start an empty conversation, through the conversation list (a sheet on a phone)."""
+    if page.locator("#messages .msg").count() == 0:
+        return
+    if page.is_visible("#open-conversations"):
+        open_sheet(page, "conversations")
+    page.locator("#new-chat").click()
+    page.wait_for_selector("#empty-state", state="visible")
+
+
+def test_screens_have_no_serious_accessibility_violations(page, a11y_site):
+    """One page, driven through every width and both themes (resized and toggled in place: a boot
+    per screen would cost a minute each)."""
+    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+    page.emulate_media(color_scheme="dark")
     w = open_chat(page, a11y_site)
-    for _ in range(("auto", "light", "dark").index(theme)):
+    found: list[dict] = []
+    for theme in ("light", "dark"):
+        # The system prefers the other theme and the header's toggle picks this one: the override is
+        # what is checked (auto -> light -> dark).
+        page.emulate_media(color_scheme="dark" if theme == "light" else "light")
         page.locator("#theme").click()
-    page.wait_for_selector(f"html[data-theme={theme}]")
-    dark = page.evaluate("() => matchMedia('(prefers-color-scheme: dark)').matches")
-    assert dark == (theme == "light")  # the system's preference is indeed the other one
-    assert page.evaluate("() => getComputedStyle(document.documentElement).colorScheme") == theme
+        page.wait_for_selector(f"html[data-theme={theme}]")
+        dark = page.evaluate("() => matchMedia('(prefers-color-scheme: dark)').matches")
+        assert dark == (theme == "light")  # the system's preference is indeed the other one
+        assert page.evaluate("() => getComputedStyle(document.documentElement).colorScheme") == theme
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 900})
+            new_chat(page)
+            assert page.locator("#messages .msg").count() == 0 and page.locator("#starters button").count() > 0
+            found += check(page, f"a11y-{width}-{theme}-empty")
 
-    assert page.locator("#messages .msg").count() == 0
-    found = check(page, f"a11y-{width}-{theme}-empty")
+            page.fill("#prompt", "hello [[tokens=400]] [[delay=30]]")
+            page.locator("#send").click()
+            page.wait_for_function("([sel]) => (document.querySelector(sel + ' .body')?.textContent || '')"
+                                   ".split(' ').length > 5", arg=[STREAM])
+            found += check(page, f"a11y-{width}-{theme}-streaming")
+            assert page.locator(STREAM).count() == 1, "the answer ended before the check: make it longer"
+            page.keyboard.press("Escape")
+            page.locator("#messages .msg-assistant[data-status=stopped]").wait_for()
 
-    page.fill("#prompt", "hello [[tokens=400]] [[delay=30]]")
-    page.locator("#send").click()
-    page.wait_for_function("([sel]) => (document.querySelector(sel + ' .body')?.textContent || '')"
-                           ".split(' ').length > 5", arg=[STREAM])
-    found += check(page, f"a11y-{width}-{theme}-streaming")
-    assert page.locator(STREAM).count() == 1, "the answer ended before the check: make it longer"
-    page.keyboard.press("Escape")
-    page.locator("#messages .msg-assistant[data-status=stopped]").wait_for()
+            open_sheet(page, "models")
+            page.wait_for_selector("#models[data-state=ready]")
+            page.locator("#model-list li").first.wait_for()
+            found += check(page, f"a11y-{width}-{theme}-models")
+            close_sheet(page, "models")
 
-    page.locator("#models-open > summary").click()
-    page.wait_for_selector("#models[data-state=ready]")
-    page.locator("#model-list li").first.wait_for()
-    found += check(page, f"a11y-{width}-{theme}-models")
+            page.locator("#model-switch-button").click()
+            page.locator("#model-switch-list button").first.wait_for()
+            found += check(page, f"a11y-{width}-{theme}-switcher")
+            page.keyboard.press("Escape")
+            page.wait_for_selector("#model-switch-menu", state="hidden")
 
     # The check can fail: a button without a name, added to this page, is reported as critical.
     page.evaluate("""() => { const b = document.createElement('button'); b.id = 'a11y-probe';

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.browser.conftest import QUIET_FLAGS, open_app
+from tests.browser.ui_helpers import open_sheet
 
 
 def _expected_versions(dist):
@@ -27,7 +28,7 @@ def test_ready_with_python_version_and_only_local_requests(page, site, dist):
     assert f"Python {versions['python']}" in shown
     assert f"Pyodide {versions['pyodide']}" in shown
     assert page.inner_text("#status") == "Ready"
-    page.wait_for_selector("#webgpu-summary:not([data-webgpu=pending])")
+    page.wait_for_selector("#webgpu-summary:not([data-webgpu=pending])", state="attached")  # Device sheet
     w.assert_clean()
     # The server saw the runtime being fetched from itself, nothing from a CDN.
     assert any(p.endswith("/pyodide.asm.wasm") for p in site.log)
@@ -38,6 +39,7 @@ def test_ready_with_python_version_and_only_local_requests(page, site, dist):
 
 def test_webgpu_adapter_and_limits_are_reported(page, site):
     w = open_app(page, site)
+    open_sheet(page, "device")
     summary = page.locator("#webgpu-summary[data-webgpu=available]")
     summary.wait_for()
     assert "swiftshader" in summary.inner_text().lower()
@@ -59,6 +61,7 @@ def test_without_webgpu_the_page_explains_and_stays_usable(launch_chromium, site
     browser = launch_chromium(QUIET_FLAGS)  # no --enable-unsafe-webgpu: requestAdapter() -> null
     page = browser.new_page()
     w = open_app(page, site)
+    open_sheet(page, "device")
     page.locator("#webgpu-summary[data-webgpu=missing]").wait_for()
     help_text = page.inner_text("#webgpu-help")
     assert "no GPU adapter" in page.inner_text("#webgpu-summary")
@@ -73,7 +76,7 @@ def test_without_webgpu_the_page_explains_and_stays_usable(launch_chromium, site
 def test_works_under_a_sub_path(page, serve, prefix):
     sub = serve(prefix)
     w = open_app(page, sub)
-    page.locator("#webgpu-summary[data-webgpu=available]").wait_for()
+    page.locator("#webgpu-summary[data-webgpu=available]").wait_for(state="attached")
     w.assert_clean()
     assert sub.log and all(p.startswith(prefix) for p in sub.log), sub.log
 

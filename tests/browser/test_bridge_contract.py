@@ -189,7 +189,9 @@ stop = dom.listen(button, "click", lambda facts: seen.append(facts))
     page.click("#contract-button")
     facts = py("seen[0]")
     assert shape(facts) == {"action": "str", "alt": "bool", "composing": "bool", "ctrl": "bool", "id": "NoneType",
-                            "key": "NoneType", "meta": "bool", "shift": "bool", "type": "str", "value": "str"}
+                            "key": "NoneType", "meta": "bool", "prevented": "bool", "shift": "bool", "type": "str",
+                            "value": "str"}
+    assert facts["prevented"] is False  # no listener nearer the button handled the click
     assert (facts["type"], facts["action"]) == ("click", "contract")
     watch.assert_clean()
 

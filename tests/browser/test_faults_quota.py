@@ -15,7 +15,7 @@ import pytest
 
 from tests.browser.double import CHAT_MODEL, OVERLAY, app_config
 from tests.browser.model_server import ModelServer, SyntheticModel
-from tests.browser.ui_helpers import answers, confirm, open_chat, shot, ui_site
+from tests.browser.ui_helpers import answers, confirm, open_chat, open_sheet, shot, ui_site
 
 # A quota far below what the page already uses: every write that needs more space is refused.
 TINY_QUOTA = 1
@@ -107,7 +107,7 @@ def picker_site(serve, models, tmp_path_factory):
 
 
 def open_models(page, model_id):
-    page.click("#models summary")
+    open_sheet(page, "models")
     page.wait_for_selector("#models[data-state=ready]")
     page.fill("#model-search", model_id)
     page.locator(f"#model-list li[data-id='{model_id}'] button.pick").click()

@@ -14,7 +14,7 @@ from app.playground_examples import EXAMPLES
 from app.ui.playground import encode_link
 from tests.browser.conftest import READY_TIMEOUT_MS, PagePython, watch
 from tests.browser.model_server import ModelServer
-from tests.browser.ui_helpers import confirm, open_chat, ui_site
+from tests.browser.ui_helpers import confirm, open_chat, open_sheet, ui_site
 
 RUN_MS = 90_000
 
@@ -25,7 +25,7 @@ def py_site(serve, tmp_path_factory):
 
 
 def open_panel(page):
-    page.locator("#python > summary").click()
+    open_sheet(page, "python")
     page.wait_for_selector("#python[data-state=ready]", timeout=READY_TIMEOUT_MS)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.browser.conftest import API_KEY, QUIET_FLAGS
 from tests.browser.double import CHROME_AI
-from tests.browser.ui_helpers import answers, open_chat, shot, ui_site
+from tests.browser.ui_helpers import answers, open_chat, open_sheet, shot, ui_site
 
 
 def site_with(serve, tmp_dir, **config):
@@ -28,7 +28,7 @@ def send(page, text: str) -> None:
 
 
 def enter_key(page) -> None:
-    page.locator("#settings summary").click()
+    open_sheet(page, "settings")
     page.fill("#setting-api-key", API_KEY)
     page.fill("#setting-max-tokens", "8")
     page.get_by_role("button", name="Save", exact=True).click()
@@ -63,7 +63,7 @@ def test_a_failed_first_attempt_is_retried_and_the_request_is_observed(page, ser
     assert done.locator(".body").inner_text().strip()
     assert "llama.cpp" in done.locator(".meta").inner_text()
     assert attempts == ["POST", "POST"] and llama.requests_seen() == before + 1  # one refused, one served
-    page.locator("#activity summary").click()
+    open_sheet(page, "device")
     page.locator("#activity-list li[data-event='gen_ai.request.end']").wait_for()
     events = activity(page)
     # Newest first: the request started, was retried once after the 503, and ended.
@@ -143,7 +143,7 @@ def test_a_hung_endpoint_is_cut_by_the_timeout_and_the_chat_says_why(page, serve
     assert page.locator("#send").is_visible() and not page.locator("#stop").is_visible()
     send(page, "Still there?")
     page.locator("#messages .msg-assistant[data-status=error]").nth(1).wait_for(timeout=30_000)
-    page.locator("#activity summary").click()
+    open_sheet(page, "device")
     assert "gen_ai.request.error" in activity(page)
     w.assert_clean()
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.browser.conftest import PagePython, open_app
 from tests.browser.model_server import ModelServer, SyntheticModel
+from tests.browser.ui_helpers import open_sheet
 
 MANIFESTS = ("ndarray-cache.json", "tensor-cache.json")
 # What each release reads (see app/models/layout.py): written out here, not taken from the layout,
@@ -124,7 +125,7 @@ def test_the_models_panel_downloads_into_the_vendored_releases_store(page, serve
     site = serve("/", root=dist_of(release), overlay={"static/chat-config.json": config})
     watch = open_app(page, site, allowed=(server.origin,))
     page.wait_for_selector("#chat[data-state=ready]")
-    page.click("#models summary")
+    open_sheet(page, "models")
     page.wait_for_selector("#models[data-state=ready]")
     page.fill("#model-search", model.name)
     page.locator(f"#model-list li[data-id='{model.name}'] button.pick").click()

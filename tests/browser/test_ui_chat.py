@@ -10,7 +10,7 @@ import pytest
 
 from tests.browser.conftest import QUIET_FLAGS, READY_TIMEOUT_MS, PagePython
 from tests.browser.double import CHAT_MODEL
-from tests.browser.ui_helpers import READ_STORED, answers, confirm, open_chat, shot, ui_site
+from tests.browser.ui_helpers import READ_STORED, answers, confirm, open_chat, open_sheet, shot, ui_site
 
 
 @pytest.fixture(scope="session")
@@ -170,7 +170,7 @@ def test_reload_mid_stream_keeps_what_arrived_and_conversations_are_managed(page
 
 def test_settings_reject_bad_input_and_theme_toggles(page, chat_site):
     w = open_chat(page, chat_site)
-    page.locator("#settings summary").click()
+    open_sheet(page, "settings")
     page.fill("#setting-temperature", "5")
     page.get_by_role("button", name="Save", exact=True).click()
     error = page.locator("#settings-error")
@@ -205,7 +205,9 @@ def test_narrow_screen_dark_theme_chat(page, chat_site):
     page.emulate_media(color_scheme="dark")
     w = open_chat(page, chat_site)
     assert page.locator("#hl-dark").count() == 0  # highlight.js's styles load with the renderer, not at start-up
+    open_sheet(page, "conversations")  # on a phone the conversation list is a sheet
     page.locator("#new-chat").click()
+    page.wait_for_selector("#sidebar", state="hidden")
     page.fill("#prompt", "Show **markdown** and `code`:\n\n```python\nprint('hi')\n```")
     page.locator("#send").click()
     done = page.locator("#messages .msg-assistant[data-rendered=markdown]")
@@ -238,7 +240,7 @@ def test_without_webgpu_the_page_says_so_and_chats_through_the_cloud(launch_chro
     assert "llama.cpp test server" in notice.inner_text()
     shot(page, "no-webgpu")
     # The key is entered in Settings (kept in memory); then the chat answers from the server.
-    page.locator("#settings summary").click()
+    open_sheet(page, "settings")
     page.fill("#setting-api-key", API_KEY)
     page.get_by_role("button", name="Save", exact=True).click()
     page.locator("#settings-saved", has_text="Saved.").wait_for()

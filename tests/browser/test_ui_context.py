@@ -9,7 +9,7 @@ import re
 
 from tests.browser.conftest import READY_TIMEOUT_MS
 from tests.browser.double import CHAT_MODEL, app_config
-from tests.browser.ui_helpers import READ_STORED, answers, open_chat, shot, ui_site
+from tests.browser.ui_helpers import READ_STORED, answers, close_sheet, open_chat, open_sheet, shot, ui_site
 
 QUESTIONS = [
     "Which rivers flow through the old towns of central Europe, and which of them is the longest one?",
@@ -53,10 +53,10 @@ def type_draft(page, text: str) -> int:
 
 
 def last_reported_usage(page) -> tuple[int, int]:
-    """prompt/completion tokens the engine reported for the newest request (the Activity panel's line)."""
-    page.locator("#activity summary").click()
+    """prompt/completion tokens the engine reported for the newest request (the Device sheet's Activity line)."""
+    open_sheet(page, "device")
     line = page.locator('#activity-list li[data-event="gen_ai.request.end"]').first.inner_text()
-    page.locator("#activity summary").click()
+    close_sheet(page, "device")
     found = re.search(r"· (\d+)/(\d+) tokens", line)
     assert found, line
     return int(found.group(1)), int(found.group(2))
@@ -112,11 +112,11 @@ def test_drop_oldest_keeps_answering_and_says_what_was_left_out(page, serve, tmp
 def test_summarise_pins_a_summary_keeps_answering_and_the_summary_survives_a_reload(page, serve, tmp_path_factory):
     site = small_window_site(serve, tmp_path_factory.mktemp("summarise"), 300)
     w = open_chat(page, site)
-    page.locator("#settings summary").click()
+    open_sheet(page, "settings")
     page.select_option("#setting-context-policy", "summarise")
     page.get_by_role("button", name="Save", exact=True).click()
     page.locator("#settings-saved", has_text="Saved.").wait_for()
-    page.locator("#settings summary").click()
+    close_sheet(page, "settings")
     for i in range(7):
         send(page, f"{QUESTIONS[i % 3]} ({i})", i)
     assert answers(page).count() == 7
@@ -152,11 +152,11 @@ def test_summarise_pins_a_summary_keeps_answering_and_the_summary_survives_a_rel
 def test_stop_while_summarising_stops_the_answer_and_pins_nothing(page, serve, tmp_path_factory):
     site = small_window_site(serve, tmp_path_factory.mktemp("stop-summary"), 300)
     w = open_chat(page, site)
-    page.locator("#settings summary").click()
+    open_sheet(page, "settings")
     page.select_option("#setting-context-policy", "summarise")
     page.get_by_role("button", name="Save", exact=True).click()
     page.locator("#settings-saved", has_text="Saved.").wait_for()
-    page.locator("#settings summary").click()
+    close_sheet(page, "settings")
     # The double writes each token of a request whose last message holds [[delay=MS]] MS apart: the
     # first question's line in the summary's transcript makes summarising slow enough to stop.
     send(page, f"[[delay=60]] {QUESTIONS[0]}", 0)
@@ -204,13 +204,13 @@ def llama_chat(launch_chromium, serve, tmp_dir, llama, *, window: int, policy: s
     page = launch_chromium(QUIET_FLAGS).new_page()
     w = open_chat(page, site, allowed=(llama.origin,))
     page.locator("#backend-notice[data-kind=cloud]").wait_for()
-    page.locator("#settings summary").click()
+    open_sheet(page, "settings")
     page.fill("#setting-api-key", API_KEY)
     page.fill("#setting-max-tokens", "24")
     page.select_option("#setting-context-policy", policy)
     page.get_by_role("button", name="Save", exact=True).click()
     page.locator("#settings-saved", has_text="Saved.").wait_for()
-    page.locator("#settings summary").click()
+    close_sheet(page, "settings")
     return page, w
 
 

@@ -16,7 +16,7 @@ import pytest
 from tests.browser.conftest import PagePython
 from tests.browser.double import CHAT_MODEL, OVERLAY, app_config
 from tests.browser.model_server import ModelServer, SyntheticModel
-from tests.browser.ui_helpers import answers, confirm, open_chat, shot
+from tests.browser.ui_helpers import answers, confirm, open_chat, open_sheet, shot
 
 MODEL_A = SyntheticModel("synth-ui-a", shards=6, shard_bytes=400_000, seed=11)
 MODEL_B = SyntheticModel("synth-ui-b", shards=2, shard_bytes=200_000, seed=12)
@@ -41,8 +41,8 @@ def picker_site(serve, models, tmp_path_factory):
 
 
 def open_models(page):
-    """Open the Models panel (its catalog loads then) and wait until it is ready."""
-    page.click("#models summary")
+    """Open the Models sheet (its catalog loads then) and wait until it is ready."""
+    open_sheet(page, "models")
     page.wait_for_selector("#models[data-state=ready]")
 
 

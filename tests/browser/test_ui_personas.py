@@ -9,7 +9,7 @@ import pytest
 from app.ui.personas import BUILTIN
 from tests.browser.conftest import READY_TIMEOUT_MS, PagePython
 from tests.browser.test_ui_reasoning import RECORD_REQUESTS
-from tests.browser.ui_helpers import confirm, open_chat, ui_site
+from tests.browser.ui_helpers import confirm, open_chat, open_sheet, ui_site
 
 TUTOR = next(p for p in BUILTIN if p.name == "Python tutor")
 
@@ -61,7 +61,7 @@ def test_slash_lists_personas_and_the_keyboard_picks_one_for_the_conversation(pa
 
 def test_a_persona_of_ones_own_is_saved_used_and_deleted(page, persona_site):
     w = open_chat(page, persona_site)
-    page.locator("#settings > summary").click()
+    open_sheet(page, "settings")
     page.click("#persona-save")
     page.wait_for_function("() => document.getElementById('persona-said').textContent.startsWith('InvalidRequest')")
     page.fill("#persona-name-input", "Pirate")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import READY_TIMEOUT_MS, watch
-from tests.browser.ui_helpers import open_chat, ui_site
+from tests.browser.ui_helpers import open_chat, shot, ui_site
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "host.html"
 RECORD = """
@@ -70,7 +70,10 @@ def test_host_page_sends_a_prompt_and_receives_the_answer_events(page, sites):
     # The same answer is on screen inside the iframe.
     frame = page.frame_locator("[data-webgpu-chat] iframe")
     assert frame.locator("#messages .msg-assistant .body").inner_text().strip() == done["text"].strip()
-    assert frame.locator("#sidebar").is_hidden()  # embedded: conversation and composer only
+    # Embedded: the conversation and the composer only (no header, conversation list or sheets).
+    assert frame.locator("#sidebar").is_hidden() and frame.locator(".bar").is_hidden()
+    assert frame.locator("#sheets").is_hidden() and frame.locator("#composer").is_visible()
+    shot(page, "widget-open")
 
     page.evaluate("WebGPUChat.close()")
     assert page.is_hidden("[data-webgpu-chat]")

@@ -36,6 +36,29 @@ def open_chat(page, site, allowed=()):
     return w
 
 
+# The header's sheets (app/ui/sheets.py): name -> the sheet's element id; its button is #open-<name>.
+SHEETS = {"conversations": "sidebar", "models": "models", "settings": "settings", "python": "python",
+          "device": "device"}
+
+
+def open_sheet(page, name: str):
+    """Open one of the page's sheets with its header button, as a user does; wait until it shows.
+    Returns the sheet's locator. (Open already: left open.)"""
+    page.wait_for_selector("#chat[data-state=ready]", timeout=READY_TIMEOUT_MS)  # its button works once mounted
+    button = page.locator(f"#open-{name}")
+    if button.get_attribute("aria-expanded") != "true":
+        button.click()
+    sheet = page.locator(f"#{SHEETS[name]}")
+    sheet.wait_for(state="visible")
+    return sheet
+
+
+def close_sheet(page, name: str) -> None:
+    """Close an open sheet with its Close button; wait until it is gone."""
+    page.locator(f"#{SHEETS[name]} .sheet-close").click()
+    page.wait_for_selector(f"#open-{name}[aria-expanded=false]")
+
+
 def shot(page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
