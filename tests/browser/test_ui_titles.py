@@ -61,7 +61,7 @@ for model_id in ({CHAT_MODEL!r}, {TOOLS_MODEL!r}):
     assert answers(page).last.locator(".meta").inner_text().count(TOOLS_MODEL) == 1
 
     # Opening the first conversation brings its model back; its next answer comes from it.
-    page.locator("#conversation-list .open", has_text=DOUBLE_TITLE).click()
+    page.locator("#conversation-list .open:not([aria-current=true])").click()  # the other one: the first
     page.wait_for_function("() => document.querySelectorAll('#messages .msg').length === 2")
     page.wait_for_function("m => document.querySelector('#backend-notice').textContent.includes(m)",
                            arg=CHAT_MODEL, timeout=READY_TIMEOUT_MS)
