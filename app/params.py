@@ -174,7 +174,8 @@ MAX_IMAGES_PER_REQUEST = 8
 _LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
 
 
-def _check_image_url(url: Any, where: str) -> None:
+def check_image_url(url: Any, where: str = "image") -> None:
+    """Raise InvalidRequest unless ``url`` is an image a request may carry (see the module docstring)."""
     if not isinstance(url, str) or not url:
         raise _fail(f"{where}.image_url.url", "must be a data:image/... URL or an https URL")
     if url.startswith("data:"):
@@ -225,7 +226,7 @@ def _text_of_parts(parts: list, where: str, role: str) -> str | list:
         image = part.get("image_url")
         if not isinstance(image, dict):
             raise _fail(f"{where}.content[{j}].image_url", "must be {'url': ...}")
-        _check_image_url(image.get("url"), f"{where}.content[{j}]")
+        check_image_url(image.get("url"), f"{where}.content[{j}]")
         if image.get("detail") not in (None, "auto", "low", "high"):
             raise _fail(f"{where}.content[{j}].image_url.detail", "must be 'auto', 'low' or 'high'")
         images.append({"type": "image_url", "image_url": {"url": image["url"]}})

@@ -50,6 +50,7 @@ LLAMA = "Llama-3.2-1B-Instruct-q4f32_1-MLC"
 QWEN_F16 = "Qwen2.5-0.5B-Instruct-q4f16_1-MLC"
 PHI_1K = "Phi-3.5-mini-instruct-q4f32_1-MLC-1k"
 HERMES = "Hermes-3-Llama-3.1-8B-q4f32_1-MLC"
+PHI_VISION = "Phi-3.5-vision-instruct-q4f32_1-MLC"  # model_type 2 (VLM)
 
 
 def _record(model_id: str, hf_name: str, lib: str, vram: float, context: int, low: bool) -> dict[str, Any]:
@@ -65,6 +66,8 @@ MODEL_LIST = [
     _record(PHI_1K, "Phi-3.5-mini-instruct-q4f32_1-MLC", "Phi-3.5-mini-instruct-q4f32_1_cs1k-webgpu.wasm",
             3179.12, 1024, True),
     _record(HERMES, HERMES, "Llama-3_1-8B-Instruct-q4f32_1_cs1k-webgpu.wasm", 5779.27, 4096, False),
+    {**_record(PHI_VISION, PHI_VISION, "Phi-3.5-vision-instruct-q4f32_1-ctx4k_cs2k-webgpu.wasm", 5879.84, 4096,
+               True), "model_type": 2},
 ]
 FUNCTION_CALLING_IDS = [HERMES]
 
@@ -289,7 +292,21 @@ class FakeEngineApi:
             raise from_engine_message(
                 f"UnsupportedModelIdError: {model} is not supported for ChatCompletionRequest.tools. Currently, "
                 f"models that support function calling are: {', '.join(self.function_calling_ids)}")
+        vlm = any(r["model_id"] == model and r.get("model_type") == 2 for r in self.model_list)
         for m in request["messages"]:
+            if m["role"] == "user" and not isinstance(m.get("content"), str):
+                if not vlm:
+                    raise from_engine_message(
+                        "UserMessageContentErrorForNonVLM: The model loaded is not of type ModelType.VLM "
+                        f"(vision-language model). Loaded modelId: {model}")
+                if sum(p.get("type") == "text" for p in m["content"]) > 1:
+                    raise from_engine_message("MultipleTextContentError: Each message can have at most one "
+                                              "text contentPart, but received more than 1.")
+                for part in m["content"]:
+                    url = part.get("image_url", {}).get("url", "") if part.get("type") == "image_url" else None
+                    if url is not None and not (url.startswith("data:image") or url.startswith("http")):
+                        raise from_engine_message(f"UnsupportedImageURLError: image_url.url should start with "
+                                                  f"\"data:image\" for base64, or with \"http\", but got: {url}")
             if m["role"] == "assistant" and not isinstance(m.get("content"), str):
                 raise from_engine_message("ContentTypeError: assistant's content must be a string")
         schema = (request.get("response_format") or {}).get("schema")
