@@ -24,6 +24,7 @@ module             what                                                         
 ``channel``        open_channel: messages between the app's tabs (BroadcastChannel)  ChannelBridge
 ``editor``         the Python panel's editor, the URL fragment                      EditorBridge
 ``files``          save text as a download, read a picked file                      FilesBridge
+``images``         images picked, pasted or dropped: checked, resized, data URLs    ImagesBridge
 =================  ===============================================================  =================
 
 Everything converts values across the Pyodide bridge, wraps Python callables for JS (and destroys
