@@ -42,6 +42,7 @@ from app.ffi.dom import (
     Node,
     append,
     append_node_text,
+    click,
     confirm,
     copy_text,
     element,
@@ -126,7 +127,7 @@ from app.ffi.storage import (
 __all__ = [
     "ChannelBridge", "open_channel",
     "IN_BROWSER", "fetch_json", "import_module", "load_packages", "to_js", "to_py", "versions",
-    "DomBridge", "Node", "append", "append_node_text", "confirm", "copy_text", "element", "focus", "get_prop",
+    "DomBridge", "Node", "append", "append_node_text", "click", "confirm", "copy_text", "element", "focus", "get_prop",
     "insert_before", "listen", "node", "remove", "render_markdown", "replace_children", "scroll_to_end",
     "set_attr", "set_body_state", "set_hidden", "set_node_attr", "set_node_text", "set_prop", "set_root_attr",
     "set_rows", "set_text", "text_node",

@@ -41,10 +41,11 @@ class Attachments:
         """The chosen model or endpoint changed: ask again next time."""
         self.known = None
 
-    def explain(self, support: dict[str, Any]) -> None:
-        """Say that the chosen model cannot see images, which can, and offer one."""
+    def explain(self, support: dict[str, Any], *, refused: bool = False) -> None:
+        """Say that the chosen model cannot see images, which can, and offer one (``refused``: files
+        were given, and none was attached)."""
         models = support.get("vision_models") or []
-        said = "The chosen model cannot see images, so nothing was attached."
+        said = "The chosen model cannot see images" + (", so nothing was attached." if refused else ".")
         if models:
             said += f" Models that can: {', '.join(models)}."
         else:
@@ -57,7 +58,7 @@ class Attachments:
         """Attach the images among ``results``; each file that could not be read says why."""
         support = await self.check()
         if not support.get("sees"):
-            self.explain(support)
+            self.explain(support, refused=True)
             return
         good = [dict(r) for r in results if isinstance(r, dict) and r.get("url")]
         said = [str(r.get("error")) for r in results if isinstance(r, dict) and r.get("error")]
