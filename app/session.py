@@ -429,8 +429,14 @@ class Session:
         ``{"sees": bool, "by": "<model or endpoint>" | None, "vision_models": [...]}``. The chosen web-llm
         model sees when its catalog record says model_type 2 (a VLM); an endpoint when its preset (or
         config) declares vision. Reads the catalog (loading web-llm's module the first time)."""
+        from app.models.catalog import required_features
+
         manager = await self.models()
-        vlms = sorted(m.id for m in manager.catalog.all() if m.record.get("model_type") == 2)
+        gpu = self.gpu.peek()
+        features = getattr(gpu, "features", frozenset())
+        # Those this GPU can run first (a q*f16 model needs shader-f16): the first is the one offered.
+        vlms = [m.id for m in sorted((m for m in manager.catalog.all() if m.record.get("model_type") == 2),
+                                     key=lambda m: (not required_features(m.record) <= features, m.id))]
         model = self.model.peek()
         if self._local_wanted() and model in vlms:
             return {"sees": True, "by": model, "vision_models": vlms}
