@@ -60,6 +60,7 @@ FAIL_NETWORK_MODEL = "Double-fail-network-q4f32_1-MLC"
 FAIL_QUOTA_MODEL = "Double-fail-quota-q4f32_1-MLC"
 FAIL_DEVICE_MODEL = "Double-fail-device-q4f32_1-MLC"
 FAIL_F16_MODEL = "Double-fail-f16-q4f16_1-MLC"
+VISION_MODEL = "Double-Vision-q4f32_1-MLC"  # model_type 2 (VLM): web-llm accepts image parts for it
 
 
 def app_config(origin: str) -> dict:
