@@ -10,6 +10,7 @@ it dies (an uncaught error, out of memory, ``terminate()``), whatever is in flig
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -189,6 +190,8 @@ class ChunkIterator(TextReader):
 
     async def _open(self) -> Any:
         try:
-            return self._handle._watched.stream("chat.completions.create", _core.to_js([self._request]))
+            # As JSON text: one string to cross, parsed by JS, instead of to_js building the
+            # request's objects one key at a time (a tenth of a millisecond before the request leaves).
+            return self._handle._watched.streamJson("chat.completions.create", json.dumps([self._request]))
         except _core.JsException as exc:
             raise _engine_error(exc) from None

@@ -1,25 +1,42 @@
 // A reader drains an async iterable at JS speed into a queue; Python (app/ffi/_reader.py) takes
 // everything queued so far as one JSON array per bridge crossing.
 //
-// Nothing waits to be batched: an item is queued the moment it arrives and a waiting Python is woken
-// at once, so a slow stream crosses item by item and a fast one crosses in batches only because
-// items pile up while Python is busy with the previous ones. Waking is a plain call of a Python
+// Nothing waits to be batched: when an item arrives for a waiting Python, its wake-up is posted at
+// once as a task of its own (a MessageChannel message, no timer), and Python then takes whatever
+// has arrived by the time it runs. A slow stream crosses item by item; a fast one crosses in
+// batches only because items pile up while Python is busy. Waking is a plain call of a Python
 // function (`next(waker)`), not a promise Python awaits: awaiting a JS promise costs Pyodide two
 // callback proxies and a trip through its event loop per crossing.
 //
-// The next item is asked for before Python is woken for this one: a pull-based source (web-llm's
-// worker engine asks its worker for each chunk) then works on the next item while Python handles
+// The next item is asked for before Python is woken for this one, and Python runs in a task after
+// this one: a pull-based source (web-llm's worker engine asks its worker for each chunk) has sent
+// its next request before Python starts, so the worker makes the next chunk while Python handles
 // this one.
 //
 // `source` is an async iterable or a promise of one; `encode` turns an item into JSON text (a
 // web-llm chunk arrives in Python as a dict, an SSE data text as a str).
+
+// Readers that have something for their waiting Python; one task wakes them all.
+const due = new Set();
+const channel = new MessageChannel();
+channel.port1.onmessage = () => {
+  const woken = [...due];
+  due.clear();
+  for (const wake of woken) wake();
+};
+
 export function reader(source, encode = JSON.stringify) {
   const state = { queue: [], done: false, error: null, waiter: null };
-  const wake = () => {
+  const wakeNow = () => {
     const waiter = state.waiter;
     if (waiter === null) return;
     state.waiter = null;
     try { waiter(); } catch (e) { /* the Python side let go of its stream (a destroyed proxy) */ }
+  };
+  const wake = () => {
+    if (state.waiter === null || due.has(wakeNow)) return;
+    if (due.size === 0) channel.port2.postMessage(null);
+    due.add(wakeNow);
   };
   const finished = (async () => {
     try {
