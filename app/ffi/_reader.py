@@ -32,26 +32,37 @@ class TextStream(Protocol):
 
 
 class _Now:
-    """The loop a :class:`_WakeUp` schedules its done-callbacks on: it runs them at once.
+    """The loop a :class:`_WakeUp` schedules its done-callbacks on: those of a wake-up by JS run at once.
 
     Pyodide's loop turns every ``call_soon`` into a browser task (a MessageChannel message) whose
     callback re-enters Python: about 40 us here, more than everything else a streamed chunk costs in
-    Python. A reader woken by JS therefore resumes its waiting task right inside JS's call. Only when
-    no task is running: one woken from inside another task (it cancelled this one, say) is
-    scheduled the ordinary way.
+    Python. A reader woken by JS (``wake()``) therefore resumes its waiting task right inside JS's
+    call, when no task is running. Every other callback (a cancelled wait, say: asyncio's timeout
+    finishes its own bookkeeping after ``cancel()`` returns) is scheduled the ordinary way.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._waking = False
+
+    def wake(self, future: asyncio.Future[None]) -> None:
+        """Resolve ``future`` (a :class:`_WakeUp` of this loop), running its waiter now if possible."""
+        loop = self._loop
+        self._waking = asyncio.current_task(loop) is None and not loop.is_closed()
+        try:
+            future.set_result(None)
+        finally:
+            self._waking = False
 
     def get_debug(self) -> bool:
         return False
 
     def call_soon(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> None:
         loop = self._loop
-        if asyncio.current_task(loop) is not None or loop.is_closed():
+        if not self._waking:
             loop.call_soon(callback, *args, context=context)
             return
+        self._waking = False  # one callback: the waiting task's
         # What Pyodide's loop does before each callback: with stack switching each call from JS may
         # run on a thread state of its own, which must have the loop registered as running.
         if asyncio.events._get_running_loop() is not loop:
@@ -134,7 +145,7 @@ class TextReader:
     def _woken(self) -> None:
         waiting = self._waiting
         if waiting is not None and not waiting.done():
-            waiting.set_result(None)
+            self._now.wake(waiting)
 
     def _end(self) -> None:
         self._done = True
