@@ -40,7 +40,9 @@ export function reader(source, encode = JSON.stringify) {
   };
   const finished = (async () => {
     try {
-      const iterator = (await source)[Symbol.asyncIterator]();
+      // A promise of a source (the engine's stream) is awaited; a source itself starts now, in the
+      // caller's turn, as it did when read with for await.
+      const iterator = (typeof source?.then === "function" ? await source : source)[Symbol.asyncIterator]();
       let next = iterator.next();
       for (;;) {
         const { done, value } = await next;
