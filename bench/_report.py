@@ -1,8 +1,8 @@
 """What every benchmark prints besides its figures: the machine and the versions it ran on, and its
 figures as JSON for ``python3 build.py bench`` (which writes README's "Performance" table).
 
-Ratios are taken within one run of both sides (the two sides back to back, their order alternating),
-then the median over runs: a busy machine slows both sides of a pair alike.
+Both sides of a comparison run in one process, back to back and alternating, at least 5 times;
+a ratio is that of the two medians.
 """
 
 from __future__ import annotations
