@@ -4,6 +4,8 @@
     python build.py                      build dist/ (npm ci + pip download when needed)
     python build.py serve [--port N]     build if stale, serve dist/ on 127.0.0.1
     python build.py test [PYTEST ARGS]   install test dependencies if missing, build, run pytest
+    python build.py bench [--short]      run every script in bench/, write README's "Performance" table
+                        [--table]        (only the three scripts the table needs)
     python build.py --web-llm 0.2.79     vendor another web-llm release (any command)
     python build.py --out DIR            build into DIR instead of dist/ (e.g. a second release beside it)
 
@@ -530,6 +532,88 @@ def test(args: list[str], web_llm: str | None) -> int:
     return subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT, env=env)
 
 
+# --------------------------------------------------------------------------- bench
+
+BENCH = ROOT / "bench"
+README = ROOT / "README.md"
+TABLE_START = "<!-- performance table: python3 build.py bench -->"
+TABLE_END = "<!-- end of performance table -->"
+# The scripts whose figures make the table (each writes them with --json), then the others.
+TABLE_SCRIPTS = ("stream_overhead", "startup", "download")
+
+
+def bench_scripts() -> list[Path]:
+    """Every benchmark script: bench/*.py but the shared helpers (bench/_*.py)."""
+    scripts = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
+    return sorted(scripts, key=lambda p: (p.stem not in TABLE_SCRIPTS, TABLE_SCRIPTS.index(p.stem)
+                                          if p.stem in TABLE_SCRIPTS else 0, p.stem))
+
+
+def performance_table(figures: dict[str, dict]) -> str:
+    """README's "Performance" table from the figures of stream_overhead, startup and download."""
+    s, st, d = figures["stream_overhead"], figures["startup"], figures["download"]
+    rows = [
+        ("streaming: Python client / plain JS loop, chunks/s (one chunk object per delta)", ">= 0.99",
+         f"{s['ratio python']:.2f} ({s['python chunks/s']:.0f} vs {s['js chunks/s']:.0f} chunks/s)"),
+        ("streaming: Python reading batches (`stream.batches()`, as the chat does) / JS loop", ">= 0.99",
+         f"{s['ratio python batches']:.2f} ({s['python batches chunks/s']:.0f} vs {s['js chunks/s']:.0f} chunks/s)"),
+        ("first chunk: time added by the Python client", "<= +1 ms", f"{s['added first chunk ms']:+.2f} ms"),
+        ("worst case, 2 streams at once: Python / JS, chunks/s of both", "(reported)",
+         f"{s['ratio python x2']:.2f} ({s['python x2 chunks/s']:.0f} vs {s['js x2 chunks/s']:.0f} chunks/s)"),
+        ("cold start: navigation -> ready, ours / stock PyScript page", "<= 1.0",
+         f"{st['ratio cold']:.2f} ({st['ours cold ms']:.0f} vs {st['stock cold ms']:.0f} ms)"),
+        ("warm start (reload)", "<= 1.0", f"{st['ratio warm']:.2f} ({st['ours warm ms']:.0f} vs {st['stock warm ms']:.0f} ms)"),
+        (f"download of a {d['mb']:.0f} MB model: ours / web-llm's strategy, time", "<= 1.0",
+         f"{d['ratio']:.2f} ({d['ours_ms']:.0f} vs {d['webllm_ms']:.0f} ms)"),
+    ]
+    lines = [TABLE_START, "", "| figure | goal | result |", "|---|---|---|"]
+    lines += [f"| {name} | {goal} | {result} |" for name, goal, result in rows]
+    lines += ["", f"Streams of {s['chunks']} tokens from the engine double, as fast as it goes; medians of "
+                  f"{s['runs']} (streaming), {st['runs']} (start-up) and {d['runs']} (download) runs of each side, "
+                  "both sides alternating in one process; a ratio is that of the two medians.",
+              f"Machine: {s['machine']}. Versions: {s['versions']}.", "", TABLE_END]
+    return "\n".join(lines)
+
+
+def bench(short: bool, table_only: bool = False) -> int:
+    """Run every benchmark script (``--short``: each in its quick mode, README untouched;
+    ``table_only``: only the scripts the table needs); with full runs, write the figures of the
+    table scripts into README's "Performance" table."""
+    import tempfile
+
+    install_test_deps()
+    env = {**os.environ, "CHROMIUM": find_browser()}
+    build()
+    failed = []
+    figures: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for script in bench_scripts():
+            if table_only and script.stem not in TABLE_SCRIPTS:
+                continue
+            cmd = [sys.executable, str(script.relative_to(ROOT))] + (["--short"] if short else [])
+            if script.stem in TABLE_SCRIPTS:
+                cmd += ["--json", str(Path(tmp) / f"{script.stem}.json")]
+            print(f"\n$ {' '.join(cmd[1:])}", flush=True)
+            if subprocess.call(cmd, cwd=ROOT, env=env) != 0:
+                failed.append(script.name)
+            elif script.stem in TABLE_SCRIPTS:
+                figures[script.stem] = json.loads((Path(tmp) / f"{script.stem}.json").read_text())
+    if set(TABLE_SCRIPTS) <= figures.keys():  # the table needs its three scripts, not the others
+        table = performance_table(figures)
+        print("\n" + table)
+        if not short:
+            text = README.read_text()
+            if TABLE_START not in text or TABLE_END not in text:
+                raise BuildError(f"README.md has no {TABLE_START!r} ... {TABLE_END!r} block to rewrite")
+            head, rest = text.split(TABLE_START, 1)
+            README.write_text(head + table + rest.split(TABLE_END, 1)[1])
+            print("bench: README.md Performance table rewritten")
+    if failed:
+        print(f"\nbench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --------------------------------------------------------------------------- cli
 
 
@@ -543,6 +627,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--prefix", default="/", help="serve under this sub-path, e.g. /repo-name/")
     sub.add_parser("test", help="run the test suite (extra args go to pytest)")
+    b = sub.add_parser("bench", help="run every benchmark script; rewrite README's Performance table")
+    b.add_argument("--short", action="store_true", help="each script in its quick mode (README untouched)")
+    b.add_argument("--table", action="store_true", help="only the scripts the Performance table needs")
     args, rest = parser.parse_known_args(argv)
     if args.out is not None and args.command is not None:
         parser.error("--out is for building only")
@@ -551,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
             return test(rest, args.web_llm)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if args.command == "bench":
+            return bench(args.short, args.table)
         if args.command == "serve":
             serve(args.port, args.web_llm, args.prefix)
         else:

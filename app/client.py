@@ -65,6 +65,26 @@ class Stream:
         self.accumulator.add(chunk)
         return chunk
 
+    async def batches(self) -> AsyncIterator[list[ChatCompletionChunk]]:
+        """The same chunks, grouped: each list holds what arrived since the list before (one chunk
+        at least; no chunk waits for others to join it). For a consumer that does one thing per
+        list instead of one per chunk, like the chat view appending text.
+
+            async for batch in stream.batches():
+                show("".join(c.choices[0].delta.content or "" for c in batch if c.choices))
+        """
+        async for chunk in self:
+            batch = [chunk]
+            while self.buffered():
+                batch.append(await self.__anext__())
+            yield batch
+
+    def buffered(self) -> int:
+        """How many chunks have arrived that the next ``__anext__`` calls return without waiting
+        (0 when the backend does not say)."""
+        buffered = getattr(self._source, "buffered", None)
+        return buffered() if buffered is not None else 0
+
     def _split(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk:
         """A thinking block in ``content`` moved to ``reasoning_content`` (app/reasoning.py)."""
         changed = None

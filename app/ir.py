@@ -188,6 +188,18 @@ class ChatCompletionChunk:
                    choices=tuple(choices), usage=Usage.from_dict(usage) if usage else None)
 
 
+def content_chunk(like: ChatCompletionChunk, content: str) -> ChatCompletionChunk:
+    """``like`` (a chunk of one choice, no finish_reason, logprobs or usage) with ``content`` as its
+    text: what ``from_dict`` makes of a chunk that differs from ``like``'s only in its text.
+
+    Hot path: most chunks of a streamed answer are built here, without reading a dict.
+    """
+    choice = like.choices[0]
+    delta = choice.delta
+    return ChatCompletionChunk(like.id, like.created, like.model, (ChunkChoice(
+        choice.index, ChoiceDelta(content, delta.role, delta.tool_calls, delta.reasoning_content)),))
+
+
 class ChatCompletionAccumulator:
     """Folds a stream of chunks into the message shown so far and, at the end, a ChatCompletion.
 

@@ -128,6 +128,11 @@ class _FirstChunkStream(_StreamWrapper):
             self._opened = True  # once: a failed open is not silently redone by the next __anext__
             self._first = await self._open()
 
+    def buffered(self) -> int:
+        """Chunks that have arrived and wait to be taken (the first one included)."""
+        buffered = getattr(self._inner, "buffered", None)
+        return (self._first is not None and self._first is not _ENDED) + (buffered() if buffered is not None else 0)
+
     async def __anext__(self) -> ChatCompletionChunk:
         await self.start()
         if self._first is not None:
@@ -489,6 +494,9 @@ class _TimeoutStream(_FirstChunkStream):
         await self.start()
         if self._first is not None or self._idle is None:
             return await super().__anext__()
+        buffered = getattr(self._inner, "buffered", None)
+        if buffered is not None and buffered():
+            return await self._inner.__anext__()  # already here: no timer to set (and fire later)
         try:
             return await asyncio.wait_for(self._inner.__anext__(), self._idle)
         except TimeoutError:

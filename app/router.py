@@ -411,6 +411,11 @@ class RouterStream:
             self._serving.observe_throughput(tokens, self._router._clock() - self._first_at)
             self._serving = None
 
+    def buffered(self) -> int:
+        """Chunks that have arrived and wait to be taken (0 when the serving stream does not say)."""
+        buffered = getattr(self._inner, "buffered", None)
+        return (self._first is not None) + (buffered() if buffered is not None else 0)
+
     async def stop(self) -> None:
         if self._inner is not None:
             await self._inner.stop()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Our model download against web-llm's own download strategy, in one Chromium, from one local server.
 
-    python3 bench/download.py [--shards 10] [--shard-mib 24] [--runs 3]
+    python3 bench/download.py [--shards 10] [--shard-mib 24] [--runs 5] [--short] [--json PATH]
 
 The model is synthetic (tests/browser/model_server.py): >= 200 MB in >= 8 shards of random bytes,
 served on 127.0.0.1 with a config, tokenizer, tensor manifest and library. web-llm only fetches
@@ -9,8 +9,9 @@ weights inside a load, which needs a compiled model and a GPU, so its strategy i
 its loader does it: config, library and tokenizer with ``cache.add``, then 4 parallel loops over the
 shard list, each shard a whole-file ``cache.add`` into "webllm/model".
 
-Prints, for each strategy: download time (median of runs, each in a fresh browser context), and the
-bytes the server sent again after an interruption at 50 % of the model (cancel, then download again).
+Prints, for each strategy: download time (median of runs, each in a fresh browser context, the
+strategies alternating), and the bytes the server sent again
+after an interruption at 50 % of the model (cancel, then download again).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402
+from bench._report import environment, print_environment, write_json  # noqa: E402
 from tests.browser.conftest import CHROMIUM, QUIET_FLAGS, PagePython  # noqa: E402
 from tests.browser.model_server import ModelServer, SyntheticModel  # noqa: E402
 
@@ -74,9 +76,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=10)
     parser.add_argument("--shard-mib", type=int, default=24)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--short", action="store_true", help="a quick check that it runs (CI): 2 x 1 MiB, 1 run")
+    parser.add_argument("--json", help="also write the figures to this file (python3 build.py bench)")
     parser.add_argument("--no-md5", action="store_true", help="shard records without md5sum (nothing to verify)")
     args = parser.parse_args()
+    if args.short:
+        args.shards, args.shard_mib, args.runs = 2, 1, 1
+    elif args.runs < 5:
+        parser.error("use at least 5 runs")
     from playwright.sync_api import sync_playwright
 
     model = SyntheticModel("bench-model", shards=args.shards, shard_bytes=args.shard_mib << 20, seed=7, md5=not args.no_md5)
@@ -111,7 +119,8 @@ def main() -> int:
             return page.evaluate(BASELINE, [base, record["model_lib"]])
 
         for run in range(args.runs):
-            for name, strategy in (("ours", ours), ("web-llm strategy", baseline)):
+            pair = (("ours", ours), ("web-llm strategy", baseline))
+            for name, strategy in (pair if run % 2 == 0 else pair[::-1]):
                 context, page = fresh_page()
                 models.reset()
                 times[name].append(strategy(page))
@@ -143,17 +152,24 @@ def main() -> int:
                     lambda page: page.evaluate("(a) => { window.baselineRun = (" + BASELINE + ")(a); }", [base, record["model_lib"]]),
                     lambda page: page.evaluate("async () => { window.baselineAbort.abort(); await window.baselineRun; }"),
                     lambda page: page.evaluate(BASELINE, [base, record["model_lib"]]))
+        version = browser.version
         browser.close()
     models.close()
 
+    env = environment(dist, version)
+    print_environment(env)
     print(f"\n{'strategy':<18} {'download ms (median)':>22} {'runs':>28} {'re-fetched after 50 % cut':>28}")
     for name in times:
         runs = ", ".join(f"{t:.0f}" for t in times[name])
         print(f"{name:<18} {median(times[name]):>22.0f} {runs:>28} {refetched[name] / 1e6:>24.1f} MB")
     ratio = median(times["ours"]) / median(times["web-llm strategy"])
-    print(f"\ntime ratio ours / web-llm strategy: {ratio:.2f}  (below 1: ours is faster)")
+    print(f"\ntime ratio ours / web-llm strategy (medians): {ratio:.2f}  (below 1: ours is faster)")
     print(f"re-fetched: ours {refetched['ours'] / 1e6:.1f} MB vs {refetched['web-llm strategy'] / 1e6:.1f} MB "
           f"({refetched['ours'] / total:.1%} vs {refetched['web-llm strategy'] / total:.1%} of the model)")
+    write_json(args.json, dict(env, runs=args.runs, mb=total / 1e6, ratio=ratio,
+                               ours_ms=median(times["ours"]), webllm_ms=median(times["web-llm strategy"]),
+                               refetched_ours_mb=refetched["ours"] / 1e6,
+                               refetched_webllm_mb=refetched["web-llm strategy"] / 1e6))
     return 0
 
 

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402
+from bench._report import environment, print_environment  # noqa: E402
 from tests.browser.conftest import CHROMIUM, QUIET_FLAGS, WEBGPU_FLAGS, PagePython  # noqa: E402
 from tests.browser.double import CHAT_MODEL, OVERLAY, app_config  # noqa: E402
 
@@ -74,7 +75,8 @@ def main() -> int:
     server.shutdown()
     server.server_close()
 
-    print(f"Chromium {version}; device: {rows[0]['device']}; engine double, {args.delay_ms} ms per decode step")
+    print_environment(environment(dist, version))
+    print(f"device: {rows[0]['device']}; engine double, {args.delay_ms} ms per decode step")
     print(f"{'model':<36}{'prompt':<8}{'load s':>8}{'ttft ms':>9}{'prefill t/s':>13}{'(web-llm)':>11}"
           f"{'decode t/s':>12}{'(web-llm)':>11}")
     for row in rows:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cost of the router and middleware per request, and time to fail over: under CPython, then in Chromium.
 
-    python3 bench/router.py [--requests 20000] [--runs 25] [--no-browser]
+    python3 bench/router.py [--requests 20000] [--runs 25] [--no-browser] [--short]
 
 CPython: in-memory backends that answer at once, so the figures are the Python overhead alone (the
 time a real engine or network takes comes on top and is unchanged). Prints microseconds per request
@@ -184,6 +184,9 @@ opened = Router([Route(dead, breaker=CircuitBreaker(threshold=1, cooldown=1e9)),
         browser.close()
     endpoint.shutdown()
     site.shutdown()
+    from bench._report import environment, print_environment
+
+    print_environment(environment(dist, version))
     print(f"in Chromium {version}, real fetch, median of {runs} requests")
     print(f"  {'fallback endpoint directly':<30}{direct:>9.2f} ms")
     print(f"  {'dead port first, circuit closed':<30}{failover:>9.2f} ms   ({failover - direct:+.2f} ms to fail over)")
@@ -195,7 +198,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=25, help="requests per browser figure")
     parser.add_argument("--no-browser", action="store_true", help="CPython figures only")
+    parser.add_argument("--short", action="store_true", help="a quick check that it runs (CI): 500 requests, 5 runs")
     args = parser.parse_args()
+    if args.short:
+        args.requests, args.runs = 500, 5
     asyncio.run(main_async(args.requests))
     if not args.no_browser:
         browser_failover(args.runs)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How fast the conversation search is in the page's Python, over many conversations.
 
-    python3 bench/search.py [--conversations 1000] [--messages 20] [--runs 7]
+    python3 bench/search.py [--conversations 1000] [--messages 20] [--runs 7] [--short]
 
 One Chromium page with the shipped app (Pyodide). ``--conversations`` conversations of ``--messages``
 messages of about 400 characters each are put into the chat's state (not stored), then
@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402
+from bench._report import environment, print_environment  # noqa: E402
 from tests.browser.conftest import CHROMIUM, QUIET_FLAGS, WEBGPU_FLAGS, PagePython  # noqa: E402
 from tests.browser.double import CHAT_MODEL, OVERLAY, app_config  # noqa: E402
 
@@ -50,7 +51,10 @@ def main() -> int:
     parser.add_argument("--conversations", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--short", action="store_true", help="a quick check that it runs (CI): 20 x 5, 1 run")
     args = parser.parse_args()
+    if args.short:
+        args.conversations, args.messages, args.runs = 20, 5, 1
     from playwright.sync_api import sync_playwright
 
     dist = build.build()
@@ -67,8 +71,10 @@ def main() -> int:
         code = (MEASURE.replace("CONVERSATIONS", str(args.conversations))
                 .replace("MESSAGES", str(args.messages)).replace("RUNS", str(args.runs)))
         result = PagePython(page)(code, timeout_ms=600_000)
+        version = browser.version
         browser.close()
     server.shutdown()
+    print_environment(environment(dist, version))
     chars = args.conversations * args.messages * 400
     print(f"search over {args.conversations} conversations x {args.messages} messages (~{chars / 1e6:.0f} M chars), "
           f"Pyodide in Chromium: first (builds the index) {result['cold_ms']} ms, "

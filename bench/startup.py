@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Start-up figures: navigation -> "ready" for this app vs a stock PyScript hello-world page.
 
-    python3 bench/startup.py [--runs 7]
+    python3 bench/startup.py [--runs 7] [--short] [--json PATH]
 
 Both pages use the same vendored runtime from dist/, served on 127.0.0.1. "Cold" is a new browser
 context (empty HTTP cache); "warm" is a reload in the same context. Runs alternate between the two
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402
+from bench._report import environment, print_environment, write_json  # noqa: E402
 from tests.browser.conftest import CHROMIUM, QUIET_FLAGS, WEBGPU_FLAGS  # noqa: E402
 
 HELLO = """<!doctype html>
@@ -56,8 +57,12 @@ def time_to_ready(page, url: str, reload: bool = False) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--short", action="store_true", help="a quick check that it runs (CI): 1 run")
+    parser.add_argument("--json", help="also write the figures to this file (python3 build.py bench)")
     args = parser.parse_args()
-    if args.runs < 5:
+    if args.short:
+        args.runs = 1
+    elif args.runs < 5:
         parser.error("use at least 5 runs")
 
     from playwright.sync_api import sync_playwright
@@ -75,8 +80,8 @@ def main() -> int:
         results: dict[tuple[str, str], list[float]] = {}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=QUIET_FLAGS + WEBGPU_FLAGS)
-            for _ in range(args.runs):
-                for name, url in urls.items():
+            for run in range(args.runs):
+                for name, url in (urls.items() if run % 2 == 0 else reversed(urls.items())):
                     context = browser.new_context()
                     context.add_init_script(MARK_READY)
                     page = context.new_page()
@@ -89,13 +94,20 @@ def main() -> int:
             server.shutdown()
             server.server_close()
 
-    print(f"navigation -> ready, ms, {args.runs} runs each, Chromium {version}, 127.0.0.1")
+    env = environment(dist, version)
+    print_environment(env)
+    print(f"navigation -> ready, ms, {args.runs} runs each, 127.0.0.1")
     print(f"{'page':<8}{'cache':<7}{'min':>8}{'median':>8}{'max':>8}")
     for (name, kind), values in sorted(results.items()):
         print(f"{name:<8}{kind:<7}{min(values):>8.0f}{statistics.median(values):>8.0f}{max(values):>8.0f}")
+    figures: dict[str, object] = dict(env, runs=args.runs)
     for kind in ("cold", "warm"):
         ratio = statistics.median(results[("ours", kind)]) / statistics.median(results[("stock", kind)])
+        figures[f"ratio {kind}"] = ratio
+        figures[f"ours {kind} ms"] = statistics.median(results[("ours", kind)])
+        figures[f"stock {kind} ms"] = statistics.median(results[("stock", kind)])
         print(f"ratio ours/stock ({kind}, medians): {ratio:.2f}")
+    write_json(args.json, figures)
     return 0
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a streamed answer costs the page: main-thread long tasks, frame gaps, heap and proxies.
 
-    python3 bench/ui.py [--tokens 500] [--delay-ms 10] [--messages 200]
+    python3 bench/ui.py [--tokens 500] [--delay-ms 10] [--messages 200] [--short]
 
 One Chromium page with the shipped app; the chat answers from the engine test double (web-llm's real
 worker path, model execution faked; tests/browser/double), selected by static/chat-config.json.
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402
+from bench._report import environment, print_environment  # noqa: E402
 from tests.browser.conftest import CHROMIUM, QUIET_FLAGS, WEBGPU_FLAGS, PagePython  # noqa: E402
 from tests.browser.double import CHAT_MODEL, OVERLAY, app_config  # noqa: E402
 
@@ -89,7 +90,10 @@ def main() -> int:
     parser.add_argument("--delay-ms", type=int, default=10)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--message-tokens", type=int, default=20)
+    parser.add_argument("--short", action="store_true", help="a quick check that it runs (CI): 30 tokens, 5 answers")
     args = parser.parse_args()
+    if args.short:
+        args.tokens, args.delay_ms, args.messages, args.message_tokens = 30, 1, 5, 5
     from playwright.sync_api import sync_playwright
 
     dist = build.build()
@@ -146,7 +150,8 @@ _chat.current.peek().messages.peek()[-1].text.peek().count(' ') + 1
     server.shutdown()
     server.server_close()
 
-    print(f"Chromium {version}; engine double, {CHAT_MODEL}")
+    print_environment(environment(dist, version))
+    print(f"engine double, {CHAT_MODEL}")
     print(f"streaming {args.tokens} tokens at {1000 / args.delay_ms:.0f} tokens/s:")
     print(f"  long tasks (> 50 ms): {len(longs)}" + (f"  durations ms: {[round(d) for d in longs]}" if longs else ""))
     print(f"  worst frame gap: {gap:.1f} ms over {frames} frames")

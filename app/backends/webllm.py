@@ -34,7 +34,7 @@ from app.errors import (
 )
 from app.ffi import engine
 from app.ffi.engine import EngineBridge
-from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice
+from app.ir import ChatCompletion, ChatCompletionChunk, ChoiceDelta, ChunkChoice, content_chunk
 from app.models.catalog import DEFAULT_CONTEXT, required_features
 from app.models.layout import BACKENDS, StoreLayout, parse_version
 from app.params import ChatRequest
@@ -321,6 +321,7 @@ class WebLLMStream:
         self._holding = False
         self._finished = False
         self._sent = False
+        self._last: ChatCompletionChunk | None = None  # the last chunk that crossed whole
         self.stopped = False
 
     async def start(self) -> None:
@@ -344,7 +345,8 @@ class WebLLMStream:
     async def __anext__(self) -> ChatCompletionChunk:
         if self._finished:
             raise StopAsyncIteration
-        await self.start()
+        if self._chunks is None:
+            await self.start()
         if self.stopped and not self._sent:
             # Stopped before anything was sent: web-llm clears its interrupt flag when a request
             # starts, so sending now would generate the whole answer. End here instead.
@@ -364,7 +366,14 @@ class WebLLMStream:
                 self._backend._lost(exc, self._engine)
             await self._finish()
             raise
-        return ChatCompletionChunk.from_dict(raw)
+        if raw.__class__ is str:  # like the chunk before, with this text (app/ffi/engine.py ChunkIterator)
+            return content_chunk(self._last, raw)
+        chunk = self._last = ChatCompletionChunk.from_dict(raw)
+        return chunk
+
+    def buffered(self) -> int:
+        """How many chunks have arrived that ``__anext__`` can return without waiting."""
+        return self._chunks.buffered() if self._chunks is not None and not self._finished else 0
 
     async def stop(self) -> None:
         """Ask the engine to stop generating; keep iterating to receive the final chunk."""

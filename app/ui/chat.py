@@ -493,19 +493,28 @@ class ChatState:
                 if self._stop_requested:
                     await stream.stop()
                 saved = self._clock()
-                async for chunk in stream:
-                    for choice in chunk.choices:
-                        if choice.index != 0:
-                            continue
-                        if choice.delta.reasoning_content:
-                            now = self._clock()
-                            thinking[:] = [thinking[0] if thinking else now, now]
-                            reply.reasoning.set(reply.reasoning.peek() + choice.delta.reasoning_content)
-                        if choice.delta.content:
-                            last = self._clock()
-                            first = first if first is not None else last
-                            pieces += 1
-                            reply.append(choice.delta.content)
+                # What arrived since the last turn is shown at once, as one append: a fast stream
+                # costs the page one update per batch, not one per token (nothing waits for a batch).
+                async for arrived in stream.batches():
+                    reasoning: list[str] = []
+                    content: list[str] = []
+                    for chunk in arrived:
+                        for choice in chunk.choices:
+                            if choice.index != 0:
+                                continue
+                            if choice.delta.reasoning_content:
+                                reasoning.append(choice.delta.reasoning_content)
+                            if choice.delta.content:
+                                content.append(choice.delta.content)
+                    if reasoning:
+                        now = self._clock()
+                        thinking[:] = [thinking[0] if thinking else now, now]
+                        reply.reasoning.set(reply.reasoning.peek() + "".join(reasoning))
+                    if content:
+                        last = self._clock()
+                        first = first if first is not None else last
+                        pieces += len(content)
+                        reply.append("".join(content))
                     if self._clock() - saved >= self.save_every:
                         saved = self._clock()
                         self._save_soon(conv)

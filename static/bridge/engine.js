@@ -13,7 +13,7 @@
 //   - the page closes it (close()).
 // Every call and every stream read through this module races against that Life, so a request in
 // flight fails at once with an "EngineCrashedError: ..." instead of waiting forever.
-import { callMethod } from "./reader.js";
+import { callMethod, reader } from "./reader.js";
 
 class Life {
   constructor(worker) {
@@ -66,15 +66,39 @@ export function createEngine(webllm, url, engineConfig) {
     close: () => life.die("the model's worker was closed"),
     // `await engine.a.b.method(...args)`, or EngineCrashedError as soon as the worker dies.
     call: (path, args) => life.race(callMethod(engine, path, args)),
-    // The chunks of a streaming call, each read raced against the worker's death.
-    stream: async (path, args) => {
-      const source = await life.race(callMethod(engine, path, args));
+    // The chunks of a streaming call, read at once into a reader (static/bridge/reader.js) that
+    // Python takes from; each read raced against the worker's death. The call starts now.
+    stream: (path, args) => reader(life.race(callMethod(engine, path, args)).then((source) => {
       const iterator = source[Symbol.asyncIterator]();
       return {
         [Symbol.asyncIterator]() { return this; },
         next: () => life.race(iterator.next()),
         return: (value) => (life.cause === null && iterator.return ? life.race(iterator.return(value)) : Promise.resolve({ done: true, value })),
       };
-    },
+    }), chunkEncoder()),
+    // The same, its arguments given as JSON text (cheaper for Python to hand over than objects).
+    streamJson(path, argsJson) { return this.stream(path, JSON.parse(argsJson)); },
+  };
+}
+
+// web-llm chunks as JSON for Python (app/ffi/engine.py ChunkIterator). Most chunks of an answer
+// differ from the one before only in their text: such a chunk crosses as that text alone (a JSON
+// string), any other (the first, a role or tool-call change, the last with its finish_reason,
+// usage, logprobs) crosses whole (a JSON object). Python rebuilds the same chunk from the last whole one.
+function chunkEncoder() {
+  let shape = null;  // the last whole chunk with its text left out
+  return (chunk) => {
+    const choice = chunk?.choices?.length === 1 ? chunk.choices[0] : null;
+    const text = choice?.delta?.content;
+    if (typeof text !== "string" || chunk.usage || choice.finish_reason != null || choice.logprobs != null) {
+      shape = null;
+      return JSON.stringify(chunk);
+    }
+    choice.delta.content = "";
+    const rest = JSON.stringify(chunk);
+    choice.delta.content = text;
+    if (rest === shape) return JSON.stringify(text);
+    shape = rest;
+    return JSON.stringify(chunk);
   };
 }

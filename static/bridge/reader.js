@@ -1,36 +1,80 @@
 // A reader drains an async iterable at JS speed into a queue; Python (app/ffi/_reader.py) takes
-// everything queued so far as one JSON array per bridge crossing. Awaiting a JS promise from Python
-// costs a trip through Pyodide's event loop, so one crossing per chunk would make Python the
-// bottleneck of fast streams. The first item wakes Python at once; later ones are gathered for up to
-// 2 ms (well under a frame), so a fast stream costs one wake-up per batch, a slow one gets each item
-// as it comes. Items cross as JSON: a web-llm chunk arrives in Python as a dict, an SSE data text as
-// a str.
-export function reader(source) {
-  const state = { queue: [], done: false, error: null, wake: null, timer: null, first: true };
-  const wake = () => {
-    state.timer = null;
-    if (state.wake) { const w = state.wake; state.wake = null; w(); }
+// everything queued so far as one JSON array per bridge crossing.
+//
+// Nothing waits to be batched: when an item arrives for a waiting Python, its wake-up is posted at
+// once as a task of its own (a MessageChannel message, no timer), and Python then takes whatever
+// has arrived by the time it runs. A slow stream crosses item by item; a fast one crosses in
+// batches only because items pile up while Python is busy. Waking is a plain call of a Python
+// function (`next(waker)`), not a promise Python awaits: awaiting a JS promise costs Pyodide two
+// callback proxies and a trip through its event loop per crossing.
+//
+// The next item is asked for before Python is woken for this one, and Python runs in a task after
+// this one: a pull-based source (web-llm's worker engine asks its worker for each chunk) has sent
+// its next request before Python starts, so the worker makes the next chunk while Python handles
+// this one.
+//
+// `source` is an async iterable or a promise of one; `encode` turns an item into JSON text (a
+// web-llm chunk arrives in Python as a dict, an SSE data text as a str).
+
+// Readers that have something for their waiting Python; one task wakes them all.
+const due = new Set();
+const channel = new MessageChannel();
+channel.port1.onmessage = () => {
+  const woken = [...due];
+  due.clear();
+  for (const wake of woken) wake();
+};
+
+export function reader(source, encode = JSON.stringify) {
+  const state = { queue: [], done: false, error: null, waiter: null };
+  const wakeNow = () => {
+    const waiter = state.waiter;
+    if (waiter === null) return;
+    state.waiter = null;
+    try { waiter(); } catch (e) { /* the Python side let go of its stream (a destroyed proxy) */ }
   };
-  const soon = () => {
-    if (state.first) { state.first = false; wake(); }
-    else if (state.timer === null) state.timer = setTimeout(wake, 2);
+  const wake = () => {
+    if (state.waiter === null || due.has(wakeNow)) return;
+    if (due.size === 0) channel.port2.postMessage(null);
+    due.add(wakeNow);
   };
   const finished = (async () => {
-    try { for await (const item of source) { state.queue.push(JSON.stringify(item)); soon(); } }
-    catch (e) { state.error = e instanceof Error ? e : new Error(String(e)); }
-    finally { state.done = true; if (state.timer !== null) clearTimeout(state.timer); wake(); }
+    try {
+      // A promise of a source (the engine's stream) is awaited; a source itself starts now, in the
+      // caller's turn, as it did when read with for await.
+      const iterator = (typeof source?.then === "function" ? await source : source)[Symbol.asyncIterator]();
+      let next = iterator.next();
+      for (;;) {
+        const { done, value } = await next;
+        if (done) break;
+        next = iterator.next();
+        state.queue.push(encode(value));
+        wake();
+      }
+    } catch (e) {
+      state.error = e instanceof Error ? e : new Error(String(e));
+    } finally {
+      state.done = true;
+      wake();
+    }
   })();
-  const flush = () => {
-    if (state.queue.length) { const out = "[" + state.queue.join(",") + "]"; state.queue = []; return out; }
-    if (state.error) throw state.error;
-    return null;
-  };
   return {
-    // A wake-up can find the queue already taken (a timer set for items a previous take got): wait on.
-    take: async () => {
-      while (!state.queue.length && !state.done) await new Promise((resolve) => { state.wake = resolve; });
-      return flush();
+    // Everything queued, as one JSON array text; "" once the source has ended and all was taken.
+    // With nothing queued yet: null, and `waker` (a Python function) is called once when something
+    // comes or the source ends. Throws the source's error after the items before it.
+    next: (waker) => {
+      if (state.queue.length) {
+        const out = state.queue.length === 1 ? "[" + state.queue[0] + "]" : "[" + state.queue.join(",") + "]";
+        state.queue = [];
+        return out;
+      }
+      if (state.error) throw state.error;
+      if (state.done) return "";
+      state.waiter = waker;
+      return null;
     },
+    // Python let go of the stream: never call its waker again.
+    forget: () => { state.waiter = null; },
     finished: () => finished,
   };
 }

@@ -396,6 +396,7 @@ class FakeChunkIterator:
         self.waiting = asyncio.Event()  # set while the stream waits at its gate
         self.chunks: list[dict[str, Any]] = []  # what the consumer received
         self._source: Any = None
+        self._shape: dict[str, Any] | None = None  # the last whole chunk, its text left out
 
     def __aiter__(self) -> FakeChunkIterator:
         return self
@@ -423,7 +424,27 @@ class FakeChunkIterator:
             self._end()
             raise
         self.chunks.append(chunk)
+        return self._encode(chunk)
+
+    def _encode(self, chunk: dict[str, Any]) -> dict[str, Any] | str:
+        """As static/bridge/engine.js ``chunkEncoder`` sends it: a chunk like the one before but for
+        its text is that text alone."""
+        choices = chunk.get("choices") or []
+        choice = choices[0] if len(choices) == 1 else {}
+        text = (choice.get("delta") or {}).get("content")
+        if (not isinstance(text, str) or chunk.get("usage") or choice.get("finish_reason") is not None
+                or choice.get("logprobs") is not None):
+            self._shape = None
+            return copy.deepcopy(chunk)
+        rest = copy.deepcopy(chunk)
+        rest["choices"][0]["delta"]["content"] = ""
+        if rest == self._shape:
+            return text
+        self._shape = rest
         return copy.deepcopy(chunk)
+
+    def buffered(self) -> int:
+        return 0  # a chunk is made only when asked for
 
     async def aclose(self) -> None:
         """ffi's aclose waits until web-llm's stream has ended (at once after an interrupt)."""

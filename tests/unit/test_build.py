@@ -144,3 +144,22 @@ def test_katex_is_vendored_with_every_font_its_stylesheet_asks_for_first():
     assert firsts and all(f.endswith(".woff2") for f in firsts)
     assert all((katex / f).is_file() for f in firsts)
     assert sorted(p.name for p in (katex / "fonts").iterdir()) == sorted({f.split("/")[1] for f in firsts})
+
+
+def test_the_performance_table_is_made_from_the_figures_of_one_run():
+    figures = {
+        "stream_overhead": {"ratio python": 0.995, "ratio python batches": 1.01, "added first chunk ms": 0.4,
+                            "python chunks/s": 995, "js chunks/s": 1000, "python batches chunks/s": 1010,
+                            "ratio python x2": 0.9, "python x2 chunks/s": 900, "js x2 chunks/s": 1000,
+                            "chunks": 2000, "runs": 7, "machine": "a CPU, 2 cores", "versions": "Chromium 1"},
+        "startup": {"ratio cold": 1.0, "ours cold ms": 900, "stock cold ms": 900, "ratio warm": 0.9,
+                    "ours warm ms": 450, "stock warm ms": 500, "runs": 7},
+        "download": {"ratio": 0.8, "ours_ms": 800, "webllm_ms": 1000, "mb": 252, "runs": 5},
+    }
+    table = build.performance_table(figures)
+    assert table.startswith(build.TABLE_START) and table.endswith(build.TABLE_END)
+    assert "| first chunk: time added by the Python client | <= +1 ms | +0.40 ms |" in table
+    assert "0.90 (900 vs 1000 chunks/s)" in table
+    assert "Machine: a CPU, 2 cores. Versions: Chromium 1." in table
+    readme = build.README.read_text()
+    assert readme.count(build.TABLE_START) == 1 and readme.count(build.TABLE_END) == 1

@@ -110,3 +110,16 @@ def test_ir_is_frozen():
     c = ChatCompletion.from_dict(WEBLLM_COMPLETION)
     with pytest.raises(AttributeError):
         c.model = "other"
+
+
+@pytest.mark.parametrize("delta", [{"content": "a", "role": "assistant"}, {"content": ""},
+                                   {"content": "x", "reasoning_content": "why"}])
+def test_a_chunk_rebuilt_from_its_text_equals_the_chunk_read_whole(delta):
+    from app.ir import content_chunk
+
+    def raw(d):
+        return {"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "m",
+                "choices": [{"index": 0, "delta": d, "finish_reason": None, "logprobs": None}]}
+
+    before = ChatCompletionChunk.from_dict(raw(delta))
+    assert content_chunk(before, "next ") == ChatCompletionChunk.from_dict(raw({**delta, "content": "next "}))

@@ -454,3 +454,48 @@ def test_middleware_looks_like_the_backend_it_wraps():
     assert backend.name == "webllm"
     assert backend.capabilities("m") == fake.capabilities("m")
     assert backend.loaded == "m"  # other attributes reach the wrapped backend (the router reads this)
+
+
+class BufferingStream(StallingStream):
+    """A stream whose chunks have all arrived at once (``buffered()`` says how many), then stalls."""
+
+    def buffered(self):
+        return 0 if self.closed else len(self.items)
+
+
+class BufferingBackend(FakeBackend):
+    def stream(self, request):
+        self.calls.append(("stream", request))
+        s = BufferingStream([chunk("a"), chunk("b"), chunk("c"), chunk("d")])
+        self.streams.append(s)
+        return s
+
+
+def test_batches_hold_what_has_arrived_and_a_stall_after_them_still_ends_with_stream_stalled():
+    fake = BufferingBackend()
+    client = Client(build_stack(fake, [partial(Telemetry, emit=lambda e: None), partial(Logging, log=lambda s: None), Retry,
+                                       partial(Timeout, seconds=60, idle_seconds=0.01)]))
+
+    async def go():
+        stream = await client.chat.completions.create(messages=USER, stream=True)
+        got = []
+        with pytest.raises(StreamStalled, match=r"no new token for 0.01s"):
+            async for batch in stream.batches():
+                got.append([c.choices[0].delta.content for c in batch])
+        return got, stream.content
+
+    # The first chunk came with the start (Retry and Timeout fetch it), the rest in one batch: none
+    # waited for another, and the stall after them is reported, not hidden.
+    got, content = run(asyncio.wait_for(go(), 5))
+    assert [t for batch in got for t in batch] == ["a", "b", "c", "d"]
+    assert got[-1] == ["b", "c", "d"] or got == [["a", "b", "c", "d"]]
+    assert content == "abcd"
+    assert fake.streams[0].closed
+
+
+def test_batches_of_a_stream_that_cannot_say_what_has_arrived_are_single_chunks():
+    async def go():
+        stream = await Client(FakeBackend()).chat.completions.create(messages=USER, stream=True)
+        return [len(batch) async for batch in stream.batches()], stream.content
+
+    assert run(asyncio.wait_for(go(), 5)) == ([1, 1, 1], "Hello")
