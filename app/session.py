@@ -108,6 +108,12 @@ def _manager(catalog: Any, backend: Any, layout: Any, emit: Listener) -> Any:
     return ModelManager(catalog, backend, emit=emit, **({"layout": layout} if layout is not None else {}))
 
 
+def _knowledge_kv() -> Any:
+    from app.ui.conversations import KvStore
+
+    return KvStore("knowledge")
+
+
 def _layout(version: str | None) -> Any:
     if version is None:
         return None
@@ -129,6 +135,8 @@ class Parts:
     catalog: Callable[[list[dict[str, Any]]], Any] = _catalog
     manager: Callable[[Any, Any, Any, Listener], Any] = _manager
     layout: Callable[[str | None], Any] = _layout
+    knowledge_kv: Callable[[], Any] = _knowledge_kv  # where app.knowledge keeps files and vectors
+    pdf_text: Callable[[bytes], Awaitable[list[str]]] | None = None  # a PDF's text per page
     log: Callable[[str], None] = print  # the Logging middleware's lines (the browser console)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep  # how Retry waits between attempts
@@ -168,6 +176,7 @@ class Session:
         self._built: _Built | None = None
         self._manager: Any = None
         self._manager_task: asyncio.Task | None = None
+        self._knowledge: Any = None
 
     # ------------------------------------------------------------------ events
 
@@ -522,6 +531,35 @@ class Session:
         self.model.set(model_id)
         await self._keep("model", model_id)
         return True
+
+    def knowledge(self) -> Any:
+        """The user's files the chat can answer from (:class:`app.knowledge.Knowledge`): embedded by
+        ``config.embedding_model`` in the web-llm engine (loaded beside the chat model on first use),
+        kept in IndexedDB (store ``knowledge``).
+
+            k = session.current.knowledge()
+            await k.add("notes.md", text)
+            hits = await k.search("when is the launch?", k=3)
+        """
+        if self._knowledge is None:
+            from app.knowledge import Knowledge
+
+            backend = self.local_backend()
+            model = self.config.embedding_model
+
+            async def ready() -> None:
+                await backend.load_embedding(model, on_progress=self._embedding_progress)
+
+            self._knowledge = Knowledge(backend, self.parts.knowledge_kv(), pdf_text=self.parts.pdf_text,
+                                        ready=ready)
+        return self._knowledge
+
+    def _embedding_progress(self, report: dict[str, Any]) -> None:
+        progress = report.get("progress")
+        if isinstance(progress, (int, float)) and progress < 1:
+            self.status.set(f"Loading embedding model {self.config.embedding_model}: {progress:.0%}")
+        else:
+            self.status.set("")
 
     def close(self) -> None:
         """Stop listening to the browser (online events) and forget the built client."""

@@ -1,0 +1,182 @@
+"""Chat with your files: app.knowledge in the page, over web-llm's real worker with the engine double.
+
+The embedding model is a web-llm record with model_type 1; web-llm's own MLCEngine.embedding() runs,
+only the EmbeddingPipeline is the double's (a normalised hashed bag of words: same words, close
+vectors), so which passage comes back is exact and repeatable. Vectors and text go to IndexedDB.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.browser.conftest import RECORD_WORKER_MESSAGES, PagePython, PyError
+from tests.browser.double import CHAT_MODEL, EMBED_F16_MODEL, EMBED_MODEL
+from tests.browser.ui_helpers import open_chat, ui_site
+
+# 20 small documents, each holding one fact, in the kinds users add; a question per fact, in other words.
+DOCS = [
+    ("aurora.md", "# Project Aurora\n\nAurora ships its first satellite in March from the Kourou launch site.\n\n"
+                  "## Team\n\nThe team has nine engineers.", "When does Aurora ship its first satellite?", "March"),
+    ("bakery.txt", "The bakery on Elm Street sells rye bread every Tuesday for four coins.",
+     "What does the Elm Street bakery sell on Tuesday?", "rye bread"),
+    ("cobalt.html", "<html><body><h1>Cobalt mine</h1><p>The Cobalt mine produces 40 tonnes of ore daily.</p>"
+                    "<script>var ignored = 1;</script></body></html>", "How much ore does the Cobalt mine produce?",
+     "40 tonnes"),
+    ("dragon.md", "# Dragons\n\nThe red dragon Vermax sleeps in the Ashen caves during winter.",
+     "Where does the dragon Vermax sleep?", "Ashen caves"),
+    ("ember.py", 'def ember_timeout():\n    """The Ember service times out after 42 seconds."""\n    return 42\n',
+     "After how many seconds does the Ember service time out?", "42 seconds"),
+    ("falcon.txt", "Falcon routers forward packets using the Kestrel protocol on port 7443.",
+     "Which port do Falcon routers use?", "7443"),
+    ("garden.md", "# Garden\n\nTomatoes in the greenhouse garden need watering twice a day in July.",
+     "How often do greenhouse tomatoes need watering?", "twice a day"),
+    ("harbor.txt", "Ferries leave Harbor Point for Gull Island every ninety minutes.",
+     "How often do ferries leave Harbor Point for Gull Island?", "ninety minutes"),
+    ("iris.md", "# Iris telescope\n\nThe Iris telescope mirror measures 6.5 metres across.",
+     "How wide is the Iris telescope mirror?", "6.5 metres"),
+    ("jade.txt", "Jade tea is brewed at 80 degrees for three minutes.",
+     "At what temperature is jade tea brewed?", "80 degrees"),
+    ("kiln.md", "# Kiln\n\nThe pottery kiln fires stoneware at 1280 Celsius.",
+     "At what temperature does the pottery kiln fire stoneware?", "1280"),
+    ("lantern.txt", "The Lantern festival in Oakridge starts on the ninth of October.",
+     "When does the Oakridge Lantern festival start?", "ninth of October"),
+    ("meteor.md", "# Meteor\n\nMeteor bikes weigh 7 kilograms thanks to a carbon frame.",
+     "How much do Meteor bikes weigh?", "7 kilograms"),
+    ("nebula.js", "// Nebula cache: entries expire after 15 minutes\nexport const NEBULA_TTL_MINUTES = 15;\n",
+     "When do Nebula cache entries expire?", "15 minutes"),
+    ("orchard.txt", "The orchard grows Pinova apples on twelve hectares near Lindau.",
+     "Which apples does the orchard near Lindau grow?", "Pinova"),
+    ("piano.md", "# Piano lessons\n\nPiano lessons with Mrs Okafor cost 30 euros per hour.",
+     "How much do piano lessons with Mrs Okafor cost?", "30 euros"),
+    ("quartz.txt", "Quartz watches from Selden keep time within five seconds per month.",
+     "How accurate are Selden quartz watches?", "five seconds"),
+    ("river.html", "<h2>River Tamsin</h2><p>The river Tamsin floods the lower meadows every April.</p>",
+     "When does the river Tamsin flood the meadows?", "April"),
+    ("saturn.md", "# Saturn rover\n\nThe Saturn rover battery lasts 11 hours on one charge.",
+     "How long does the Saturn rover battery last?", "11 hours"),
+    ("tundra.txt", "Tundra boots are rated for minus 40 degrees and weigh 900 grams a pair.",
+     "What cold are Tundra boots rated for?", "minus 40"),
+]
+
+
+@pytest.fixture(scope="module")
+def site(serve, tmp_path_factory):
+    return ui_site(serve, tmp_path_factory.mktemp("knowledge"))
+
+
+@pytest.fixture
+def py(page, site):
+    page.add_init_script(RECORD_WORKER_MESSAGES)
+    w = open_chat(page, site)
+    run = PagePython(page)
+    run("from app import session\nknowledge = session.current.knowledge()\nbackend = session.current.local_backend()")
+    yield run
+    w.assert_clean()
+
+
+def add_all(py):
+    return py(f"""
+progress = []
+for name, text, _q, _a in {json.dumps(DOCS)}:
+    await knowledge.add(name, text, on_progress=progress.append)
+[(p["stage"], p["done"], p["total"]) for p in progress[:3]], [f.name for f in await knowledge.files()]
+""")
+
+
+def test_each_question_finds_its_passage_in_the_top_three_and_the_vectors_are_kept(py, page):
+    progress, names = add_all(py)
+    assert progress == [["reading", 0, 1], ["embedding", 0, 2], ["embedding", 2, 2]]  # aurora.md: 2 sections
+    assert names == [d[0] for d in DOCS]
+    ranks = py(f"""
+ranks = []
+for name, _t, question, answer in {json.dumps(DOCS)}:
+    hits = await knowledge.search(question, k=3)
+    ranks.append(next((h.number for h in hits if h.name == name and answer in h.text), None))
+ranks
+""")
+    print(f"retrieval: {sum(r == 1 for r in ranks)}/20 at rank 1, {sum(r is not None for r in ranks)}/20 in the top 3")
+    assert all(r is not None for r in ranks), list(zip([d[0] for d in DOCS], ranks))
+    # web-llm's engine held the embedding model (reload, then embeddings through its worker protocol).
+    assert py("backend.embedding_model") == EMBED_MODEL
+    assert "embedding" in page.evaluate("window.__toWorker")
+
+    # A new page (a reload) reads the files and vectors back from IndexedDB and searches them.
+    page.reload()
+    page.wait_for_selector("#chat[data-state=ready]", timeout=60_000)
+    again = PagePython(page)
+    got = again("""
+from app import session
+k = session.current.knowledge()
+hits = await k.search("Which port do Falcon routers use?", k=1)
+[len(await k.files()), hits[0].name, hits[0].text]
+""")
+    assert got == [20, "falcon.txt", "Falcon routers forward packets using the Kestrel protocol on port 7443."]
+
+
+def test_the_chat_model_and_the_embedding_model_share_one_engine(py):
+    add_all(py)
+    got = py(f"""
+await session.current.load_model({CHAT_MODEL!r})
+client = await session.current.client()
+hits = await knowledge.search("How much do piano lessons with Mrs Okafor cost?", k=2)
+messages = knowledge.with_context([{{"role": "user", "content": "Piano price?"}}], hits)
+reply = await client.chat.completions.create(messages=messages)
+[backend.loaded, backend.embedding_model, hits[0].name, reply.choices[0].message.content]
+""")
+    loaded, embedding, name, answer = got
+    assert (loaded, embedding, name) == (CHAT_MODEL, EMBED_MODEL, "piano.md")
+    # The double echoes what it was sent: the numbered passage, then the question.
+    assert "[1] piano.md — Piano lessons\nPiano lessons with Mrs Okafor cost 30 euros per hour." in answer
+    assert answer.endswith("Question: Piano price?")
+
+
+def test_remove_deletes_the_file_and_its_vectors(py):
+    add_all(py)
+    got = py("""
+from app import ffi
+target = next(f for f in await knowledge.files() if f.name == "jade.txt")
+stored_before = [k for k in await ffi.kv_items("knowledge")]
+removed = await knowledge.remove(target.id)
+stored_after = [k for k in await ffi.kv_items("knowledge")]
+hits = await knowledge.search("At what temperature is jade tea brewed?", k=20)
+[removed, len(stored_before), len(stored_after), "file|" + target.id in stored_after, [h.name for h in hits]]
+""")
+    removed, before, after, still, names = got
+    assert removed and before == 20 and after == 19 and not still
+    assert "jade.txt" not in names and len(names) == 20  # 21 chunks (aurora.md has 2) less jade.txt's one
+
+
+def test_bad_input_gets_a_clear_error_and_nothing_is_stored(py):
+    got = py("""
+from app import ffi
+errors = []
+for name, data in [("huge.txt", bytes(200 * 2**20)), ("photo.png", b"\\x89PNG\\r\\n\\x1a\\n\\0\\0\\0\\rIHDR"),
+                   ("empty.md", b"   \\n\\n ")]:
+    try:
+        await knowledge.add(name, data)
+    except Exception as exc:
+        errors.append([type(exc).__name__, str(exc)])
+data = None
+[errors, await ffi.kv_items("knowledge")]
+""")
+    errors, stored = got
+    assert errors == [
+        ["FileTooLarge", "huge.txt is 200 MB; files of up to 20 MB can be added (split it, or add the parts you need)"],
+        ["UnsupportedFile", "photo.png: this is not a text file (binary content); add text, Markdown, HTML, PDF or "
+                            "source files"],
+        ["NoTextInFile", "empty.md has no text to add"],
+    ]
+    assert stored == {}
+
+
+def test_an_embedding_model_that_cannot_run_here_fails_before_loading(py):
+    features = py("from app.ffi import probe_webgpu\n(await probe_webgpu())['features']")
+    if "shader-f16" in features:
+        pytest.skip("this GPU adapter has shader-f16")
+    with pytest.raises(PyError) as info:
+        py(f"await backend.load_embedding({EMBED_F16_MODEL!r})")
+    assert info.value.type == "ShaderF16Unsupported"
+    assert "has f16 weights and this GPU/browser has no shader-f16" in info.value.message
+    assert py("backend.embedding_model") is None
