@@ -21,7 +21,9 @@ straddles a cut is whole in one of them. A paragraph longer than a chunk is cut 
 then at spaces. Each chunk is embedded as "<heading>\\n<text>", so a passage keeps its section's words.
 
 Search is exact: the query's vector against every stored vector (all normalised: cosine = dot
-product) with ``math.sumprod`` over one flat ``array('f')``; ``bench/knowledge.py`` measures it.
+product). In the page the vectors live in one Float32Array (static/bridge/vectors.js: 50k chunks in
+tens of ms); :class:`PyVectorIndex` is the same in plain Python (``math.sumprod`` over one
+``array('f')``: seconds at 50k chunks in Pyodide). ``bench/knowledge.py`` measures both.
 """
 
 from __future__ import annotations
@@ -249,18 +251,52 @@ def _pack(vectors: Sequence[Sequence[float]]) -> str:
     return base64.b64encode(flat.tobytes()).decode("ascii")
 
 
-def _unpack(text: str) -> array:
-    flat = array("f")
-    flat.frombytes(base64.b64decode(text))
-    return flat
-
-
 def _normalised(vector: Sequence[float]) -> list[float]:
     norm = math.sqrt(math.fsum(x * x for x in vector))
     return [x / norm for x in vector] if norm else list(vector)
 
 
 _dot: Callable[[Any, Any], float] = getattr(math, "sumprod", None) or (lambda a, b: sum(map(operator.mul, a, b)))
+
+
+class VectorIndex(Protocol):
+    """Rows of float32 vectors and exact top-k by dot product (PyVectorIndex; in the page the faster
+    app.ffi.vectors.JsVectorIndex)."""
+
+    def append(self, data: bytes, dims: int) -> None: ...
+    def keep(self, rows: Sequence[int]) -> None: ...
+    def search(self, query: Sequence[float], k: int,
+               allowed: Sequence[int] | None = None) -> list[tuple[int, float]]: ...
+
+
+class PyVectorIndex:
+    """:class:`VectorIndex` in plain Python: one flat ``array('f')``, ``math.sumprod`` per row."""
+
+    def __init__(self) -> None:
+        self.dims = 0
+        self.vectors = array("f")
+
+    def append(self, data: bytes, dims: int) -> None:
+        if self.vectors and dims != self.dims:
+            raise UsageError(f"vectors of {dims} dimensions added to an index of {self.dims}")
+        self.dims = dims
+        self.vectors.frombytes(data)
+
+    def keep(self, rows: Sequence[int]) -> None:
+        d = self.dims
+        kept = array("f")
+        for row in rows:
+            kept.extend(self.vectors[row * d:(row + 1) * d])
+        self.vectors = kept
+
+    def search(self, query: Sequence[float], k: int,
+               allowed: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        d = self.dims
+        q = array("f", query)
+        flat = memoryview(self.vectors)
+        rows = range(len(self.vectors) // d) if allowed is None else allowed
+        best = heapq.nlargest(k, ((_dot(q, flat[r * d:(r + 1) * d]), r) for r in rows))
+        return [(row, score) for score, row in best]
 
 
 # ---------------------------------------------------------------------------- the library
@@ -271,12 +307,13 @@ class Knowledge:
 
     ``embedder``: what turns texts into vectors; ``kv``: where file records are kept (get/put/delete/items,
     e.g. ``KvStore("knowledge")``); ``pdf_text``: turns a PDF's bytes into the text of each page (the
-    page's pdf.js); ``ready``: awaited before the first embedding (loads the embedding model).
+    page's pdf.js); ``ready``: awaited before the first embedding (loads the embedding model);
+    ``index``: makes the vector index (default :class:`PyVectorIndex`).
     """
 
     def __init__(self, embedder: Embedder, kv: Any, *, pdf_text: Callable[[bytes], Awaitable[list[str]]] | None = None,
                  ready: Callable[[], Awaitable[None]] | None = None, clock: Callable[[], float] = time.time,
-                 max_bytes: int = MAX_FILE_BYTES) -> None:
+                 max_bytes: int = MAX_FILE_BYTES, index: Callable[[], Awaitable[VectorIndex]] | None = None) -> None:
         self._embedder = embedder
         self._kv = kv
         self._pdf_text = pdf_text
@@ -285,8 +322,9 @@ class Knowledge:
         self.max_bytes = max_bytes
         self._files: dict[str, dict[str, Any]] | None = None  # id -> record without vectors
         self._dims = 0
-        self._vectors = array("f")  # every chunk's vector, one after the other
-        self._where: list[tuple[str, int]] = []  # (file id, chunk index) per vector
+        self._make_index = index
+        self._vectors: VectorIndex = PyVectorIndex()  # every chunk's vector, one row each
+        self._where: list[tuple[str, int]] = []  # (file id, chunk index) per row
         self._loading: asyncio.Future | None = None
         self.last_search_s = 0.0
 
@@ -302,6 +340,8 @@ class Knowledge:
     async def _read_store(self) -> None:
         files: dict[str, dict[str, Any]] = {}
         try:
+            if self._make_index is not None:
+                self._vectors = await self._make_index()
             items = await self._kv.items()
         except BaseException:
             self._loading = None
@@ -314,12 +354,11 @@ class Knowledge:
             self._index(record)
 
     def _index(self, record: dict[str, Any]) -> None:
-        vectors = _unpack(record["vectors"])
         dims = int(record["dims"])
         if self._dims and dims != self._dims:
-            return  # embedded by another model: not comparable (kept; said by files())
+            return  # embedded by another model: not comparable (kept in the store, left out here)
         self._dims = dims
-        self._vectors.extend(vectors)
+        self._vectors.append(base64.b64decode(record["vectors"]), dims)
         self._where.extend((record["id"], i) for i in range(len(record["chunks"])))
         self._files[record["id"]] = {k: v for k, v in record.items() if k != "vectors"}  # type: ignore[index]
 
@@ -410,11 +449,7 @@ class Knowledge:
         await self._kv.delete(FILE_PREFIX + file_id)
         del self._files[file_id]  # type: ignore[union-attr]
         keep = [i for i, (fid, _) in enumerate(self._where) if fid != file_id]
-        d = self._dims
-        vectors = array("f")
-        for i in keep:
-            vectors.extend(self._vectors[i * d:(i + 1) * d])
-        self._vectors = vectors
+        self._vectors.keep(keep)
         self._where = [self._where[i] for i in keep]
         return True
 
@@ -435,19 +470,19 @@ class Knowledge:
     def nearest(self, vector: Sequence[float], k: int, *, files: Sequence[str] | None = None) -> list[Hit]:
         """Exact top-k over every stored vector (``vector`` normalised)."""
         started = time.perf_counter()
-        d = self._dims
-        if len(vector) != d:
-            raise UsageError(f"the query vector has {len(vector)} dimensions, the stored ones {d}")
-        q = array("f", vector)
-        flat = memoryview(self._vectors)
-        allowed = None if files is None else set(files)
+        if not self._where:
+            return []
+        if len(vector) != self._dims:
+            raise UsageError(f"the query vector has {len(vector)} dimensions, the stored ones {self._dims}")
         where = self._where
-        scores = [(_dot(q, flat[i * d:(i + 1) * d]), i) for i in range(len(where))
-                  if allowed is None or where[i][0] in allowed]
-        best = heapq.nlargest(k, scores)
+        allowed = None
+        if files is not None:
+            wanted = set(files)
+            allowed = [i for i, (fid, _) in enumerate(where) if fid in wanted]
+        best = self._vectors.search(vector, k, allowed)
         self.last_search_s = time.perf_counter() - started
         hits = []
-        for number, (score, i) in enumerate(best, 1):
+        for number, (i, score) in enumerate(best, 1):
             file_id, chunk = where[i]
             record = self._files[file_id]  # type: ignore[index]
             c = record["chunks"][chunk]

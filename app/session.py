@@ -114,6 +114,12 @@ def _knowledge_kv() -> Any:
     return KvStore("knowledge")
 
 
+async def _vector_index() -> Any:
+    from app.ffi.vectors import js_vector_index
+
+    return await js_vector_index()
+
+
 def _layout(version: str | None) -> Any:
     if version is None:
         return None
@@ -137,6 +143,7 @@ class Parts:
     layout: Callable[[str | None], Any] = _layout
     knowledge_kv: Callable[[], Any] = _knowledge_kv  # where app.knowledge keeps files and vectors
     pdf_text: Callable[[bytes], Awaitable[list[str]]] | None = None  # a PDF's text per page
+    vector_index: Callable[[], Awaitable[Any]] = _vector_index  # app.knowledge's index (JS in the page)
     log: Callable[[str], None] = print  # the Logging middleware's lines (the browser console)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep  # how Retry waits between attempts
@@ -551,7 +558,7 @@ class Session:
                 await backend.load_embedding(model, on_progress=self._embedding_progress)
 
             self._knowledge = Knowledge(backend, self.parts.knowledge_kv(), pdf_text=self.parts.pdf_text,
-                                        ready=ready)
+                                        ready=ready, index=self.parts.vector_index)
         return self._knowledge
 
     def _embedding_progress(self, report: dict[str, Any]) -> None:
