@@ -184,6 +184,7 @@ class Session:
         self._manager: Any = None
         self._manager_task: asyncio.Task | None = None
         self._knowledge: Any = None
+        self.use_files: Signal[bool] = Signal(True)  # the chat answers from the Files sheet's files
 
     # ------------------------------------------------------------------ events
 
@@ -560,6 +561,16 @@ class Session:
             self._knowledge = Knowledge(backend, self.parts.knowledge_kv(), pdf_text=self.parts.pdf_text,
                                         ready=ready, index=self.parts.vector_index)
         return self._knowledge
+
+    async def retrieve(self, question: str, k: int = 4) -> list[Any]:
+        """The passages of the user's files for a chat question ([] when there are none, or the
+        Files sheet's "Answer from these files" is off): nothing loads while no file was added."""
+        if not self.use_files.peek():
+            return []
+        knowledge = self.knowledge()
+        if not await knowledge.files():
+            return []
+        return await knowledge.search(question, k=k)
 
     def _embedding_progress(self, report: dict[str, Any]) -> None:
         progress = report.get("progress")

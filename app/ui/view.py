@@ -98,6 +98,8 @@ def meta_line(message: Message) -> str:
         parts.append(f"summarising failed ({meta['summary_failed']}), so messages were left out instead")
     if meta.get("dropped"):
         parts.append(f"{_messages(meta['dropped'])} left out to fit the model's context window")
+    if meta.get("sources_error"):
+        parts.append(f"your files could not be searched ({meta['sources_error']}), so it answered without them")
     if status in STATUS_NOTE:
         parts.append(STATUS_NOTE[status])
     if meta.get("error"):
@@ -148,7 +150,10 @@ class MessageView:
             ffi.append(self.root, ffi.element("p", ROLE_LABEL.get(role, role), attrs={"class": "role"}))
             if role == "assistant":
                 self._reasoning_view()
-            ffi.append(self.root, self.body, self.meta, actions)
+            ffi.append(self.root, self.body)
+            if role == "assistant":
+                self._sources_view()
+            ffi.append(self.root, self.meta, actions)
         self._text: ffi.Node | None = None  # the text node a stream appends to
         self._rendered = 0  # render generation: a slow render never overwrites a newer one
         self.scope.effect(self._show_status)
@@ -192,6 +197,28 @@ class MessageView:
         self.scope.watch(message.reasoning, on_reasoning)
         self.scope.watch(message.text, on_answer)
         self.scope.effect(label)
+
+    def _sources_view(self) -> None:
+        """The passages of the user's files the answer was given, numbered as it cites them ([1]);
+        each opens (a click) to the passage itself, with its file and heading."""
+        sources = ffi.element("ol", attrs={"class": "sources", "aria-label": "Sources from your files"})
+        ffi.append(self.root, sources)
+        message = self.message
+
+        def show() -> None:
+            items = []
+            for source in message.meta.get().get("sources") or ():
+                where = f"{source['name']} — {source['heading']}" if source.get("heading") else source["name"]
+                block = ffi.element("details", attrs={"class": "source", "data-n": str(source["n"])})
+                ffi.append(block, ffi.element("summary", f"[{source['n']}] {where}"),
+                           ffi.element("blockquote", source["text"], attrs={"class": "passage"}))
+                item = ffi.element("li")
+                ffi.append(item, block)
+                items.append(item)
+            ffi.set_prop(sources, "hidden", not items)
+            ffi.replace_children(sources, *items)
+
+        self.scope.effect(show)
 
     def _show_status(self) -> None:
         status = self.message.status.get()

@@ -13,7 +13,7 @@ import pytest
 
 from tests.browser.conftest import RECORD_WORKER_MESSAGES, PagePython, PyError
 from tests.browser.double import CHAT_MODEL, EMBED_F16_MODEL, EMBED_MODEL
-from tests.browser.ui_helpers import open_chat, ui_site
+from tests.browser.ui_helpers import answers, confirm, open_chat, open_sheet, shot, ui_site
 
 # 20 small documents, each holding one fact, in the kinds users add; a question per fact, in other words.
 DOCS = [
@@ -180,3 +180,56 @@ def test_an_embedding_model_that_cannot_run_here_fails_before_loading(py):
     assert info.value.type == "ShaderF16Unsupported"
     assert "has f16 weights and this GPU/browser has no shader-f16" in info.value.message
     assert py("backend.embedding_model") is None
+
+
+def test_files_sheet_adds_files_with_progress_and_the_answer_cites_the_passage(page, site, tmp_path):
+    """A user adds two files and a 200 MB one in the Files sheet: the big one is refused from its size
+    (never read), the others are listed with their passages; a question's answer lists the passage it
+    was given as [1] (a click opens it); Delete removes a file and its passages."""
+    w = open_chat(page, site)
+    tea = tmp_path / "tea.md"
+    tea.write_text("# Tea\n\nJade tea is brewed at 80 degrees for three minutes.\n")
+    boots = tmp_path / "boots.txt"
+    boots.write_text("Tundra boots are rated for minus 40 degrees.\n")
+    huge = tmp_path / "huge.txt"
+    with huge.open("wb") as f:  # sparse: 200 MB on paper, nothing written
+        f.truncate(200 * 2**20)
+    sheet = open_sheet(page, "files")
+    assert page.inner_text("#files-list") == "No files yet."
+    page.set_input_files("#files-input", [str(huge)])
+    page.wait_for_selector("#files-said:has-text('FileTooLarge')")
+    assert page.inner_text("#files-said") == ("FileTooLarge: huge.txt is 200 MB; files of up to 20 MB can be added "
+                                              "(split it, or add the parts you need)")
+    page.set_input_files("#files-input", [str(tea), str(boots)])
+    page.wait_for_function("() => document.querySelectorAll('#files-list li[data-id]').length === 2", timeout=60_000)
+    assert page.locator("#files-jobs li").count() == 0
+    listed = page.locator("#files-list li[data-id]").all_inner_texts()
+    assert [t.split("\n")[0].split(" ")[0] for t in listed] == ["tea.md", "boots.txt"]
+    assert "markdown, 1 passage" in listed[0]
+    shot(page, "files-sheet")
+
+    sheet.locator(".sheet-close").click()
+    page.fill("#prompt", "At what temperature is jade tea brewed?")
+    page.click("#send")
+    answer = answers(page).last
+    page.wait_for_selector("#messages .msg-assistant[data-status=done]", timeout=60_000)
+    assert "[1] tea.md — Tea" in answer.locator(".body").inner_text()  # the double echoes the passages it got
+    source = answer.locator(".sources details.source").first
+    assert source.locator("summary").inner_text() == "[1] tea.md — Tea"
+    assert not source.locator(".passage").is_visible()
+    source.locator("summary").click()
+    assert source.locator(".passage").inner_text() == "Jade tea is brewed at 80 degrees for three minutes."
+    shot(page, "files-answer-sources")
+
+    open_sheet(page, "files")
+    page.locator("#files-list li", has_text="tea.md").get_by_role("button", name="Delete tea.md").click()
+    assert confirm(page) == "Delete tea.md and its passages?"
+    page.wait_for_selector("#files-said:has-text('Deleted tea.md')")
+    assert page.locator("#files-list li[data-id]").count() == 1
+    stored = page.evaluate("""() => new Promise((resolve) => {
+      const open = indexedDB.open('webllm-py');
+      open.onsuccess = () => { const r = open.result.transaction('knowledge').objectStore('knowledge').getAll();
+        r.onsuccess = () => { open.result.close(); resolve(r.result.map((f) => f.name)); }; };
+    })""")
+    assert stored == ["boots.txt"]
+    w.assert_clean()

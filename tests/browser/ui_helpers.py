@@ -39,7 +39,7 @@ def open_chat(page, site, allowed=()):
 
 # The header's sheets (app/ui/sheets.py): name -> the sheet's element id; its button is #open-<name>.
 SHEETS = {"conversations": "sidebar", "models": "models", "settings": "settings", "python": "python",
-          "device": "device"}
+          "device": "device", "files": "files"}
 
 
 def open_sheet(page, name: str):
