@@ -388,7 +388,10 @@ class Knowledge:
                 raise UnsupportedFile(f"{name} is not a PDF file (it does not start with %PDF-)")
             if self._pdf_text is None:
                 raise UnsupportedFile(f"{name}: PDF files cannot be read here (no PDF reader in this page)")
-            pages = await self._pdf_text(bytes(data))
+            try:
+                pages = await self._pdf_text(bytes(data))
+            except UnsupportedFile as exc:
+                raise UnsupportedFile(f"{name}: {exc}") from None
             text = "".join(f"# Page {i}\n\n{page.strip()}\n\n" for i, page in enumerate(pages, 1) if page.strip())
             if not text:
                 raise NoTextInFile(f"{name} has no text layer (a scan or images only): run OCR on it first, "

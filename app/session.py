@@ -114,6 +114,12 @@ def _knowledge_kv() -> Any:
     return KvStore("knowledge")
 
 
+async def _pdf_text(data: bytes) -> list[str]:
+    from app.ffi.pdf import pdf_text
+
+    return await pdf_text(data)
+
+
 async def _vector_index() -> Any:
     from app.ffi.vectors import js_vector_index
 
@@ -142,7 +148,7 @@ class Parts:
     manager: Callable[[Any, Any, Any, Listener], Any] = _manager
     layout: Callable[[str | None], Any] = _layout
     knowledge_kv: Callable[[], Any] = _knowledge_kv  # where app.knowledge keeps files and vectors
-    pdf_text: Callable[[bytes], Awaitable[list[str]]] | None = None  # a PDF's text per page
+    pdf_text: Callable[[bytes], Awaitable[list[str]]] | None = _pdf_text  # a PDF's text per page (pdf.js)
     vector_index: Callable[[], Awaitable[Any]] = _vector_index  # app.knowledge's index (JS in the page)
     log: Callable[[str], None] = print  # the Logging middleware's lines (the browser console)
     clock: Callable[[], float] = time.time

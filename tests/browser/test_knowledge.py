@@ -13,6 +13,7 @@ import pytest
 
 from tests.browser.conftest import RECORD_WORKER_MESSAGES, PagePython, PyError
 from tests.browser.double import CHAT_MODEL, EMBED_F16_MODEL, EMBED_MODEL
+from tests.browser.pdf_fixture import make_pdf
 from tests.browser.ui_helpers import answers, confirm, open_chat, open_sheet, shot, ui_site
 
 # 20 small documents, each holding one fact, in the kinds users add; a question per fact, in other words.
@@ -233,3 +234,32 @@ def test_files_sheet_adds_files_with_progress_and_the_answer_cites_the_passage(p
     })""")
     assert stored == ["boots.txt"]
     w.assert_clean()
+
+
+def test_pdf_text_layers_are_read_with_pdfjs_and_a_pdf_without_text_is_refused(py):
+    """PDFs written by the test: two pages of text are read (pdf.js in its worker) page by page and
+    retrieved; a PDF of drawings only, and bytes that are not a PDF, get clear errors; nothing of
+    them is stored."""
+    manual = make_pdf(["Pump manual", "The Orca pump needs new seals every 600 hours.\nUse seal kit K-7."])
+    scan = make_pdf([None, None])
+    got = py(f"""
+from app import ffi
+import base64
+info = await knowledge.add("manual.pdf", base64.b64decode({__import__("base64").b64encode(manual).decode()!r}))
+hits = await knowledge.search("How often does the Orca pump need new seals?", k=1)
+errors = []
+for name, data in [("scan.pdf", base64.b64decode({__import__("base64").b64encode(scan).decode()!r})),
+                   ("broken.pdf", b"%PDF-1.4 this is not really a PDF")]:
+    try:
+        await knowledge.add(name, data)
+    except Exception as exc:
+        errors.append([type(exc).__name__, str(exc)])
+[info.kind, info.chunks, hits[0].name, hits[0].heading, hits[0].text, errors, sorted(v["name"] for v in (await ffi.kv_items("knowledge")).values())]
+""")
+    kind, chunks, name, heading, text, errors, stored = got
+    assert (kind, chunks, name, heading) == ("pdf", 2, "manual.pdf", "Page 2")
+    assert "The Orca pump needs new seals every 600 hours." in text and "seal kit K-7" in text
+    assert errors[0] == ["NoTextInFile", "scan.pdf has no text layer (a scan or images only): run OCR on it first, "
+                                         "then add it again"]
+    assert errors[1][0] == "UnsupportedFile" and errors[1][1].startswith("broken.pdf: this PDF cannot be read (")
+    assert stored == ["manual.pdf"]
