@@ -187,7 +187,7 @@ class WebLLMBackend:
     @property
     def embedding_model(self) -> str | None:
         """The embedding model loaded beside the chat model (None: none)."""
-        return self._embedding if self.loaded is not None or self._engine is not None else None
+        return self._embedding
 
     async def load_embedding(self, model_id: str, *,
                              on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -198,31 +198,41 @@ class WebLLMBackend:
             raise UsageError("model_id must be a non-empty string")
         if self._embedding == model_id and self._engine is not None and not self._api.engine_failure(self._engine):
             return
-        engine = await self._ensure_engine()
+        await self._ensure_engine()  # the model list is known from here
         record = self.models.get(model_id)
         if self.models and record is None:
             raise ModelNotFound(f"{model_id!r} is not in the model list ({len(self.models)} models known)")
         if record is not None and record.get("model_type") != 1:
             raise UsageError(f"{model_id!r} is not an embedding model (its record has no model_type 1)")
         await self._check_gpu(record or {"model_id": model_id})
+        task = self._loads.get(model_id)
+        if task is None:
+            # Single-flight, and shielded: a caller that gives up (a cancelled file) does not leave
+            # the engine half-reloaded with the chat model forgotten.
+            task = asyncio.ensure_future(self._load_embedding(model_id))
+            self._loads[model_id] = task
+            task.add_done_callback(lambda _t: self._loads.pop(model_id, None))
         if on_progress is not None:
             self._progress_listeners.append(on_progress)
         try:
-            async with self._turn:
-                engine = await self._ensure_engine()
-                chat = self.loaded
-                self.loaded = None
-                self._embedding = None
-                try:
-                    await self._api.engine_reload(engine, model_id if chat is None else [chat, model_id])
-                except ENGINE_GONE as exc:
-                    self._lost(exc, engine)
-                    raise
-                self.loaded = chat
-                self._embedding = model_id
+            await asyncio.shield(task)
         finally:
             if on_progress is not None:
                 self._progress_listeners.remove(on_progress)
+
+    async def _load_embedding(self, model_id: str) -> None:
+        async with self._turn:
+            engine = await self._ensure_engine()
+            chat = self.loaded
+            self.loaded = None
+            self._embedding = None
+            try:
+                await self._api.engine_reload(engine, model_id if chat is None else [chat, model_id])
+            except ENGINE_GONE as exc:
+                self._lost(exc, engine)
+                raise
+            self.loaded = chat
+            self._embedding = model_id
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         """One vector per text from the loaded embedding model (``engine.embeddings.create``)."""

@@ -199,3 +199,22 @@ def test_an_f16_embedding_model_on_a_gpu_without_shader_f16_fails_before_loading
         return [c.name for c in api.calls]
 
     assert "engine_reload" not in run(within(scenario()))
+
+
+def test_a_caller_giving_up_on_the_embedding_load_leaves_both_models_loaded():
+    async def scenario():
+        api = FakeEngineApi(model_list=RECORDS)
+        backend = WebLLMBackend(engine_api=api)
+        await backend.load(LLAMA)
+        waiter = asyncio.ensure_future(backend.load_embedding(EMBED))
+        while "engine_reload" not in [c.name for c in api.calls[1:]] or len([c for c in api.calls if c.name == "engine_reload"]) < 2:
+            await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await backend.load_embedding(EMBED)  # joins the load still under way
+        return backend, [c.args[1] for c in api.calls if c.name == "engine_reload"]
+
+    backend, reloads = run(within(scenario()))
+    assert reloads == [LLAMA, [LLAMA, EMBED]]
+    assert (backend.loaded, backend.embedding_model) == (LLAMA, EMBED)
