@@ -263,3 +263,28 @@ for name, data in [("scan.pdf", base64.b64decode({__import__("base64").b64encode
                                          "then add it again"]
     assert errors[1][0] == "UnsupportedFile" and errors[1][1].startswith("broken.pdf: this PDF cannot be read (")
     assert stored == ["manual.pdf"]
+
+
+def test_cancel_while_a_file_is_embedded_stores_nothing(page, site, tmp_path):
+    """Cancel on a file whose passages are being embedded (each batch slowed by the double) stops it:
+    the sheet says nothing was stored, and the store is empty."""
+    w = open_chat(page, site)
+    slow = tmp_path / "slow.md"
+    slow.write_text("\n\n".join(f"Paragraph {i} [[delay=150]] " + "words " * 100 for i in range(40)))
+    open_sheet(page, "files")
+    page.set_input_files("#files-input", [str(slow)])
+    job = page.locator("#files-jobs li[data-stage=embedding]")
+    job.wait_for(timeout=60_000)
+    assert job.locator("progress").get_attribute("max") not in (None, "1")
+    job.get_by_role("button", name="Cancel adding slow.md").click()
+    page.wait_for_selector("#files-said:has-text('Cancelled')")
+    assert page.inner_text("#files-said") == "Cancelled slow.md: nothing of it was stored."
+    assert page.locator("#files-jobs li").count() == 0
+    assert page.inner_text("#files-list") == "No files yet."
+    stored = page.evaluate("""() => new Promise((resolve) => {
+      const open = indexedDB.open('webllm-py');
+      open.onsuccess = () => { const r = open.result.transaction('knowledge').objectStore('knowledge').count();
+        r.onsuccess = () => { open.result.close(); resolve(r.result); }; };
+    })""")
+    assert stored == 0
+    w.assert_clean()

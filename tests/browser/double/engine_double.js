@@ -73,7 +73,7 @@
 // errors; batches of maxBatchSize) and embeds a text as a hashed bag of words: each lower-cased
 // word (letters and digits) adds 1 to dimension fnv1a(word) % EMBED_DIMS, and the vector is
 // L2-normalised. Texts sharing words get close vectors, identical texts identical ones, so
-// retrieval over it is exact and repeatable.
+// retrieval over it is exact and repeatable. [[delay=MS]] in an input makes each batch take MS ms.
 
 const STOP_TOKEN = 2;
 const FIRST_WORD_ID = 100;
@@ -521,9 +521,11 @@ class FakeEmbeddingPipeline {
       }
       this.curRoundEmbedTotalTokens += size;
     }
+    // [[delay=MS]] in a text: each batch takes MS ms (a real timer), so a test can cancel mid-way.
+    const delay = Math.max(0, ...texts.map((t) => Number(/\[\[delay=(\d+)\]\]/.exec(t)?.[1] ?? 0)));
     const result = [];
     for (let begin = 0; begin < texts.length; begin += this.maxBatchSize) {
-      await nextTask();  // one GPU round trip per batch; interrupts and other messages get through
+      await (delay > 0 ? sleep(delay) : nextTask());  // one GPU round trip per batch
       this.batches += 1;
       for (const text of texts.slice(begin, begin + this.maxBatchSize)) result.push(bagOfWordsVector(text));
     }
