@@ -204,14 +204,17 @@ class MessageView:
         sources = ffi.element("ol", attrs={"class": "sources", "aria-label": "Sources from your files"})
         ffi.append(self.root, sources)
         message = self.message
+        self._sources: dict[str, tuple[ffi.Node, ffi.Node]] = {}  # "n" -> (details, summary)
 
         def show() -> None:
             items = []
+            self._sources.clear()
             for source in message.meta.get().get("sources") or ():
                 where = f"{source['name']} — {source['heading']}" if source.get("heading") else source["name"]
                 block = ffi.element("details", attrs={"class": "source", "data-n": str(source["n"])})
-                ffi.append(block, ffi.element("summary", f"[{source['n']}] {where}"),
-                           ffi.element("blockquote", source["text"], attrs={"class": "passage"}))
+                summary = ffi.element("summary", f"[{source['n']}] {where}")
+                ffi.append(block, summary, ffi.element("blockquote", source["text"], attrs={"class": "passage"}))
+                self._sources[str(source["n"])] = (block, summary)
                 item = ffi.element("li")
                 ffi.append(item, block)
                 items.append(item)
@@ -219,6 +222,16 @@ class MessageView:
             ffi.replace_children(sources, *items)
 
         self.scope.effect(show)
+
+    def open_source(self, n: str) -> bool:
+        """A citation [n] in the answer was clicked: open its passage below and move the focus there."""
+        found = getattr(self, "_sources", {}).get(n)
+        if found is None:
+            return False
+        block, summary = found
+        ffi.set_prop(block, "open", True)
+        ffi.focus(summary)
+        return True
 
     def _show_status(self) -> None:
         status = self.message.status.get()
@@ -240,7 +253,9 @@ class MessageView:
             ffi.replace_children(self.body, self._text)
 
     async def _render(self, text: str, generation: int) -> None:
-        if not await ffi.render_markdown(self.body, text, current=lambda: generation == self._rendered):
+        cited = [int(source["n"]) for source in self.message.meta.peek().get("sources") or ()]
+        if not await ffi.render_markdown(self.body, text, current=lambda: generation == self._rendered,
+                                         citations=cited or None):
             return
         ffi.set_node_attr(self.root, "data-rendered", "markdown")
 
@@ -463,6 +478,8 @@ class ChatView:
 
     def _on_log_click(self, facts: dict[str, Any]) -> bool:
         action, message_id = facts.get("action"), facts.get("id")
+        if action == "cite" and message_id in self._views:  # a citation button render.js made
+            return self._views[message_id].open_source(str(facts.get("value") or ""))
         handler = self._message_actions.get(action or "")
         if handler is None or not message_id or message_id not in self._views:
             return False

@@ -186,7 +186,7 @@ def test_an_embedding_model_that_cannot_run_here_fails_before_loading(py):
 def test_files_sheet_adds_files_with_progress_and_the_answer_cites_the_passage(page, site, tmp_path):
     """A user adds two files and a 200 MB one in the Files sheet: the big one is refused from its size
     (never read), the others are listed with their passages; a question's answer lists the passage it
-    was given as [1] (a click opens it); Delete removes a file and its passages."""
+    was given as [1], and a click on [1] in the answer opens it; Delete removes a file and its passages."""
     w = open_chat(page, site)
     tea = tmp_path / "tea.md"
     tea.write_text("# Tea\n\nJade tea is brewed at 80 degrees for three minutes.\n")
@@ -218,8 +218,11 @@ def test_files_sheet_adds_files_with_progress_and_the_answer_cites_the_passage(p
     source = answer.locator(".sources details.source").first
     assert source.locator("summary").inner_text() == "[1] tea.md — Tea"
     assert not source.locator(".passage").is_visible()
-    source.locator("summary").click()
+    # "[1]" in the answer's text is a button (render.js, after sanitizing): it opens the passage.
+    answer.locator(".body").get_by_role("button", name="Source 1").first.click()
+    assert source.locator(".passage").is_visible()
     assert source.locator(".passage").inner_text() == "Jade tea is brewed at 80 degrees for three minutes."
+    assert page.evaluate("() => document.activeElement.textContent") == "[1] tea.md — Tea"
     shot(page, "files-answer-sources")
 
     open_sheet(page, "files")
