@@ -438,9 +438,10 @@ class Knowledge:
                   "chunks": [{"text": c.text, "heading": c.heading, "start": c.start} for c in chunks],
                   "vectors": _pack(vectors)}
         report("saving", len(chunks), len(chunks))
-        if file_id in self._files:  # type: ignore[operator]
-            await self.remove(file_id)
+        # The same name and bytes again: one put replaces the record (the old one stays until then).
         await self._kv.put(FILE_PREFIX + file_id, record)
+        if file_id in self._files:  # type: ignore[operator]
+            self._forget(file_id)
         self._index(record)
         return self._info(record)
 
@@ -450,11 +451,14 @@ class Knowledge:
         if file_id not in self._files:  # type: ignore[operator]
             return False
         await self._kv.delete(FILE_PREFIX + file_id)
+        self._forget(file_id)
+        return True
+
+    def _forget(self, file_id: str) -> None:
         del self._files[file_id]  # type: ignore[union-attr]
         keep = [i for i, (fid, _) in enumerate(self._where) if fid != file_id]
         self._vectors.keep(keep)
         self._where = [self._where[i] for i in keep]
-        return True
 
     async def search(self, query: str, k: int = 5, *, files: Sequence[str] | None = None) -> list[Hit]:
         """The ``k`` passages closest to ``query`` (cosine), best first; ``files``: only these file ids."""

@@ -218,3 +218,17 @@ def test_a_caller_giving_up_on_the_embedding_load_leaves_both_models_loaded():
     backend, reloads = run(within(scenario()))
     assert reloads == [LLAMA, [LLAMA, EMBED]]
     assert (backend.loaded, backend.embedding_model) == (LLAMA, EMBED)
+
+
+def test_adding_the_same_file_again_replaces_it_in_one_write():
+    async def scenario():
+        kv = MemoryKv()
+        k = Knowledge(BagEmbedder(), kv)
+        first = await k.add("a.txt", "alpha beta")
+        again = await k.add("a.txt", "alpha beta")
+        hits = await k.search("alpha", k=5)
+        return first, again, hits, kv
+
+    first, again, hits, kv = run(within(scenario()))
+    assert first.id == again.id and len(kv.data) == 1 and kv.puts == 2
+    assert [h.name for h in hits] == ["a.txt"]
