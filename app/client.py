@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import Any
 
 from app.backends.base import Backend, ChunkStream
+from app.errors import VisionUnavailable
 from app.ir import (
     NOT_GIVEN,
     ChatCompletion,
@@ -207,7 +208,13 @@ class Completions:
 
     async def _send(self, request: ChatRequest) -> ChatCompletion | Stream:
         backend = self._client.backend
-        if _needs_emulation(request, backend.capabilities(request.model).tools):
+        caps = backend.capabilities(request.model)
+        if request.images and not caps.vision and getattr(backend, "routes", None) is None:
+            # A router says this per route (VisionUnavailable too); a single backend is checked here.
+            why = f"{backend.name}: cannot see images ({request.model or 'its model'} is text-only)"
+            raise VisionUnavailable(f"{why}. Choose a vision model (e.g. Phi-3.5-vision) or an endpoint that "
+                                    "declares vision, or send the message without images", attempts=(why,))
+        if _needs_emulation(request, caps.tools):
             return await self._send_emulated(request)
         if request.stream:
             source = backend.stream(request)

@@ -32,6 +32,7 @@
     |   +-- BackendUnreachable        no answer from a cloud endpoint (network down, CORS, DNS), or in time
     |   |   +-- StreamStalled         a stream stopped yielding tokens mid-answer (what came is kept)
     |   +-- NoBackendAvailable        the router found no backend for the request (.attempts says why)
+    |       +-- VisionUnavailable     ... the request has images and no backend that may serve it sees images
     +-- StorageClosed                 this tab closed its IndexedDB storage: a newer app version opened it
     +-- ToolLoopLimit                 run_tools() reached max_steps with the model still calling tools
 
@@ -210,6 +211,11 @@ class NoBackendAvailable(EngineError):
     def __init__(self, message: str, *, attempts: tuple[str, ...] = (), original: str | None = None) -> None:
         super().__init__(message, original=original)
         self.attempts = attempts
+
+
+class VisionUnavailable(NoBackendAvailable):
+    """The request carries images and no backend that may serve it can see images (a text-only model,
+    an endpoint whose preset does not declare vision). Choose a vision model, or send text only."""
 
 
 class EngineRejected(EngineError):

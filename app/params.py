@@ -9,6 +9,12 @@ Normalisation is deterministic, so the same history always yields the same promp
 KV-cache prefix reuse keeps working across turns: system messages are merged into one at index 0
 (said in ``warnings``), a user message made only of text parts becomes a string. Earlier turns are
 never reordered or rewritten otherwise.
+
+Images come as OpenAI content parts of user messages, ``{"type": "image_url", "image_url": {"url":
+"data:image/png;base64,..."}}`` (png, jpeg, webp, gif; at most 20 MiB each, 8 per request) or an https
+URL. A message with images is normalised to its images, then one text part (web-llm takes one);
+``detail`` is checked and dropped (web-llm refuses it). The router sends such a request only to a
+backend that declares vision.
 """
 
 from __future__ import annotations
@@ -158,19 +164,80 @@ def _check_tool_choice(v: Any, tools: list | None) -> Any:
     raise _fail("tool_choice", "must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}")
 
 
-def _text_of_parts(parts: list, where: str) -> str | list:
-    """Content parts -> a string when they are all text; image parts are kept as given."""
-    texts = []
+# Images in a request (OpenAI's image_url content parts). What web-llm decodes and what a cloud endpoint
+# takes: an inline data URL of one of these types, or an https URL (http only to this machine: a page
+# served over https is same-origin over https; only a local test or dev server is plain http).
+IMAGE_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff", "image/gif": b"GIF8",
+               "image/webp": b"RIFF"}
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # decoded bytes of one inline image
+MAX_IMAGES_PER_REQUEST = 8
+_LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
+
+
+def check_image_url(url: Any, where: str = "image") -> None:
+    """Raise InvalidRequest unless ``url`` is an image a request may carry (see the module docstring)."""
+    if not isinstance(url, str) or not url:
+        raise _fail(f"{where}.image_url.url", "must be a data:image/... URL or an https URL")
+    if url.startswith("data:"):
+        head, sep, payload = url.partition(",")
+        kind = head[5:].split(";")[0].lower()
+        if not sep or kind not in IMAGE_TYPES or not head.endswith(";base64"):
+            raise _fail(f"{where}.image_url.url", f"an inline image must be data:<type>;base64,... with type "
+                        f"{', '.join(IMAGE_TYPES)}; got {head[:40]!r}")
+        if len(payload) * 3 // 4 > MAX_IMAGE_BYTES:
+            raise _fail(f"{where}.image_url.url", f"the image is {len(payload) * 3 // 4 // 1024} KiB; at most "
+                        f"{MAX_IMAGE_BYTES // 1024 // 1024} MiB")
+        import base64
+        import binascii
+
+        try:
+            start = base64.b64decode(payload[:24], validate=True)
+            base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise _fail(f"{where}.image_url.url", "the data URL is not valid base64") from None
+        magic = IMAGE_TYPES[kind]
+        if not start.startswith(magic) or (kind == "image/webp" and start[8:12] != b"WEBP"):
+            raise _fail(f"{where}.image_url.url", f"the data is not a {kind} image")
+        return
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/")[0].split("@")[-1].rsplit(":", 1)[0] if rest else ""
+    if scheme.lower() == "https" and host:
+        return
+    if scheme.lower() == "http" and host in _LOOPBACK:
+        return
+    raise _fail(f"{where}.image_url.url", f"must be a data:image/... URL or an https URL, got {url[:60]!r}")
+
+
+def _text_of_parts(parts: list, where: str, role: str) -> str | list:
+    """Content parts -> a string when they are all text. With images: the images as given (checked),
+    then one text part (web-llm takes at most one per message; several are joined)."""
+    texts, images = [], []
     for j, part in enumerate(parts):
-        if not isinstance(part, dict) or part.get("type") not in ("text", "image_url", "input_audio"):
-            raise _fail(f"{where}.content[{j}]", "must be {'type': 'text', 'text': ...} or an image_url part")
+        if not isinstance(part, dict) or part.get("type") not in ("text", "image_url"):
+            raise _fail(f"{where}.content[{j}]", "must be {'type': 'text', 'text': ...} or "
+                        "{'type': 'image_url', 'image_url': {'url': ...}}")
         if part["type"] == "text":
             if not isinstance(part.get("text"), str):
                 raise _fail(f"{where}.content[{j}].text", "must be a string")
             texts.append(part["text"])
-    if len(texts) == len(parts):
+            continue
+        if role != "user":
+            raise _fail(f"{where}.content[{j}]", "images are only allowed in user messages")
+        image = part.get("image_url")
+        if not isinstance(image, dict):
+            raise _fail(f"{where}.content[{j}].image_url", "must be {'url': ...}")
+        check_image_url(image.get("url"), f"{where}.content[{j}]")
+        if image.get("detail") not in (None, "auto", "low", "high"):
+            raise _fail(f"{where}.content[{j}].image_url.detail", "must be 'auto', 'low' or 'high'")
+        images.append({"type": "image_url", "image_url": {"url": image["url"]}})
+    if not images:
         return "\n".join(texts)
-    return [dict(p) for p in parts]
+    return images + [{"type": "text", "text": "\n".join(texts)}]
+
+
+def has_images(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and any(p.get("type") == "image_url" for p in content)
 
 
 def normalize_messages(messages: Any) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
@@ -190,7 +257,7 @@ def normalize_messages(messages: Any) -> tuple[list[dict[str, Any]], tuple[str, 
             raise _fail(f"{where}.role", f"must be one of {', '.join(ROLES)}, got {role!r}")
         content = m.get("content")
         if isinstance(content, list):
-            content = _text_of_parts(content, where)
+            content = _text_of_parts(content, where, role)
         if role in ("system", "developer"):  # OpenAI's newer name for the system role
             if not isinstance(content, str):
                 raise _fail(f"{where}.content", "a system message must be text")
@@ -222,6 +289,9 @@ def normalize_messages(messages: Any) -> tuple[list[dict[str, Any]], tuple[str, 
         rest.append(msg)
     if not rest:
         raise _fail("messages", "needs at least one user message")
+    count = sum(len([p for p in m["content"] if p["type"] == "image_url"]) for m in rest if has_images(m))
+    if count > MAX_IMAGES_PER_REQUEST:
+        raise _fail("messages", f"{count} images; at most {MAX_IMAGES_PER_REQUEST} per request")
     if rest[-1]["role"] not in ("user", "tool"):
         raise _fail("messages", f"the last message must be from 'user' or 'tool', not {rest[-1]['role']!r}")
     out = rest
@@ -248,6 +318,11 @@ class ChatRequest:
     enable_thinking: bool | None = None
     private: bool = False  # must not leave this device (routing only; never sent to a backend)
     warnings: tuple[str, ...] = ()
+
+    @property
+    def images(self) -> int:
+        """How many images the messages carry (only backends that declare vision get such a request)."""
+        return sum(sum(p["type"] == "image_url" for p in m["content"]) for m in self.messages if has_images(m))
 
     @classmethod
     def build(cls, **kwargs: Any) -> ChatRequest:

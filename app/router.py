@@ -47,6 +47,7 @@ from app.errors import (
     RateLimited,
     ServerError,
     UsageError,
+    VisionUnavailable,
     WebGPUUnavailable,
 )
 from app.ir import ChatCompletion, ChatCompletionChunk
@@ -169,7 +170,7 @@ class Router:
         caps = [r.backend.capabilities(model) for r in self.routes]
         tools = "native" if all(c.tools == "native" for c in caps) else "emulated"
         return Capabilities(tools=tools, json_schema=all(c.json_schema for c in caps),
-                            local=all(c.local for c in caps))
+                            local=all(c.local for c in caps), vision=any(c.vision for c in caps))
 
     # ------------------------------------------------------------------ choosing
 
@@ -196,6 +197,9 @@ class Router:
             if local_only and not caps.local:
                 why = "private request" if request.private else ("offline" if offline else "offline-only policy")
                 skipped.append(f"{name}: not on this device ({why})")
+                continue
+            if request.images and not caps.vision:
+                skipped.append(f"{name}: cannot see images ({request.model or 'its model'} is text-only)")
                 continue
             if not route.breaker.allow():
                 skipped.append(f"{name}: circuit open after {route.breaker.failures} failure(s)")
@@ -298,7 +302,7 @@ class Router:
             route.requests += 1
             route.observe_ttft(self._clock() - started)
             return replace(completion, backend=route.backend.name, route=reason)
-        raise NoBackendAvailable(_no_backend_message(tried, skipped), attempts=tuple(tried + skipped))
+        raise _no_backend(request, tried, skipped)
 
     def stream(self, request: ChatRequest) -> RouterStream:
         return RouterStream(self, request)
@@ -309,6 +313,16 @@ def _attempt(route: Route, error: Exception) -> str:
     without secrets (an endpoint's error page can be long and quote a key)."""
     text = redact(" ".join(str(error).split()))
     return f"{route.backend.name}: {type(error).__name__}" + (f" ({text[:160]})" if text else "")
+
+
+def _no_backend(request: ChatRequest, tried: list[str], skipped: list[str]) -> NoBackendAvailable:
+    """The typed error for a plan that ran out: VisionUnavailable when images kept every route off."""
+    message = _no_backend_message(tried, skipped)
+    if request.images and not tried and any("cannot see images" in why for why in skipped):
+        return VisionUnavailable(f"{message}. Choose a vision model (e.g. Phi-3.5-vision) or an endpoint "
+                                 "that declares vision, or send the message without images",
+                                 attempts=tuple(skipped))
+    return NoBackendAvailable(message, attempts=tuple(tried + skipped))
 
 
 def _no_backend_message(tried: list[str], skipped: list[str]) -> str:
@@ -364,7 +378,7 @@ class RouterStream:
             self._inner, self._first, self._serving = inner, first, route
             self.served_by, self.route = route.backend.name, reason
             return
-        raise NoBackendAvailable(_no_backend_message(tried, skipped), attempts=tuple(tried + skipped))
+        raise _no_backend(self._request, tried, skipped)
 
     def __aiter__(self) -> RouterStream:
         return self

@@ -447,6 +447,29 @@ class Session:
         await self._keep("model", model_id)
         await self.load_model(model_id)
 
+    async def image_support(self) -> dict[str, Any]:
+        """Whether the chat's next message may carry images, and the on-device models that see them:
+        ``{"sees": bool, "by": "<model or endpoint>" | None, "vision_models": [...]}``. The chosen web-llm
+        model sees when its catalog record says model_type 2 (a VLM); an endpoint when its preset (or
+        config) declares vision. Reads the catalog (loading web-llm's module the first time)."""
+        from app.models.catalog import required_features
+
+        manager = await self.models()
+        gpu = self.gpu.peek()
+        features = getattr(gpu, "features", frozenset())
+        # Those this GPU can run first (a q*f16 model needs shader-f16): the first is the one offered.
+        vlms = [m.id for m in sorted((m for m in manager.catalog.all() if m.record.get("model_type") == 2),
+                                     key=lambda m: (not required_features(m.record) <= features, m.id))]
+        model = self.model.peek()
+        if self._local_wanted() and model in vlms:
+            return {"sees": True, "by": model, "vision_models": vlms}
+        cloud = self.cloud.peek()
+        if cloud is not None:
+            endpoint = self._endpoint(cloud)
+            if endpoint.capabilities(None).vision:
+                return {"sees": True, "by": endpoint.name, "vision_models": vlms}
+        return {"sees": False, "by": None, "vision_models": vlms}
+
     async def title(self, backend_name: str, exchange: list[dict[str, Any]]) -> str | None:
         """A short title for a conversation's first ``exchange``, written by the on-device backend
         that answered it (``backend_name``); None when that was not an on-device one: a title is

@@ -75,10 +75,11 @@ def main() -> int:
     parser.add_argument("--shards", type=int, default=10)
     parser.add_argument("--shard-mib", type=int, default=24)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-md5", action="store_true", help="shard records without md5sum (nothing to verify)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    model = SyntheticModel("bench-model", shards=args.shards, shard_bytes=args.shard_mib << 20, seed=7)
+    model = SyntheticModel("bench-model", shards=args.shards, shard_bytes=args.shard_mib << 20, seed=7, md5=not args.no_md5)
     models = ModelServer(model)
     record = models.record(model)
     base = models.url(model.base_path)

@@ -4,6 +4,50 @@
 
 import {Md5} from "./md5.js";
 
+// MD5 of downloads, off the main thread (static/md5-worker.js): a few workers, files spread over
+// them; where workers cannot start, the page hashes in-thread as before.
+const HASH_WORKERS = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1));
+const hashers = [];
+let nextHasher = 0;
+
+function offThreadMd5() {
+  let hasher;
+  try {
+    if (hashers.length < HASH_WORKERS) {
+      const worker = new Worker(new URL("./md5-worker.js", import.meta.url), {type: "module"});
+      const h = {worker, waiting: new Map(), failed: null};
+      worker.onmessage = ({data}) => { h.waiting.get(data.id)?.resolve(data.hex); h.waiting.delete(data.id); };
+      // A worker that fails (or never starts) fails the hashes it owes and every later one: a
+      // download then ends with that error instead of waiting for a digest that never comes.
+      worker.onerror = (e) => {
+        h.failed = new Error(`the hashing worker failed: ${e.message || "it did not start"}`);
+        for (const p of h.waiting.values()) p.reject(h.failed);
+        h.waiting.clear();
+      };
+      hashers.push(h);
+    }
+    hasher = hashers[nextHasher++ % hashers.length];
+  } catch {
+    hasher = null;
+  }
+  if (hasher === null || hasher.failed) {
+    const md5 = new Md5();
+    return {update: (bytes) => md5.update(bytes), hex: async () => md5.hex(), drop: () => {}};
+  }
+  const id = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+  const {worker, waiting} = hasher;
+  return {
+    // A copy goes to the worker (the page still writes these bytes to the store).
+    update: (bytes) => worker.postMessage({id, bytes}),
+    hex: () => new Promise((resolve, reject) => {
+      if (hasher.failed) { reject(hasher.failed); return; }
+      waiting.set(id, {resolve, reject});
+      worker.postMessage({id, end: true});
+    }),
+    drop: () => worker.postMessage({id, drop: true}),
+  };
+}
+
 // ------------------------------------------------------------------ the app's own key-value stores
 
 const APP_DB = "webllm-py";
@@ -559,7 +603,7 @@ export function startDownload(spec, onProgress, onWaiting) {
     onProgress(offset, true);  // bytes already held (staged), reported as this file's new count
     const contentType = response.headers.get("content-type");
     const reader = response.body.getReader();
-    const md5 = expectedMd5 ? new Md5() : null;
+    const md5 = expectedMd5 ? offThreadMd5() : null;
     let index = parts.length, pending = [], pendingBytes = 0, got = offset, reported = offset, stagedBytes = offset;
     let rejected = null;  // the whole file is not the one the manifest describes: nothing of it is kept
     // Bytes are reported at most every REPORT_INTERVAL_MS, and never left unreported longer.
@@ -586,7 +630,7 @@ export function startDownload(spec, onProgress, onWaiting) {
           if (expected >= 0 && got !== expected) {
             rejected = failure("SizeMismatch", `${url}: expected ${expected} bytes, received ${got}`, {received: got});
           } else if (md5) {
-            const digest = md5.hex();
+            const digest = await md5.hex();
             if (digest !== expectedMd5.toLowerCase()) {
               rejected = failure("ChecksumMismatch", `${url}: the downloaded bytes have md5 ${digest}, the ` +
                                  `model's manifest says ${expectedMd5}; nothing of this file was stored`);
@@ -627,6 +671,7 @@ export function startDownload(spec, onProgress, onWaiting) {
       await writeEntry(store, entry, body, contentType);
     } catch (e) {
       clearInterval(timer);
+      md5?.drop();
       await staging;
       if (rejected) {
         await removeEntries(store, [entry]);

@@ -56,15 +56,19 @@ class Preset:
     # How the server takes a JSON Schema: OpenAI's {"type": "json_schema", "json_schema": {...}}, or
     # {"type": "json_object", "schema": {...}} (llama-cpp-python's server, like web-llm).
     structured_output: str = "json_schema"
+    # Whether the service takes image_url content parts (its vision models do; a text-only model it
+    # serves answers with its own error). Local servers vary by model: say vision=True for one that sees.
+    vision: bool = False
 
 
 PRESETS: dict[str, Preset] = {
-    "openai": Preset("OpenAI", "https://api.openai.com/v1"),
+    "openai": Preset("OpenAI", "https://api.openai.com/v1", vision=True),
     # Anthropic answers browsers only with this header (its OpenAI SDK compatibility endpoint).
     "anthropic": Preset("Anthropic", "https://api.anthropic.com/v1",
-                        headers={"anthropic-dangerous-direct-browser-access": "true"}),
-    "gemini": Preset("Google Gemini", "https://generativelanguage.googleapis.com/v1beta/openai"),
-    "openrouter": Preset("OpenRouter", "https://openrouter.ai/api/v1", headers={"X-Title": "WebGPU Python chat"}),
+                        headers={"anthropic-dangerous-direct-browser-access": "true"}, vision=True),
+    "gemini": Preset("Google Gemini", "https://generativelanguage.googleapis.com/v1beta/openai", vision=True),
+    "openrouter": Preset("OpenRouter", "https://openrouter.ai/api/v1", headers={"X-Title": "WebGPU Python chat"},
+                         vision=True),
     "ollama": Preset("Ollama", "http://localhost:11434/v1", needs_key=False,
                      note="start Ollama with OLLAMA_ORIGINS set to this page's origin (CORS)"),
     "lmstudio": Preset("LM Studio", "http://localhost:1234/v1", needs_key=False,
@@ -95,7 +99,7 @@ class OpenAICompatBackend:
                  model: str | None = None, headers: dict[str, str] | None = None, name: str | None = None,
                  context_window: int | None = None, structured_output: str | None = None,
                  on_device: bool | None = None, remember_key: bool = False, keys: Any = None,
-                 http: HttpBridge = http_bridge) -> None:
+                 vision: bool | None = None, http: HttpBridge = http_bridge) -> None:
         if preset is not None and preset not in PRESETS:
             raise UsageError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
         chosen = PRESETS.get(preset or "")
@@ -116,6 +120,7 @@ class OpenAICompatBackend:
         if self.structured_output not in ("json_schema", "json_object"):
             raise UsageError("structured_output must be 'json_schema' or 'json_object'")
         self._on_device = on_device
+        self.vision = vision if vision is not None else bool(chosen and chosen.vision)
         self._http = http
 
     def __repr__(self) -> str:
@@ -132,7 +137,7 @@ class OpenAICompatBackend:
 
     def capabilities(self, model: str | None) -> Capabilities:
         return Capabilities(tools="native", json_schema=True, max_context=self.context_window,
-                            local=self.on_device)
+                            local=self.on_device, vision=self.vision)
 
     # ------------------------------------------------------------------ the API key
 

@@ -24,6 +24,7 @@ module             what                                                         
 ``channel``        open_channel: messages between the app's tabs (BroadcastChannel)  ChannelBridge
 ``editor``         the Python panel's editor, the URL fragment                      EditorBridge
 ``files``          save text as a download, read a picked file                      FilesBridge
+``images``         images picked, pasted or dropped: checked, resized, data URLs    ImagesBridge
 =================  ===============================================================  =================
 
 Everything converts values across the Pyodide bridge, wraps Python callables for JS (and destroys
@@ -41,6 +42,7 @@ from app.ffi.dom import (
     Node,
     append,
     append_node_text,
+    click,
     confirm,
     copy_text,
     element,
@@ -126,7 +128,7 @@ from app.ffi.storage import (
 __all__ = [
     "ChannelBridge", "open_channel",
     "IN_BROWSER", "fetch_json", "import_module", "load_packages", "to_js", "to_py", "versions",
-    "DomBridge", "Node", "append", "append_node_text", "confirm", "copy_text", "element", "focus", "get_prop",
+    "DomBridge", "Node", "append", "append_node_text", "click", "confirm", "copy_text", "element", "focus", "get_prop",
     "insert_before", "listen", "node", "remove", "render_markdown", "replace_children", "scroll_to_end",
     "set_attr", "set_body_state", "set_hidden", "set_node_attr", "set_node_text", "set_prop", "set_root_attr",
     "set_rows", "set_text", "text_node",

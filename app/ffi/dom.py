@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from app.ffi import _core
 
-__all__ = ["DomBridge", "Node", "append", "append_node_text", "confirm", "copy_text", "element", "focus",
+__all__ = ["DomBridge", "Node", "append", "append_node_text", "confirm", "copy_text", "element", "focus", "click",
            "get_prop", "insert_before", "listen", "node", "remove", "render_markdown", "replace_children",
            "scroll_to_end", "set_attr", "set_body_state", "set_hidden", "set_node_attr", "set_node_text",
            "set_prop", "set_root_attr", "set_rows", "set_text", "text_node"]
@@ -52,6 +52,7 @@ class DomBridge(Protocol):
     def set_prop(self, target: Node, name: str, value: Any) -> None: ...
     def get_prop(self, target: Node, name: str) -> Any: ...
     def focus(self, target: Node) -> None: ...
+    def click(self, target: Node) -> None: ...
     def set_root_attr(self, name: str, value: str | None) -> None: ...
     async def confirm(self, question: str, yes: str = "Delete") -> bool: ...
     def scroll_to_end(self, target: Node, *, only_if_near: int | None = None) -> None: ...
@@ -181,6 +182,12 @@ def get_prop(target: Node, name: str) -> Any:
 
 def focus(target: Node) -> None:
     target._js.focus()
+
+
+def click(target: Node) -> None:
+    """Click ``target`` (e.g. open a file input's picker from a button: call it inside that button's
+    click handler, where the browser still counts the user's gesture)."""
+    target._js.click()
 
 
 def set_root_attr(name: str, value: str | None) -> None:

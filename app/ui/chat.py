@@ -29,6 +29,7 @@ from app.config import Settings
 from app.context import Anchor, Counter, Part, Plan, Rates, full_prompt_tokens, learn_prompt, plan_request
 from app.errors import InvalidRequest, QuotaExceeded, StorageClosed, UsageError
 from app.middleware import redact
+from app.params import MAX_IMAGES_PER_REQUEST, check_image_url
 from app.reasoning import toggles_thinking
 from app.ui.conversations import (
     STATUSES,
@@ -89,6 +90,21 @@ def _stats(stream: Any, first: float | None, last: float | None, pieces: int) ->
 
 
 _running: set[asyncio.Future] = set()
+
+
+def _checked_images(attachments: Any) -> list[dict[str, Any]]:
+    """Attachments as stored with a message, or InvalidRequest (before anything is stored)."""
+    if len(attachments) > MAX_IMAGES_PER_REQUEST:
+        raise InvalidRequest(f"{len(attachments)} images; at most {MAX_IMAGES_PER_REQUEST} per message",
+                             param="attachments")
+    out = []
+    for i, image in enumerate(attachments):
+        if not isinstance(image, dict):
+            raise InvalidRequest(f"attachments[{i}]: must be an image dict", param="attachments")
+        check_image_url(image.get("url"), f"attachments[{i}]")
+        out.append({"url": image["url"], "name": str(image.get("name") or "image"),
+                    "width": int(image.get("width") or 0), "height": int(image.get("height") or 0)})
+    return out
 
 
 def _background(coro: Awaitable[Any]) -> None:
@@ -382,17 +398,20 @@ class ChatState:
 
     # ------------------------------------------------------------------ messages
 
-    async def send(self, text: str) -> Message:
-        """Add a user message to the current conversation (a new one if none) and stream the reply."""
+    async def send(self, text: str, attachments: list[dict[str, Any]] | tuple[dict[str, Any], ...] = ()) -> Message:
+        """Add a user message to the current conversation (a new one if none) and stream the reply.
+        ``attachments``: images, ``{"url": "data:image/...", "name", "width", "height"}`` (what
+        :func:`app.ffi.images.read_chosen_images` gives), checked before anything is stored."""
         text = text.strip()
-        if not text:
+        if not text and not attachments:
             raise InvalidRequest("the message is empty", param="content")
+        images = _checked_images(attachments)
         self._check_idle()
         conv = self.current.peek() or self.new_conversation()
         with batch():
-            conv.messages.set([*conv.messages.peek(), self._message(conv, "user", text)])
+            conv.messages.set([*conv.messages.peek(), self._message(conv, "user", text, images=images)])
             if not conv.titled and len(conv.messages.peek()) == 1:
-                conv.title.set(title_from(text))
+                conv.title.set(title_from(text or ", ".join(i["name"] for i in images)))
         return await self._answer(conv)
 
     async def retry(self, message_id: str) -> Message:
@@ -503,7 +522,7 @@ class ChatState:
                 if stream.backend == "webllm" and stream.accumulator.model:
                     conv.model.set(stream.accumulator.model)
             if reply.status.peek() == "done":
-                self._title_soon(conv, stream.backend, conv.request_messages(system_prompt))
+                self._title_soon(conv, stream.backend, conv.request_messages(system_prompt, images=False))
         except Exception as exc:  # every failure ends this reply with words, never a stuck page
             with batch():
                 # Stored, shown and sent to an embedding host: an endpoint's error may quote the key.
@@ -556,7 +575,7 @@ class ChatState:
             said["summarised"] = int(request.summary.meta.peek().get("summarised") or 0)
         sent = [request.messages[key] for key in plan.sent]
         history = ([{"role": "system", "content": request.system}] if request.system else []) + [
-            {"role": m.role, "content": m.text.peek()} for m in sent]
+            {"role": m.role, "content": m.content()} for m in sent]
         if self._retrieve is not None and history and history[-1]["role"] == "user":
             history = await self._with_passages(history, reply, said)
             if self._stop_requested:
@@ -577,6 +596,8 @@ class ChatState:
         from app.knowledge import Knowledge
 
         question = history[-1]["content"]
+        if isinstance(question, list):  # text and images: the text parts are the question
+            question = " ".join(p.get("text", "") for p in question if p.get("type") == "text")
         if not isinstance(question, str) or not question.strip():
             return history
         try:

@@ -61,10 +61,13 @@ class Message:
     it was created) and ``n`` (its position then) order it among messages written by other tabs."""
 
     def __init__(self, role: str, text: str = "", *, status: str = "done", id: str | None = None,
-                 meta: dict[str, Any] | None = None, at: float = 0.0, n: int = 0, reasoning: str = "") -> None:
+                 meta: dict[str, Any] | None = None, at: float = 0.0, n: int = 0, reasoning: str = "",
+                 images: list[dict[str, Any]] | tuple[dict[str, Any], ...] = ()) -> None:
         self.id = id or new_id()
         self.role = role
         self.text = Signal(text)
+        # Images the user attached: {"url": "data:image/...", "name", "width", "height"}; fixed once sent.
+        self.images: tuple[dict[str, Any], ...] = tuple(dict(i) for i in images)
         self.status = Signal(status)
         self.meta: Signal[dict[str, Any]] = Signal(dict(meta or {}))
         self.reasoning = Signal(reasoning)  # a thinking model's reasoning, shown apart, never sent back
@@ -77,11 +80,20 @@ class Message:
     def order(self) -> tuple[float, int, str]:
         return (self.at, self.n, self.id)
 
+    def content(self) -> str | list[dict[str, Any]]:
+        """What a request sends for this message: its text, or with images OpenAI content parts."""
+        if not self.images:
+            return self.text.peek()
+        return [*({"type": "image_url", "image_url": {"url": i["url"]}} for i in self.images),
+                {"type": "text", "text": self.text.peek()}]
+
     def to_record(self) -> dict[str, Any]:
         record = {"id": self.id, "role": self.role, "content": self.text.peek(), "status": self.status.peek(),
                   "meta": self.meta.peek(), "at": self.at, "n": self.n}
         if self.reasoning.peek():
             record["reasoning"] = self.reasoning.peek()
+        if self.images:
+            record["images"] = [dict(i) for i in self.images]
         return record
 
     def update_from(self, record: dict[str, Any]) -> None:
@@ -101,7 +113,8 @@ class Message:
             status = "interrupted"
         return cls(record["role"], record.get("content") or "", status=status if status in STATUSES else "done",
                    id=record.get("id"), meta=record.get("meta") or {}, at=float(record.get("at") or 0),
-                   n=int(record.get("n") or 0), reasoning=record.get("reasoning") or "")
+                   n=int(record.get("n") or 0), reasoning=record.get("reasoning") or "",
+                   images=record.get("images") or ())
 
     def __repr__(self) -> str:
         return f"Message({self.role!r}, {self.text.peek()[:30]!r}, status={self.status.peek()!r})"
@@ -162,13 +175,13 @@ class Conversation:
         said = f"{SUMMARY_HEADING}\n{summary.text.peek()}"
         return f"{system_prompt}\n\n{said}" if system_prompt else said
 
-    def request_messages(self, system_prompt: str) -> list[dict[str, Any]]:
+    def request_messages(self, system_prompt: str, *, images: bool = True) -> list[dict[str, Any]]:
         """The history in OpenAI form; failed or empty replies are left out, and the messages a summary
-        stands for (its text goes into the system message)."""
+        stands for (its text goes into the system message). ``images=False``: text only (titles)."""
         summary, kept = self.history()
         system = self.system_text(system_prompt, summary)
         out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-        out += [{"role": m.role, "content": m.text.peek()} for m in kept]
+        out += [{"role": m.role, "content": m.content() if images else m.text.peek()} for m in kept]
         return out
 
     def header(self) -> dict[str, Any]:

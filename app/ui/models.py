@@ -70,6 +70,10 @@ class ModelsState:
         self.notice: Signal[str] = Signal("")
         self.shortfall: Signal[InsufficientStorage | None] = Signal(None)
         self.visible = Computed(self._search)
+        self.benchmarking: Signal[str | None] = Signal(None)  # the model being benchmarked
+        self.bench_said: Signal[str] = Signal("")
+        # This device's benchmark results, fastest decode first (app.benchmark.table rows).
+        self.bench_rows = Computed(self._bench_rows)
         self._statuses: dict[str, Signal[ModelStatus]] = {}
         # A load started anywhere (the chat's first send, this panel) reports through the session.
         self.stop_listening = session.on_event(self._on_event)
@@ -92,6 +96,34 @@ class ModelsState:
             sig.set(ModelStatus(model_id, state, sig.peek().bytes_stored, sig.peek().bytes_total,
                                 load_progress=None if state == "loaded" else progress,
                                 load_text="" if state == "loaded" else str(event.get("text") or "")))
+
+    def _bench_rows(self) -> list[dict[str, Any]]:
+        from app.benchmark import table
+
+        device = self.session.device()
+        return table([r for (d, _m), r in self.session.benchmarks.get().items() if d == device])
+
+    async def benchmark(self, model_id: str) -> Any:
+        """Load ``model_id`` and measure it (session.benchmark); the result joins the table, a
+        refusal or failure is said. None when it did not run."""
+        self.catalog.get(model_id)
+        if self.benchmarking.peek() is not None:
+            self.bench_said.set(f"Wait: {self.benchmarking.peek()} is being measured.")
+            return None
+        with batch():
+            self.benchmarking.set(model_id)
+            self.bench_said.set(f"Measuring {model_id}: loading it, then two prompts…")
+        try:
+            result = await self.session.benchmark(model_id)
+        except AppError as exc:
+            self.bench_said.set(f"{model_id} was not measured: {type(exc).__name__}: {exc}")
+            return None
+        finally:
+            self.benchmarking.set(None)
+            await self.refresh(model_id, *self._statuses)
+        decode = f"{result.decode_tps:g} tokens/s" if result.decode_tps is not None else "no decode rate"
+        self.bench_said.set(f"{model_id}: {decode} to write, first token after {result.ttft_ms:g} ms.")
+        return result
 
     def _search(self) -> list[Any]:
         self.revision.get()

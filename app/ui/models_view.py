@@ -64,7 +64,7 @@ class ModelsView:
         n = ffi.node
         self.detail, self.name, self.badges, self.facts = n("model-detail"), n("model-name"), n("model-badges"), n("model-facts")
         self.progress, self.bar, self.progress_text = n("model-progress"), n("model-progress-bar"), n("model-progress-text")
-        self.buttons = {a: n(f"model-{a}") for a in ("download", "cancel", "use", "delete")}
+        self.buttons = {a: n(f"model-{a}") for a in ("download", "cancel", "use", "delete", "benchmark")}
         self.notice, self.shortfall = n("model-notice"), n("model-shortfall")
         s = self.scope
         s.effect(self._sync_rows)
@@ -74,6 +74,7 @@ class ModelsView:
         s.effect(self._show_notice)
         s.effect(self._show_shortfall)
         s.effect(self._show_storage)
+        s.effect(self._show_benchmarks)
         s.add(ffi.listen(self.root, "click", self._on_click))
         s.add(ffi.listen(n("model-search"), "input", lambda f: state.query.set(f.get("value") or "")))
         s.add(ffi.listen(n("model-sort"), "change", lambda f: state.sort.set(f.get("value") or "name")))
@@ -159,6 +160,9 @@ class ModelsView:
         ffi.set_prop(use, "disabled", in_use)
         ffi.set_node_text(use, "In use" if in_use else "Use for chat")
         ffi.set_prop(self.buttons["delete"], "hidden", busy or not (s.bytes_stored or complete))
+        bench = self.buttons["benchmark"]
+        ffi.set_prop(bench, "hidden", busy or not complete)
+        ffi.set_prop(bench, "disabled", self.state.benchmarking.get() is not None)
 
     def _show_notice(self) -> None:
         text = self.state.notice.get()
@@ -218,6 +222,28 @@ class ModelsView:
         ffi.replace_children(ffi.node("storage-list"), *items)
         ffi.set_prop(ffi.node("evict-lru"), "hidden", len(view.models) < 1)
 
+    # ------------------------------------------------------------------ benchmarks
+
+    def _show_benchmarks(self) -> None:
+        ffi.set_node_text(ffi.node("bench-said"), self.state.bench_said.get())
+        rows = self.state.bench_rows.get()
+        ffi.set_prop(ffi.node("bench-table"), "hidden", not rows)
+        fastest = max((r["decode_tps"] or 0 for r in rows), default=0) or 1
+        items = []
+        for r in rows:
+            decode = r["decode_tps"]
+            # The chart: one bar per model, its decode rate against the fastest one's.
+            bar = ffi.element("meter", attrs={"min": "0", "max": str(fastest), "value": str(decode or 0),
+                                              "aria-label": f"{r['model']}: decode speed"})
+            cell = ffi.element("td", attrs={"class": "rate"})
+            ffi.append(cell, ffi.text_node(f"{decode:g} t/s " if decode is not None else "– "), bar)
+            item = ffi.element("tr", attrs={"data-id": r["model"]})
+            load = f"{r['load_s']:.1f} s" if r["load_s"] is not None else "–"
+            ffi.append(item, ffi.element("th", r["model"], attrs={"scope": "row"}), ffi.element("td", load),
+                       ffi.element("td", f"{r['ttft_ms']:g} ms"), ffi.element("td", f"{r['prefill_tps']:g} t/s"), cell)
+            items.append(item)
+        ffi.replace_children(ffi.node("bench-rows"), *items)
+
     # ------------------------------------------------------------------ events
 
     def _on_click(self, facts: dict[str, Any]) -> bool:
@@ -236,7 +262,8 @@ class ModelsView:
         state = self.state
         return {"select": lambda i: spawn(state.select(i)), "download": lambda i: spawn(state.download(i)),
                 "cancel": state.cancel, "use": lambda i: spawn(state.use(i)),
-                "delete": self._delete, "free": self._delete, "remove": self._remove}
+                "delete": self._delete, "free": self._delete, "remove": self._remove,
+                "benchmark": lambda i: spawn(state.benchmark(i))}
 
     @property
     def _panel(self) -> dict[str, Any]:

@@ -120,6 +120,7 @@ async def mount_models(session: Session) -> Any:
     from app.ui.models_view import ModelsView
 
     state = ModelsState(session, await session.models())
+    await session.load_benchmarks()  # this device's earlier results, for the table
     state.view = ModelsView(state)  # type: ignore[attr-defined]
     models = state
     await state.refresh()

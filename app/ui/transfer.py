@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from app.errors import InvalidRequest
+from app.params import MAX_IMAGES_PER_REQUEST, check_image_url
 from app.ui.conversations import ROLES, STATUSES, Conversation
 
 FORMAT = "py-chat-conversations"
@@ -48,7 +49,8 @@ def export_markdown(convs: list[Conversation]) -> str:
             name = ROLE_NAMES.get(m.role, m.role)
             if m.role == "summary":
                 name = f"Summary of {m.meta.peek().get('summarised')} earlier messages"
-            parts.append(f"## {name}{note}\n\n{m.text.peek().strip()}\n")
+            shown = "".join(f"*[image: {i['name']}, {i['width']}x{i['height']}]*\n\n" for i in m.images)
+            parts.append(f"## {name}{note}\n\n{shown}{m.text.peek().strip()}\n")
     return "\n".join(parts)
 
 
@@ -89,7 +91,7 @@ def _unique_ids(records: list[dict[str, Any]], path: str) -> list[dict[str, Any]
 def _message(record: Any, path: str) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise _fail(path, "must be an object")
-    known = {"id", "role", "content", "status", "meta", "at", "n", "reasoning"}
+    known = {"id", "role", "content", "status", "meta", "at", "n", "reasoning", "images"}
     extra = sorted(set(record) - known)
     if extra:
         raise _fail(f"{path}.{extra[0]}", "is not a field of a message")
@@ -115,7 +117,35 @@ def _message(record: Any, path: str) -> dict[str, Any]:
                "meta": meta, "at": _number(record.get("at", 0), f"{path}.at"), "n": n}
     if "reasoning" in record:
         checked["reasoning"] = _text(record["reasoning"], f"{path}.reasoning", MAX_TEXT)
+    if "images" in record:
+        checked["images"] = _images(record["images"], f"{path}.images", role)
     return checked
+
+
+def _images(value: Any, path: str, role: str) -> list[dict[str, Any]]:
+    """A user message's images as stored: inline data URLs of an allowed type, with name and size."""
+    if role != "user":
+        raise _fail(path, "only your own messages carry images")
+    if not isinstance(value, list) or len(value) > MAX_IMAGES_PER_REQUEST:
+        raise _fail(path, f"must be a list of at most {MAX_IMAGES_PER_REQUEST} images")
+    out = []
+    for i, image in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(image, dict) or set(image) - {"url", "name", "width", "height"}:
+            raise _fail(where, "must be {\"url\", \"name\", \"width\", \"height\"}")
+        url = image.get("url")
+        if not isinstance(url, str) or not url.startswith("data:"):
+            raise _fail(f"{where}.url", "must be an inline data:image/... URL")
+        try:
+            check_image_url(url, where)
+        except InvalidRequest as exc:
+            raise _fail(f"{where}.url", str(exc).split(": ", 1)[-1]) from None
+        size = [image.get("width", 0), image.get("height", 0)]
+        if any(isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 100_000 for n in size):
+            raise _fail(where, "width and height must be whole numbers of pixels")
+        out.append({"url": url, "name": _text(image.get("name", "image"), f"{where}.name", MAX_TITLE),
+                    "width": size[0], "height": size[1]})
+    return out
 
 
 def _conversation(record: Any, path: str) -> dict[str, Any]:

@@ -150,6 +150,8 @@ class MessageView:
             ffi.append(self.root, ffi.element("p", ROLE_LABEL.get(role, role), attrs={"class": "role"}))
             if role == "assistant":
                 self._reasoning_view()
+            if message.images:
+                ffi.append(self.root, thumbnails(message.images, "images", "Images sent"))
             ffi.append(self.root, self.body)
             if role == "assistant":
                 self._sources_view()
@@ -271,6 +273,28 @@ class MessageView:
         ffi.remove(self.root)
 
 
+def thumbnails(images: Any, css: str, label: str) -> ffi.Node:
+    """A list of images (data URLs, checked when attached or imported) as <img> thumbnails."""
+    box = ffi.element("ul", attrs={"class": css, "aria-label": label})
+    ffi.append(box, *thumbnail_items(images))
+    return box
+
+
+def thumbnail_items(images: Any, *, removable: bool = False) -> list[ffi.Node]:
+    items = []
+    for i, image in enumerate(images):
+        name = image.get("name") or "image"
+        item = ffi.element("li")
+        ffi.append(item, ffi.element("img", attrs={"src": image["url"], "alt": name,
+                                                   "width": str(image.get("width") or 1),
+                                                   "height": str(image.get("height") or 1)}))
+        if removable:
+            ffi.append(item, ffi.element("button", "Remove", attrs={
+                "type": "button", "data-action": "unattach", "data-id": str(i), "aria-label": f"Remove {name}"}))
+        items.append(item)
+    return items
+
+
 def _button(label: str, action: str, title: str) -> ffi.Node:
     return ffi.element("button", label, attrs={"type": "button", "data-action": action, "aria-label": title,
                                                "title": title})
@@ -316,6 +340,7 @@ class ChatView:
         s.add(self._stop_counting)
         self._show_starters()
         s.add(ffi.listen(self.empty, "click", self._on_starter))
+        self._attach_images()
         ffi.set_prop(self.prompt, "disabled", False)
         ffi.set_prop(self.send_button, "disabled", False)
 
@@ -469,12 +494,103 @@ class ChatView:
 
     def _send(self) -> None:
         text = str(ffi.get_prop(self.prompt, "value") or "")
-        if not text.strip() or self.chat.streaming.peek() is not None:
+        waiting = self.attachments.images.peek()
+        if not (text.strip() or waiting) or self.chat.streaming.peek() is not None:
             return
         ffi.set_prop(self.prompt, "value", "")
         self._stop_counting()
         self.chat.draft.set("")
-        spawn(self.chat.send(text))
+        spawn(self._send_now(text, self.attachments.take()))
+
+    async def _send_now(self, text: str, images: list[dict[str, Any]]) -> None:
+        from app.errors import InvalidRequest
+
+        try:
+            await self.chat.send(text, images)
+        except InvalidRequest as exc:  # refused before anything was stored: the draft comes back
+            ffi.set_prop(self.prompt, "value", text)
+            self.attachments.images.set(tuple(images))
+            self.attachments.said.set(str(exc))
+
+    # ------------------------------------------------------------------ images
+
+    def _attach_images(self) -> None:
+        """The Image button, paste and drop onto the composer (app/ui/attachments.py holds the state)."""
+        from app.ui.attachments import Attachments
+
+        session, s = self.session, self.scope
+        self.attachments = Attachments(support=session.image_support, switch=session.use_model)
+        self.attach_file = ffi.node("attach-file")
+        attach = ffi.node("attach")
+        s.add(ffi.listen(attach, "click", self._on_attach))
+        for event in ("pointerenter", "focus"):  # ask the catalog before the click needs it
+            s.add(ffi.listen(attach, event, lambda _f: spawn(self.attachments.check()) and False))
+        s.add(ffi.listen(self.attach_file, "change", lambda _f: spawn(self._read_chosen()) and False))
+        s.add(ffi.listen(ffi.node("attachments"), "click", self._on_attachments_click))
+        s.add(ffi.listen(ffi.node("attach-switch"), "click",
+                         lambda _f: spawn(self.attachments.switch_offered()) and False))
+        s.effect(self._show_attachments)
+        s.effect(self._show_attach_said)
+        s.effect(self._forget_support)
+        spawn(self._watch_drops())
+
+    def _forget_support(self) -> None:
+        """Another model, endpoint or GPU: whether images can be seen is asked again."""
+        self.session.model.get(), self.session.cloud.get(), self.session.gpu.get()
+        self.attachments.forget()
+
+    async def _watch_drops(self) -> None:
+        from app.ffi import images
+
+        remove = await images.watch_images(ffi.node("composer"), lambda found: spawn(self.attachments.add(found)))
+        self.scope.add(remove)
+
+    async def _read_chosen(self) -> None:
+        from app.ffi import images
+
+        await self.attachments.add(await images.read_chosen_images(self.attach_file))
+
+    def _on_attach(self, _facts: dict[str, Any]) -> bool:
+        """Open the file picker for a model that sees images (inside the click: the browser requires
+        the user's gesture); otherwise say which models can."""
+        known = self.attachments.known
+        if known is not None:
+            if known.get("sees"):
+                ffi.click(self.attach_file)
+            else:
+                self.attachments.explain(known)
+            return True
+
+        async def first_time() -> None:
+            support = await self.attachments.check()
+            if support.get("sees"):
+                ffi.click(self.attach_file)
+            else:
+                self.attachments.explain(support)
+
+        spawn(first_time())
+        return True
+
+    def _on_attachments_click(self, facts: dict[str, Any]) -> bool:
+        if facts.get("action") != "unattach" or facts.get("id") is None:
+            return False
+        self.attachments.remove(int(facts["id"]))
+        ffi.focus(self.prompt)
+        return True
+
+    def _show_attachments(self) -> None:
+        images = self.attachments.images.get()
+        box = ffi.node("attachments")
+        ffi.replace_children(box, *thumbnail_items(images, removable=True))
+        ffi.set_prop(box, "hidden", not images)
+
+    def _show_attach_said(self) -> None:
+        said, offer = self.attachments.said.get(), self.attachments.offer.get()
+        ffi.set_node_text(ffi.node("attach-said"), said)
+        button = ffi.node("attach-switch")
+        ffi.set_node_text(button, f"Switch to {offer}" if offer else "")
+        ffi.set_prop(button, "hidden", not offer)
+        ffi.set_prop(ffi.node("attach-why"), "hidden", not said)
 
     def _on_log_click(self, facts: dict[str, Any]) -> bool:
         action, message_id = facts.get("action"), facts.get("id")

@@ -18,7 +18,7 @@ from tests.browser.double import CHAT_MODEL, CHROME_AI, OVERLAY, app_config
 from tests.unit.backends.test_chrome_ai import FakePromptApi
 from tests.unit.backends.test_openai_compat import FakeHttp
 from tests.unit.conftest import run
-from tests.unit.fakes import FakeChannels, FakeEngineApi
+from tests.unit.fakes import FakeChannels, FakeEngineApi, FakeImages, make_png
 from tests.unit.models.fake_store import FakeStoreApi
 
 
@@ -222,3 +222,28 @@ def test_channel_bridge(page, site):
     real, fake = both(page, CHANNEL, "channel", FakeChannels())
     assert real == fake == {"one": [{"n": 2}], "two": [{"n": 1, "text": "é", "none": None}], "other": []}
     watch.assert_clean()
+
+
+IMAGES = SCENARIO_HEAD + '''
+async def scenario(api, png, bmp):
+    return {"resized": await api.prepare_image_url(png, "wide.png", 2),
+            "kept": await api.prepare_image_url(png, "wide.png"),
+            "bmp": await api.prepare_image_url(bmp, "old.bmp"),
+            "broken": await api.prepare_image_url("data:image/png;base64,iVBORw0KGgo=", "broken.png")}
+'''
+
+
+def test_images_bridge(page, site):
+    import base64
+
+    open_app(page, site)
+    png = "data:image/png;base64," + base64.b64encode(make_png(4, 2)).decode()
+    real, fake = both(page, IMAGES, "images", FakeImages(), png, "data:image/bmp;base64,Qk0=")
+    assert shape(real) == shape(fake)
+    for key in ("resized", "kept"):  # the page re-encodes the pixels; size, type and name agree
+        assert {k: v for k, v in real[key].items() if k != "url"} == {k: v for k, v in fake[key].items() if k != "url"}
+        assert real[key]["url"].startswith("data:image/png;base64,")
+    assert (real["resized"]["width"], real["resized"]["height"]) == (2, 1)
+    assert (real["kept"]["width"], real["kept"]["height"]) == (4, 2)
+    assert real["bmp"] == fake["bmp"] and "PNG, JPEG, WebP and GIF" in real["bmp"]["error"]
+    assert real["broken"] == fake["broken"] and "could not be read as an image" in real["broken"]["error"]

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import PagePython
+from tests.browser.conftest import READY_TIMEOUT_MS, PagePython
 from tests.browser.double import CHAT_MODEL, TOOLS_MODEL
-from tests.browser.ui_helpers import open_chat, ui_site
+from tests.browser.test_ui_models import open_models, pick
+from tests.browser.ui_helpers import close_sheet, open_chat, shot, ui_site
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +57,28 @@ from app import session
 [(device, model) for device, model in await session.current.load_benchmarks()]
 """)
     assert kept == [[result["device"], CHAT_MODEL]]
+
+
+def test_benchmark_from_the_models_sheet_fills_the_table_and_the_chat_goes_on(page, bench_site):
+    open_chat(page, bench_site)
+    open_models(page)
+    pick(page, TOOLS_MODEL)
+    assert page.is_hidden("#model-benchmark")  # only a downloaded model can be measured
+    page.click("#model-download")
+    page.locator("#model-detail[data-state=downloaded]").wait_for(timeout=READY_TIMEOUT_MS)
+    page.click("#model-benchmark")
+    page.locator("#bench-said", has_text="tokens/s to write").wait_for(timeout=READY_TIMEOUT_MS)
+    assert page.inner_text("#bench-said").startswith(f"{TOOLS_MODEL}: ")
+    row = page.locator(f"#bench-rows tr[data-id='{TOOLS_MODEL}']")
+    cells = row.locator("td").all_inner_texts()
+    assert cells[0].endswith(" s") and cells[1].endswith(" ms") and cells[2].endswith(" t/s")
+    assert float(cells[3].split()[0]) > 0  # decode rate
+    assert row.locator("meter").get_attribute("value") == row.locator("meter").get_attribute("max")  # the only row: fastest
+    page.locator("#benchmarks").scroll_into_view_if_needed()
+    shot(page, "benchmark-table")
+    # The chat's own model comes back with the next message.
+    close_sheet(page, "models")
+    page.fill("#prompt", "still there?")
+    page.press("#prompt", "Enter")
+    page.locator("#messages .msg-assistant[data-status=done]").wait_for(timeout=READY_TIMEOUT_MS)
+    assert CHAT_MODEL in page.inner_text("#messages .msg-assistant .meta")

@@ -245,9 +245,10 @@ def test_a_real_model_keeps_answering_past_its_window_leaving_turns_out(launch_c
     answers(page).nth(5).and_(page.locator("[data-status=done]")).wait_for(timeout=120_000)
     counted = server_prompt_tokens(llama, sent[-1])
     print(f"llama.cpp: meter {shown} / server prompt_tokens {counted}")
-    # Without usage the meter is the safe estimate: never less than the server counts, and the request
-    # it planned fits the window by the server's own count.
-    assert counted <= shown <= 250 and counted <= 250
+    # Without usage the meter is an estimate ("~"): close to the server's count (its chat template adds
+    # a default system prompt the page cannot see), and the request it planned fits the window by the
+    # server's own count.
+    assert abs(shown - counted) <= 0.15 * counted and shown <= 250 and counted <= 250
     w.assert_clean()
 
 

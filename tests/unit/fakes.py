@@ -50,6 +50,7 @@ LLAMA = "Llama-3.2-1B-Instruct-q4f32_1-MLC"
 QWEN_F16 = "Qwen2.5-0.5B-Instruct-q4f16_1-MLC"
 PHI_1K = "Phi-3.5-mini-instruct-q4f32_1-MLC-1k"
 HERMES = "Hermes-3-Llama-3.1-8B-q4f32_1-MLC"
+PHI_VISION = "Phi-3.5-vision-instruct-q4f32_1-MLC"  # model_type 2 (VLM)
 
 
 def _record(model_id: str, hf_name: str, lib: str, vram: float, context: int, low: bool) -> dict[str, Any]:
@@ -65,6 +66,8 @@ MODEL_LIST = [
     _record(PHI_1K, "Phi-3.5-mini-instruct-q4f32_1-MLC", "Phi-3.5-mini-instruct-q4f32_1_cs1k-webgpu.wasm",
             3179.12, 1024, True),
     _record(HERMES, HERMES, "Llama-3_1-8B-Instruct-q4f32_1_cs1k-webgpu.wasm", 5779.27, 4096, False),
+    {**_record(PHI_VISION, PHI_VISION, "Phi-3.5-vision-instruct-q4f32_1-ctx4k_cs2k-webgpu.wasm", 5879.84, 4096,
+               True), "model_type": 2},
 ]
 FUNCTION_CALLING_IDS = [HERMES]
 
@@ -320,7 +323,21 @@ class FakeEngineApi:
             raise from_engine_message(
                 f"UnsupportedModelIdError: {model} is not supported for ChatCompletionRequest.tools. Currently, "
                 f"models that support function calling are: {', '.join(self.function_calling_ids)}")
+        vlm = any(r["model_id"] == model and r.get("model_type") == 2 for r in self.model_list)
         for m in request["messages"]:
+            if m["role"] == "user" and not isinstance(m.get("content"), str):
+                if not vlm:
+                    raise from_engine_message(
+                        "UserMessageContentErrorForNonVLM: The model loaded is not of type ModelType.VLM "
+                        f"(vision-language model). Loaded modelId: {model}")
+                if sum(p.get("type") == "text" for p in m["content"]) > 1:
+                    raise from_engine_message("MultipleTextContentError: Each message can have at most one "
+                                              "text contentPart, but received more than 1.")
+                for part in m["content"]:
+                    url = part.get("image_url", {}).get("url", "") if part.get("type") == "image_url" else None
+                    if url is not None and not (url.startswith("data:image") or url.startswith("http")):
+                        raise from_engine_message(f"UnsupportedImageURLError: image_url.url should start with "
+                                                  f"\"data:image\" for base64, or with \"http\", but got: {url}")
             if m["role"] == "assistant" and not isinstance(m.get("content"), str):
                 raise from_engine_message("ContentTypeError: assistant's content must be a string")
         schema = (request.get("response_format") or {}).get("schema")
@@ -487,3 +504,68 @@ class FakeChannels:
                 members.remove(me)
 
         return post, close
+
+
+class FakeImages:
+    """``app.ffi.images`` under CPython: ``picked`` is what the next file pick gives; ``drop(files)``
+    plays a paste or drop onto the watched target. Images are "resized" by arithmetic only (the URL is
+    kept), reading a PNG's size from its header as the page would from the decoded image."""
+
+    TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
+
+    def __init__(self, picked: list[dict[str, Any]] | None = None) -> None:
+        self.picked = list(picked or [])
+        self.handlers: list[Callable[[list[dict[str, Any]]], None]] = []
+
+    async def read_chosen_images(self, file_input: Any, max_side: int = 1344,
+                                 max_bytes: int = 20 * 1024 * 1024) -> list[dict[str, Any]]:
+        await _bridge_crossing()
+        picked, self.picked = self.picked, []
+        return picked
+
+    async def watch_images(self, target: Any, handler: Callable[[list[dict[str, Any]]], None],
+                           max_side: int = 1344, max_bytes: int = 20 * 1024 * 1024) -> Callable[[], None]:
+        await _bridge_crossing()
+        self.handlers.append(handler)
+        return lambda: self.handlers.remove(handler) if handler in self.handlers else None
+
+    def drop(self, images: list[dict[str, Any]]) -> None:
+        for handler in list(self.handlers):
+            handler(images)
+
+    async def prepare_image_url(self, url: str, name: str = "image", max_side: int = 1344,
+                                max_bytes: int = 20 * 1024 * 1024) -> dict[str, Any]:
+        import base64
+        import struct
+
+        await _bridge_crossing()
+        head, _, payload = url.partition(",")
+        kind = head[5:].split(";")[0]
+        if not head.startswith("data:") or not head.endswith(";base64"):
+            return {"name": name, "error": f"{name} is not a base64 data: URL"}
+        if kind not in self.TYPES:
+            return {"name": name, "error": f"{name} is {kind or 'not an image'}; PNG, JPEG, WebP and GIF images "
+                                          "can be attached"}
+        data = base64.b64decode(payload)
+        if len(data) > max_bytes:
+            return {"name": name, "error": f"{name} is too large"}
+        if kind != "image/png" or data[12:16] != b"IHDR":
+            return {"name": name, "error": f"{name} could not be read as an image (damaged, or not what its name "
+                                          "says)"}
+        width, height = struct.unpack(">II", data[16:24])
+        scale = min(1.0, max_side / max(width, height))
+        return {"name": name, "type": "image/png", "width": max(1, round(width * scale)),
+                "height": max(1, round(height * scale)), "url": url}
+
+
+def make_png(width: int, height: int, rgb: tuple[int, int, int] = (200, 60, 40)) -> bytes:
+    """A real PNG of one colour (what tests attach; any browser decodes it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from app.ffi import _reader, channel, dom, engine, http, page, prompt_api, storage
+from app.ffi import _reader, channel, dom, engine, http, images, page, prompt_api, storage
 from app.models.catalog import CatalogBridge
 from tests.unit.backends.test_chrome_ai import FakePromptApi, FakePromptStream, FakeSession
 from tests.unit.backends.test_openai_compat import ANSWER, FakeHttp
-from tests.unit.fakes import FakeChannels, FakeChunkIterator, FakeEngineApi, FakeEngineHandle
+from tests.unit.fakes import FakeChannels, FakeChunkIterator, FakeEngineApi, FakeEngineHandle, FakeImages
 from tests.unit.models.fake_store import FakeFileDownload, FakeStoreApi
 
 
@@ -61,6 +61,7 @@ BRIDGES = [
     (http.HttpBridge, http, FakeHttp(ANSWER)),
     (prompt_api.PromptApiBridge, prompt_api, FakePromptApi()),
     (channel.ChannelBridge, channel, FakeChannels()),
+    (images.ImagesBridge, images, FakeImages()),
 ]
 
 
@@ -109,7 +110,7 @@ def test_every_public_function_of_a_bridge_is_in_its_protocol():
     for module, protocols in ((engine, [engine.EngineBridge]),
                               (storage, [storage.StorageBridge, storage.StorageEvents]),
                               (http, [http.HttpBridge]), (prompt_api, [prompt_api.PromptApiBridge]),
-                              (dom, [dom.DomBridge]), (page, [page.PageBridge])):
+                              (dom, [dom.DomBridge]), (page, [page.PageBridge]), (images, [images.ImagesBridge])):
         declared = set().union(*(members(p) for p in protocols))
         public = {name for name in module.__all__ if callable(getattr(module, name))
                   and not getattr(getattr(module, name), "_is_protocol", False)}

@@ -189,8 +189,46 @@ def test_text_content_parts_become_a_string_and_images_are_kept():
     texts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
     req = build(messages=[{"role": "user", "content": texts}])
     assert req.messages[0]["content"] == "a\nb"
-    parts = [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "data:x"}}]
-    assert build(messages=[{"role": "user", "content": parts}]).messages[0]["content"] == parts
+    image = {"type": "image_url", "image_url": {"url": PNG}}
+    parts = [{"type": "text", "text": "what is"}, image, {"type": "text", "text": "this"}]
+    req = build(messages=[{"role": "user", "content": parts}])
+    # web-llm takes one text part per message: the images first, then the text joined
+    assert req.messages[0]["content"] == [image, {"type": "text", "text": "what is\nthis"}]
+    assert req.images == 1 and build(messages=[{"role": "user", "content": "x"}]).images == 0
+
+
+PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+
+
+def _with(url, role="user", **extra):
+    return [{"role": role, "content": [{"type": "image_url", "image_url": {"url": url, **extra}},
+                                       {"type": "text", "text": "look"}]}, {"role": "user", "content": "ok"}]
+
+
+@pytest.mark.parametrize(("url", "role", "extra", "says"), [
+    ("data:image/bmp;base64,Qk0=", "user", {}, "with type image/png"),
+    ("data:image/png,rawbytes", "user", {}, "with type image/png"),
+    ("data:image/png;base64,!!notbase64!!", "user", {}, "not valid base64"),
+    ("data:image/jpeg;base64,iVBORw0KGgoAAAANSUhEUg==", "user", {}, "not a image/jpeg image"),
+    ("http://example.com/cat.png", "user", {}, "an https URL"),
+    ("file:///etc/passwd", "user", {}, "an https URL"),
+    (PNG, "system", {}, "only allowed in user messages"),
+    (PNG, "user", {"detail": "ultra"}, "'auto', 'low' or 'high'"),
+    ("data:image/png;base64," + "A" * (28 * 1024 * 1024), "user", {}, "at most 20 MiB"),
+])
+def test_bad_images_are_refused_with_a_clear_message(url, role, extra, says):
+    with pytest.raises(InvalidRequest, match=says):
+        build(messages=_with(url, role, **extra))
+
+
+def test_image_urls_that_are_accepted_and_the_count_limit():
+    for url in (PNG, "https://example.com/cat.png", "http://127.0.0.1:8000/static/cat.png"):
+        assert build(messages=_with(url)).images == 1
+    assert build(messages=_with(PNG, detail="low")).messages[0]["content"][0] == {
+        "type": "image_url", "image_url": {"url": PNG}}  # web-llm refuses detail: dropped
+    many = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": PNG}}] * 9}]
+    with pytest.raises(InvalidRequest, match="9 images; at most 8"):
+        build(messages=many)
 
 
 def test_the_same_history_normalises_identically_and_inputs_are_not_changed():

@@ -13,6 +13,7 @@ from app.errors import (
     RateLimited,
     ServerError,
     UsageError,
+    VisionUnavailable,
 )
 from app.ir import ChatCompletion, ChatCompletionChunk, Choice, ChatCompletionMessage, ChoiceDelta, ChunkChoice
 from app.router import CircuitBreaker, Route, Router
@@ -32,8 +33,10 @@ class Clock:
 class Fake:
     """A scripted backend: ``script`` holds exceptions to raise (in order) before answering."""
 
-    def __init__(self, name, *, local=False, max_context=None, script=(), loaded="m", chunks=("a", "b")):
+    def __init__(self, name, *, local=False, max_context=None, script=(), loaded="m", chunks=("a", "b"),
+                 vision=False):
         self.name = name
+        self.vision = vision
         self.local = local
         self.max_context = max_context
         self.script = list(script)
@@ -42,7 +45,7 @@ class Fake:
         self.calls = 0
 
     def capabilities(self, model):
-        return Capabilities(local=self.local, max_context=self.max_context, tools="native")
+        return Capabilities(local=self.local, max_context=self.max_context, tools="native", vision=self.vision)
 
     async def complete(self, request):
         self.calls += 1
@@ -326,3 +329,30 @@ def test_back_online_retries_cloud_circuits_at_once_but_not_rate_limited_ones():
     router.connectivity_changed(True)
     assert [r.breaker.state for r in router.routes] == ["half-open", "open", "open"]
     assert ask(router).backend == "cloud" and router.online_events == 2
+
+
+PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+WITH_IMAGE = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": PNG}},
+                                           {"type": "text", "text": "what is this?"}]}]
+
+
+def test_an_image_goes_only_to_a_backend_that_sees_images():
+    text_only, sees = Fake("text", local=True), Fake("vision", vision=True)
+    router = Router([Route(text_only), Route(sees, priority=1)])
+    reply = run(Client(router).chat.completions.create(messages=WITH_IMAGE))
+    assert reply.backend == "vision" and text_only.calls == 0
+    assert ask(router).backend == "text"  # text still goes by priority
+
+
+def test_no_backend_that_sees_images_is_a_typed_error_that_says_why():
+    text_only = Fake("webllm", local=True)
+    with pytest.raises(VisionUnavailable, match="cannot see images") as info:
+        run(Client(Router([Route(text_only)])).chat.completions.create(model="Llama-1B", messages=WITH_IMAGE))
+    assert text_only.calls == 0 and info.value.attempts == ("webllm: cannot see images (Llama-1B is text-only)",)
+    with pytest.raises(VisionUnavailable):  # streaming says the same before anything runs
+        async def first():
+            stream = await Client(Router([Route(text_only)])).chat.completions.create(messages=WITH_IMAGE, stream=True)
+            async for _chunk in stream:
+                pass
+        run(first())
+    assert text_only.calls == 0

@@ -68,6 +68,12 @@ class Catalog:
         if model_id.startswith("unknown"):
             raise UsageError(f"no model {model_id}")
 
+    def all(self):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(id="M", record={}), SimpleNamespace(id="V", record={"model_type": 2}),
+                SimpleNamespace(id="A-q4f16_1", record={"model_id": "A-q4f16_1", "model_type": 2})]
+
 
 def session(config, gpu, *, local=None, cloud=None, chrome=None, version=None, sleeps=None):
     made = {}
@@ -367,3 +373,17 @@ def test_a_benchmark_loads_the_downloaded_model_runs_the_prompts_and_keeps_the_r
     assert result.load_s is not None and [p.name for p in result.prompts] == ["one"]
     assert kept == {("Test GPU", "B"): result}  # the next visit shows it
     assert s.model.peek() == "M"  # the chat's choice is unchanged: its next message loads M again
+
+
+def test_images_are_seen_by_a_vlm_record_or_an_endpoint_that_declares_vision():
+    class SeeingCloud(Cloud):
+        def capabilities(self, model):
+            return Capabilities(tools="native", local=False, vision=True)
+
+    s, _ = session(PageConfig(model="M"), GPU)  # a GPU without shader-f16: the f32 model is offered first
+    assert run(s.image_support()) == {"sees": False, "by": None, "vision_models": ["V", "A-q4f16_1"]}
+    s.model.set("V")
+    assert run(s.image_support())["sees"] and run(s.image_support())["by"] == "V"
+    s, _ = session(PageConfig(model="M", cloud=CloudConfig("https://x.test/v1", "gpt", "k", "x")), GPU,
+                   cloud=SeeingCloud("openai"))
+    assert run(s.image_support())["by"] == "openai"

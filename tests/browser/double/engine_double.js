@@ -53,6 +53,9 @@
 //                          first tool whose name occurs in the last message (else the first tool),
 //                          arguments built from its parameters schema. web-llm parses it into
 //                          tool_calls itself.
+//   images (a model_type 2 record)  each image of the last message is decoded and the reply ends with
+//                          " [image WxH]" per image (16 prompt tokens each); a text-only model throws
+//                          CannotFindImageEmbedError, though web-llm's own check refuses such a request first
 //   extra_body.enable_thinking=false  the reply starts with web-llm's empty <think> block.
 //   logprobs + top_logprobs>0  one entry per token (logprob -0.5, alternatives "<alt1>"...).
 //
@@ -160,6 +163,15 @@ const words = (text) => text.match(/\s*\S+\s*/g) ?? [];
 const countWords = (text) => (text.match(/\S+/g) ?? []).length;
 const jsonTokens = (text) => text.match(/"(?:[^"\\]|\\.)*"|[{}[\]:,]|[^"{}[\]:,]+/g) ?? [];
 
+// web-llm's getImageDataFromURL up to the decode: [width, height] of the image at `url`.
+async function decodedSize(url) {
+  const response = await fetch(url, { mode: "cors" });
+  const bitmap = await createImageBitmap(await response.blob());
+  const size = [bitmap.width, bitmap.height];
+  bitmap.close();
+  return size;
+}
+
 function textOf(content) {
   if (typeof content === "string") return content;
   if (Array.isArray(content)) return content.filter((p) => p.type === "text").map((p) => p.text).join(" ");
@@ -248,8 +260,9 @@ const emptyConversation = () => ({
 });
 
 class FakePipeline {
-  constructor(engine, modelId, config) {
+  constructor(engine, modelId, config, vision = false) {
     this.engine = engine;
+    this.vision = vision;  // a VLM record (model_type 2): the real pipeline then has an image_embed kernel
     this.modelId = modelId;
     this.config = config;
     this.contextWindowSize = config.context_window_size ?? -1;
@@ -297,7 +310,9 @@ class FakePipeline {
     this.stopStr = conversation.getStopStr();
     this.stopTokens = conversation.getStopTokens();
   }
-  getSupportedInputKinds() { return undefined; }  // text only, like a non-VLM LLMChatPipeline
+  // Like LLMChatPipeline: {"image"} when the model has an image_embed kernel, else undefined (text only;
+  // web-llm then decides by the record's model_type).
+  getSupportedInputKinds() { return this.vision ? new Set(["image"]) : undefined; }
   setSeed(seed) { this.seed = seed; }
   dispose() { this.disposed = true; }
   async sync() {}
@@ -327,6 +342,18 @@ class FakePipeline {
     }
     const prompts = conv.isTextCompletion ? conv.getPromptArrayTextCompletion()
       : this.filledKVCacheLength === 0 ? conv.getPromptArray() : conv.getPromptArrayLastRound();
+    // Images: what LLMChatPipeline does before its image_embed kernel. No kernel: CannotFindImageEmbedError;
+    // else every image is fetched and decoded as web-llm's getImageDataFromURL does (fetch + createImageBitmap),
+    // so a URL or data the real engine could not read fails here the same way.
+    const images = prompts.flat().filter((part) => typeof part !== "string");
+    if (images.length && !this.vision) {
+      throw namedError("CannotFindImageEmbedError", "Received image input but model does not have kernel " +
+        "image_embed. Make sure to only pass in image to a vision model.");
+    }
+    const seen = new Map();
+    for (const image of images) seen.set(image.url, seen.get(image.url) ?? await decodedSize(image.url));
+    this.inputImages = (Array.isArray(input) ? input : []).filter((p) => p.type === "image_url")
+      .map((p) => seen.get(p.image_url.url));
     const promptTokens = prompts.flat().reduce(
       (n, part) => n + (typeof part === "string" ? countWords(part) : IMAGE_TOKENS), 0);
     if (this.slidingWindowSize === -1 && promptTokens + this.filledKVCacheLength > this.contextWindowSize) {
@@ -401,7 +428,9 @@ class FakePipeline {
       const n = this.script.tokens;
       return Array.from({ length: n }, (_, i) => (i < n - 1 ? `t${i} ` : `t${i}`));
     }
-    return words(`Echo: ${text}`);
+    // A vision model also says what it saw of each image of the message: "[image 1344x1008]".
+    const saw = (this.inputImages ?? []).map(([w, h]) => ` [image ${w}x${h}]`).join("");
+    return words(`Echo: ${text}${saw}`);
   }
 
   // The planned tokens one by one, then the stop token (forever: ignore_eos keeps sampling it).
@@ -599,7 +628,7 @@ async function fakeReload(engine, modelId, chatOpts, record) {
   const embedding = record.model_type === 1;  // ModelType.embedding
   const batch = Number(/-b(\d+)$/.exec(modelId)?.[1] ?? 4);
   engine.loadedModelIdToPipeline.set(modelId, embedding ? new FakeEmbeddingPipeline(config, batch)
-    : new FakePipeline(engine, modelId, config));
+    : new FakePipeline(engine, modelId, config, record.model_type === 2));
   engine.loadedModelIdToLock.set(modelId, new Lock());
   const gpu = adapter.info?.description || adapter.info?.vendor || "engine double";
   report(1, `Finish loading on WebGPU - ${gpu}`);

@@ -96,6 +96,13 @@ def test_presets_and_bad_configuration():
     assert info.value.param == "model" and http.sent == []
 
 
+def test_vision_is_declared_by_the_preset_or_by_the_caller():
+    assert OpenAICompatBackend(preset="openai", api_key="k").capabilities("gpt-4o").vision
+    assert not OpenAICompatBackend(preset="ollama").capabilities("llama3").vision
+    assert OpenAICompatBackend(preset="ollama", vision=True).capabilities("llava").vision
+    assert not OpenAICompatBackend(base_url="http://127.0.0.1:8080/v1").capabilities(None).vision
+
+
 @pytest.mark.parametrize("status, body, cls", [
     (401, '{"error": {"message": "bad key"}}', AuthenticationFailed),
     (403, "forbidden", AuthenticationFailed),

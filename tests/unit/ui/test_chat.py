@@ -12,7 +12,7 @@ from app.errors import InvalidRequest, UsageError
 from app.ui.chat import ChatState, Settings, title_from
 from app.ui.store import Signal, effect
 from tests.unit.conftest import run
-from tests.unit.fakes import LLAMA, FakeEngineApi, within
+from tests.unit.fakes import LLAMA, PHI_VISION, FakeEngineApi, within
 
 
 class MemoryKV:
@@ -45,10 +45,10 @@ def stored(kv, conv_id):
     return sorted(records, key=lambda r: (r["at"], r["n"], r["id"]))
 
 
-async def make_chat(kv=None, handler=None, settings=None, **chat):
+async def make_chat(kv=None, handler=None, settings=None, loaded=LLAMA, **chat):
     api = FakeEngineApi(handler=handler)
     backend = WebLLMBackend(engine_api=api)
-    await backend.load(LLAMA)
+    await backend.load(loaded)
     client = Client(backend)
 
     async def connect():
@@ -416,3 +416,58 @@ def test_a_save_after_a_newer_version_took_the_storage_says_reload_and_keeps_the
     said = chat.unsaved.peek()
     assert said.startswith("Not saved") and "newer version" in said and "reload" in said
     assert [m[1] for m in shown(chat.current.peek())][0] == "after the upgrade"
+
+
+PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+CAT = {"url": PNG, "name": "cat.png", "width": 1, "height": 1}
+
+
+def test_an_attached_image_is_sent_as_a_content_part_kept_with_the_message_and_reloaded():
+    async def scenario():
+        api, kv, chat = await make_chat(loaded=PHI_VISION)
+        reply = await chat.send("what is this?", [CAT])
+        _, _, reloaded = await make_chat(kv=MemoryKV(kv.data), loaded=PHI_VISION)
+        await chat.send("and now?")  # the image stays in the history that is sent
+        return api, kv, chat, reply, reloaded
+
+    api, kv, chat, reply, reloaded = run(within(scenario()))
+    requests = [c.args[1] for c in api.calls if c.name == "ChunkIterator"]
+    image_part = {"type": "image_url", "image_url": {"url": PNG}}
+    assert requests[0]["messages"][-1] == {"role": "user", "content": [
+        image_part, {"type": "text", "text": "what is this?"}]}
+    assert requests[1]["messages"][0]["content"][0] == image_part
+    assert reply.status.peek() == "done" and reply.text.peek() == "Echo: what is this?"
+    conv = chat.current.peek()
+    assert stored(kv, conv.id)[0]["images"] == [CAT]
+    assert reloaded.current.peek().messages.peek()[0].images == (CAT,)
+    assert chat.search("png") == [] and chat.search("base64") == []  # images are not searched
+
+
+def test_a_bad_image_is_refused_before_anything_is_stored():
+    async def scenario():
+        api, kv, chat = await make_chat(loaded=PHI_VISION)
+        errors = []
+        for bad in ([{"url": "data:image/bmp;base64,Qk0=", "name": "x.bmp"}],
+                    [{"url": "data:image/png;base64," + "A" * (28 << 20), "name": "big.png"}],
+                    [CAT] * 9):
+            try:
+                await chat.send("look", bad)
+            except InvalidRequest as exc:
+                errors.append(str(exc))
+        return api, kv, chat, errors
+
+    api, kv, chat, errors = run(within(scenario()))
+    assert len(errors) == 3 and "image/png" in errors[0] and "20 MiB" in errors[1] and "at most 8" in errors[2]
+    assert kv.data == {} and chat.current.peek() is None
+    assert not [c for c in api.calls if c.name == "ChunkIterator"]
+
+
+def test_an_image_for_a_text_only_model_ends_in_a_reply_that_says_to_choose_a_vision_model():
+    async def scenario():
+        api, kv, chat = await make_chat()  # Llama: text only
+        return api, await chat.send("what is this?", [CAT])
+
+    api, reply = run(within(scenario()))
+    assert reply.status.peek() == "error" and reply.meta.peek()["error"] == "VisionUnavailable"
+    assert "vision model" in reply.meta.peek()["error_message"]
+    assert not [c for c in api.calls if c.name == "ChunkIterator"]  # the engine never saw it

@@ -175,3 +175,34 @@ def test_a_summary_goes_out_and_comes_back_in_and_is_used_again():
     assert added == 1 and conv.summary() is not None
     assert conv.request_messages("")[0]["content"] == f"{SUMMARY_HEADING}\n{conv.summary().text.peek()}"
     assert "## Summary of " in export_markdown([conv])
+
+
+def test_images_go_out_and_come_back_in_and_a_bad_one_is_refused_whole():
+    from tests.unit.fakes import PHI_VISION
+    from tests.unit.ui.test_chat import CAT
+
+    async def scenario():
+        _, kv, chat = await make_chat(loaded=PHI_VISION)
+        await chat.send("what is this?", [CAT])
+        text = export_json(chat.conversations.peek(), exported=1.0)
+        markdown = export_markdown(chat.conversations.peek())
+        await chat.delete_all()
+        added = await chat.import_records(parse_import(text))
+        errors = []
+        for bad in ({"url": "data:image/svg+xml;base64,PHN2Zz4=", "name": "x.svg", "width": 1, "height": 1},
+                    {"url": "https://example.com/cat.png", "name": "cat", "width": 1, "height": 1},
+                    {**CAT, "width": -1}):
+            broken = json.loads(text)
+            broken["conversations"][0]["messages"][0]["images"] = [bad]
+            with pytest.raises(InvalidRequest) as info:
+                await chat.import_records(parse_import(json.dumps(broken)))
+            errors.append(str(info.value))
+        return text, markdown, added, chat, errors
+
+    text, markdown, added, chat, errors = run(within(scenario()))
+    assert added == (1, 0) and chat.conversations.peek()[0].messages.peek()[0].images == (CAT,)
+    assert body(export_json(chat.conversations.peek(), exported=2.0)) == body(text)
+    assert "*[image: cat.png, 1x1]*\n\nwhat is this?" in markdown
+    assert errors[0].startswith("conversations[0].messages[0].images[0].url:") and "image/png" in errors[0]
+    assert "inline data:image" in errors[1] and "whole numbers of pixels" in errors[2]
+    assert all(e.endswith("nothing was imported") for e in errors)
