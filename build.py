@@ -238,6 +238,10 @@ def build(web_llm: str | None = None, force: bool = False, out: Path | None = No
     shutil.copytree(modules / "eventsource-parser" / "dist", vendor / "eventsource-parser",
                     ignore=shutil.ignore_patterns("*.map", "*.d.ts"))
     vendor_renderer(modules, vendor)
+    package, folder, files = PDF_READER
+    (vendor / folder).mkdir()
+    for rel in files:
+        shutil.copy2(modules / package / rel, vendor / folder / Path(rel).name)
 
     versions = {
         "pyodide": _pkg_version(modules / "pyodide"),
@@ -246,6 +250,7 @@ def build(web_llm: str | None = None, force: bool = False, out: Path | None = No
         "@mlc-ai/web-llm": _pkg_version(wllm),
         "eventsource-parser": _pkg_version(modules / "eventsource-parser"),
         **{name: _pkg_version(modules / name) for name in RENDERER},
+        PDF_READER[0]: _pkg_version(modules / PDF_READER[0]),
         "wheels": {w.name.split("-")[0]: w.name.split("-")[1] for w in wheels},
     }
     (vendor / "VERSIONS.json").write_text(json.dumps(versions, indent=2) + "\n")
@@ -349,6 +354,9 @@ RENDERER = {
     "katex": ("katex", ["dist/katex.mjs", "dist/katex.min.css", "LICENSE"]),
 }
 RENDERER_FONTS = {"katex": ("dist/fonts", "*.woff2")}
+# The PDF text extractor of the Files sheet (static/pdf.js, imported only when a PDF is added): pdf.js's
+# ES module and its worker (run as a module Worker of this origin: worker-src 'self').
+PDF_READER = ("pdfjs-dist", "pdfjs", ["build/pdf.min.mjs", "build/pdf.worker.min.mjs", "LICENSE"])
 
 
 def vendor_renderer(modules: Path, vendor: Path) -> None:

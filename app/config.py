@@ -17,6 +17,9 @@ from app.errors import InvalidRequest, UsageError
 
 CONFIG_URL = "static/chat-config.json"
 DEFAULT_MODEL = "Qwen2.5-0.5B-Instruct-q4f32_1-MLC"
+# The model that embeds the user's files for app.knowledge (loaded beside the chat model when files
+# are first added or searched): web-llm's smallest, 384 dimensions, batches of 4 (239 MB of VRAM).
+DEFAULT_EMBEDDING_MODEL = "snowflake-arctic-embed-s-q0f32-MLC-b4"
 # The router's policies (app.router.POLICIES; repeated here so reading a config imports no router).
 POLICIES = ("priority", "prefer-local", "offline-only", "cost", "latency")
 
@@ -160,6 +163,7 @@ class PageConfig:
     # Origins whose pages may frame this app (static/widget.js, or any <iframe>). None of them by
     # default: then only the app's own origin may, and a page framed by anything else refuses to run.
     embed_hosts: tuple[str, ...] = ()
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL  # web-llm embedding model of app.knowledge (the Files sheet)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PageConfig:
@@ -180,9 +184,12 @@ class PageConfig:
         auto_title = d.get("auto_title", True)
         if not isinstance(auto_title, bool):
             raise UsageError(f"auto_title must be true or false, got {auto_title!r}")
+        embedding_model = d.get("embedding_model", DEFAULT_EMBEDDING_MODEL)
+        if not isinstance(embedding_model, str) or not embedding_model:
+            raise UsageError(f"embedding_model must be a web-llm model id, got {embedding_model!r}")
         return cls(model=d.get("model", DEFAULT_MODEL) or None, app_config=app_config, policy=policy, cloud=cloud,
                    offline=offline, builtin=builtin, auto_title=auto_title, limits=RequestLimits.from_dict(d.get("limits")),
-                   embed_hosts=_embed_hosts(d.get("embed")))
+                   embed_hosts=_embed_hosts(d.get("embed")), embedding_model=embedding_model)
 
 
 def _embed_hosts(embed: Any) -> tuple[str, ...]:

@@ -3,6 +3,10 @@
     AppError                          base of everything this package raises on purpose
     +-- UsageError (ValueError)       the call itself is wrong; rejected before anything ran
     |   +-- InvalidRequest            a request field is unknown, mistyped or out of range (.param)
+    |   +-- FileRejected              a file given to app.knowledge cannot be added (nothing was stored)
+    |       +-- FileTooLarge          ... it is larger than the limit
+    |       +-- UnsupportedFile       ... it is not text, Markdown, HTML, PDF or source code
+    |       +-- NoTextInFile          ... it has no text (a PDF without a text layer, an empty file)
     +-- BrowserOnly                   a browser-only feature was used under CPython
     +-- EngineError                   the engine failed; .original keeps its message word for word
     |   +-- WebGPUUnavailable         no WebGPU adapter on this page (.reason)
@@ -50,6 +54,22 @@ class AppError(Exception):
 
 class UsageError(AppError, ValueError):
     """The call or argument is invalid; it was rejected before anything ran."""
+
+
+class FileRejected(UsageError):
+    """A file given to app.knowledge cannot be added; nothing of it was stored."""
+
+
+class FileTooLarge(FileRejected):
+    """The file is larger than app.knowledge takes."""
+
+
+class UnsupportedFile(FileRejected):
+    """The file is not text, Markdown, HTML, PDF or source code."""
+
+
+class NoTextInFile(FileRejected):
+    """The file has no text to read (a PDF without a text layer, an empty file)."""
 
 
 class InvalidRequest(UsageError):

@@ -108,6 +108,24 @@ def _manager(catalog: Any, backend: Any, layout: Any, emit: Listener) -> Any:
     return ModelManager(catalog, backend, emit=emit, **({"layout": layout} if layout is not None else {}))
 
 
+def _knowledge_kv() -> Any:
+    from app.ui.conversations import KvStore
+
+    return KvStore("knowledge")
+
+
+async def _pdf_text(data: bytes) -> list[str]:
+    from app.ffi.pdf import pdf_text
+
+    return await pdf_text(data)
+
+
+async def _vector_index() -> Any:
+    from app.ffi.vectors import js_vector_index
+
+    return await js_vector_index()
+
+
 def _layout(version: str | None) -> Any:
     if version is None:
         return None
@@ -129,6 +147,9 @@ class Parts:
     catalog: Callable[[list[dict[str, Any]]], Any] = _catalog
     manager: Callable[[Any, Any, Any, Listener], Any] = _manager
     layout: Callable[[str | None], Any] = _layout
+    knowledge_kv: Callable[[], Any] = _knowledge_kv  # where app.knowledge keeps files and vectors
+    pdf_text: Callable[[bytes], Awaitable[list[str]]] | None = _pdf_text  # a PDF's text per page (pdf.js)
+    vector_index: Callable[[], Awaitable[Any]] = _vector_index  # app.knowledge's index (JS in the page)
     log: Callable[[str], None] = print  # the Logging middleware's lines (the browser console)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep  # how Retry waits between attempts
@@ -168,6 +189,8 @@ class Session:
         self._built: _Built | None = None
         self._manager: Any = None
         self._manager_task: asyncio.Task | None = None
+        self._knowledge: Any = None
+        self.use_files: Signal[bool] = Signal(True)  # the chat answers from the Files sheet's files
 
     # ------------------------------------------------------------------ events
 
@@ -545,6 +568,45 @@ class Session:
         self.model.set(model_id)
         await self._keep("model", model_id)
         return True
+
+    def knowledge(self) -> Any:
+        """The user's files the chat can answer from (:class:`app.knowledge.Knowledge`): embedded by
+        ``config.embedding_model`` in the web-llm engine (loaded beside the chat model on first use),
+        kept in IndexedDB (store ``knowledge``).
+
+            k = session.current.knowledge()
+            await k.add("notes.md", text)
+            hits = await k.search("when is the launch?", k=3)
+        """
+        if self._knowledge is None:
+            from app.knowledge import Knowledge
+
+            backend = self.local_backend()
+            model = self.config.embedding_model
+
+            async def ready() -> None:
+                await backend.load_embedding(model, on_progress=self._embedding_progress)
+
+            self._knowledge = Knowledge(backend, self.parts.knowledge_kv(), pdf_text=self.parts.pdf_text,
+                                        ready=ready, index=self.parts.vector_index)
+        return self._knowledge
+
+    async def retrieve(self, question: str, k: int = 4) -> list[Any]:
+        """The passages of the user's files for a chat question ([] when there are none, or the
+        Files sheet's "Answer from these files" is off): nothing loads while no file was added."""
+        if not self.use_files.peek():
+            return []
+        knowledge = self.knowledge()
+        if not await knowledge.files():
+            return []
+        return await knowledge.search(question, k=k)
+
+    def _embedding_progress(self, report: dict[str, Any]) -> None:
+        progress = report.get("progress")
+        if isinstance(progress, (int, float)) and progress < 1:
+            self.status.set(f"Loading embedding model {self.config.embedding_model}: {progress:.0%}")
+        else:
+            self.status.set("")
 
     def close(self) -> None:
         """Stop listening to the browser (online events) and forget the built client."""

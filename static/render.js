@@ -142,7 +142,10 @@ function nonce() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-export async function toFragment(text) {
+// `citations`: the numbers of the passages the answer was given (app/knowledge.py); each "[n]" of
+// them in the answer's text (not in code) becomes the app's own button (data-action "cite", value n)
+// that opens the passage under the answer. Added after sanitizing: model output never makes one.
+export async function toFragment(text, citations = null) {
   let fragment, formulas;
   slots = { nonce: nonce(), formulas: [] };
   const mark = slots.nonce;
@@ -169,7 +172,38 @@ export async function toFragment(text) {
   }
   const found = [...fragment.querySelectorAll(`span[class^="math-${mark}-"], div[class^="math-${mark}-"]`)];
   if (found.length) await fillMath(found, mark, formulas);
+  if (citations && citations.length) linkCitations(fragment, new Set(Array.from(citations, Number)));
   return fragment;
+}
+
+function linkCitations(fragment, numbers) {
+  const walker = document.createTreeWalker(fragment, NodeFilter.SHOW_TEXT, {
+    acceptNode: (node) => (node.parentElement && node.parentElement.closest("pre, code, a, .katex")
+      ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT),
+  });
+  const texts = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) if (/\[\d+\]/.test(node.data)) texts.push(node);
+  for (const node of texts) {
+    const parts = node.data.split(/(\[\d+\])/);
+    if (!parts.some((part) => numbers.has(Number(part.slice(1, -1))) && /^\[\d+\]$/.test(part))) continue;
+    const out = document.createDocumentFragment();
+    for (const part of parts) {
+      const n = /^\[(\d+)\]$/.exec(part);
+      if (n && numbers.has(Number(n[1]))) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "cite";
+        button.dataset.action = "cite";
+        button.value = n[1];
+        button.textContent = part;
+        button.setAttribute("aria-label", `Source ${n[1]}`);
+        out.append(button);
+      } else if (part) {
+        out.append(document.createTextNode(part));
+      }
+    }
+    node.replaceWith(out);
+  }
 }
 
 // Each slot gets its formula rendered by KaTeX; if KaTeX cannot be had (or throws), the formula's
@@ -238,9 +272,9 @@ function addCopyButton(pre, code) {
 // Renders are asynchronous (KaTeX loads on first need): the newest render of an element wins.
 const latest = new WeakMap();
 
-export async function renderInto(element, text) {
+export async function renderInto(element, text, citations = null) {
   const ticket = {};
   latest.set(element, ticket);
-  const fragment = await toFragment(text);
+  const fragment = await toFragment(text, citations);
   if (latest.get(element) === ticket) element.replaceChildren(fragment);
 }

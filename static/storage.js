@@ -51,12 +51,14 @@ function offThreadMd5() {
 // ------------------------------------------------------------------ the app's own key-value stores
 
 const APP_DB = "webllm-py";
-const APP_DB_VERSION = 2;
+const APP_DB_VERSION = 3;  // 3: `knowledge`
 // One object store per purpose; keys are strings, values structured-cloneable data.
 // `staging` holds parts of interrupted downloads ({id, etag, modified, total, offset, blob}: see
 // "staging" below), keyed "<url>#<part index>"; `sizes` keeps
-// what each model's download costs, so the catalog can show it without asking the network again.
-export const APP_STORES = ["models", "sizes", "usage", "staging", "conversations", "settings"];
+// what each model's download costs, so the catalog can show it without asking the network again;
+// `knowledge` holds the user's files for the chat to answer from (app/knowledge.py: one record per
+// file, its chunks and their vectors, written in one transaction).
+export const APP_STORES = ["models", "sizes", "usage", "staging", "conversations", "settings", "knowledge"];
 
 // Every rejection that leaves this module is a plain Error keeping the original `name` (and the
 // `status`/`received` a caller may branch on): in Pyodide 314, awaiting a promise rejected with a

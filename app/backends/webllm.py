@@ -81,6 +81,7 @@ class WebLLMBackend:
         self.version: tuple[int, int, int] | None = None
         self.models: dict[str, dict[str, Any]] = {}  # model_id -> model record
         self._loaded: str | None = None
+        self._embedding: str | None = None  # the embedding model loaded beside the chat model
         self.lost: str | None = None  # why the model was lost ("the worker crashed", ...), until it loads again
         # Why the model the app wanted did not load (said by the app: "X could not load: ..."), until one loads.
         self.load_failure: str | None = None
@@ -166,15 +167,86 @@ class WebLLMBackend:
         await self._check_gpu(self.models.get(model_id, {"model_id": model_id}))
         async with self._turn:
             engine = await self._ensure_engine()  # the one found before may have died meanwhile
+            embedding = self._embedding
             self.loaded = None
+            self._embedding = None
+            # web-llm's reload unloads every model first: the embedding model is loaded again beside it.
+            ids: str | list[str] = model_id if embedding is None else [model_id, embedding]
             try:
-                await self._api.engine_reload(engine, model_id)
+                await self._api.engine_reload(engine, ids)
             except ENGINE_GONE as exc:
                 self._lost(exc, engine)
                 raise
             self.loaded = model_id
+            self._embedding = embedding
             self.lost = None
             self.load_failure = None
+
+    # ------------------------------------------------------------------ embeddings
+
+    @property
+    def embedding_model(self) -> str | None:
+        """The embedding model loaded beside the chat model (None: none)."""
+        return self._embedding
+
+    async def load_embedding(self, model_id: str, *,
+                             on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Load the embedding model ``model_id`` in the same engine, beside the chat model (web-llm's
+        ``reload([chat, embedding])``: the chat model is loaded again from the cache). Fails before
+        anything is fetched when the record is not an embedding model or this GPU cannot run it."""
+        if not isinstance(model_id, str) or not model_id:
+            raise UsageError("model_id must be a non-empty string")
+        if self._embedding == model_id and self._engine is not None and not self._api.engine_failure(self._engine):
+            return
+        await self._ensure_engine()  # the model list is known from here
+        record = self.models.get(model_id)
+        if self.models and record is None:
+            raise ModelNotFound(f"{model_id!r} is not in the model list ({len(self.models)} models known)")
+        if record is not None and record.get("model_type") != 1:
+            raise UsageError(f"{model_id!r} is not an embedding model (its record has no model_type 1)")
+        await self._check_gpu(record or {"model_id": model_id})
+        task = self._loads.get(model_id)
+        if task is None:
+            # Single-flight, and shielded: a caller that gives up (a cancelled file) does not leave
+            # the engine half-reloaded with the chat model forgotten.
+            task = asyncio.ensure_future(self._load_embedding(model_id))
+            self._loads[model_id] = task
+            task.add_done_callback(lambda _t: self._loads.pop(model_id, None))
+        if on_progress is not None:
+            self._progress_listeners.append(on_progress)
+        try:
+            await asyncio.shield(task)
+        finally:
+            if on_progress is not None:
+                self._progress_listeners.remove(on_progress)
+
+    async def _load_embedding(self, model_id: str) -> None:
+        async with self._turn:
+            engine = await self._ensure_engine()
+            chat = self.loaded
+            self.loaded = None
+            self._embedding = None
+            try:
+                await self._api.engine_reload(engine, model_id if chat is None else [chat, model_id])
+            except ENGINE_GONE as exc:
+                self._lost(exc, engine)
+                raise
+            self.loaded = chat
+            self._embedding = model_id
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """One vector per text from the loaded embedding model (``engine.embeddings.create``)."""
+        if self._embedding is None or self._engine is None:
+            raise ModelNotLoaded("no embedding model is loaded; call load_embedding(model_id) first")
+        async with self._turn:
+            engine = self._engine
+            if self._embedding is None or engine is None:
+                raise ModelNotLoaded("the embedding model is no longer loaded" + (f" ({self.lost})" if self.lost else ""))
+            try:
+                return await self._api.engine_embed(engine, {"input": list(texts), "model": self._embedding})
+            except ENGINE_GONE as exc:
+                self._lost(exc, engine)
+                raise
 
     async def _check_gpu(self, record: dict[str, Any]) -> None:
         """Fail before downloading anything when this device cannot run the model."""
@@ -216,6 +288,7 @@ class WebLLMBackend:
         async with self._turn:
             await self._api.engine_unload(self._engine)
             self.loaded = None
+            self._embedding = None
 
     def close(self) -> None:
         """Terminate the worker (frees the GPU memory it held). A later load starts a new one."""
@@ -224,6 +297,7 @@ class WebLLMBackend:
             self._engine = None
             self._starting = None
             self.loaded = None
+            self._embedding = None
 
     # ------------------------------------------------------------------ requests
 

@@ -58,8 +58,8 @@ class DomBridge(Protocol):
     def scroll_to_end(self, target: Node, *, only_if_near: int | None = None) -> None: ...
     def listen(self, target: Node | str, event: str,
                handler: Callable[[dict[str, Any]], bool | None]) -> Callable[[], None]: ...
-    async def render_markdown(self, target: Node, text: str, *,
-                              current: Callable[[], bool] | None = None) -> bool: ...
+    async def render_markdown(self, target: Node, text: str, *, current: Callable[[], bool] | None = None,
+                              citations: list[int] | None = None) -> bool: ...
     async def copy_text(self, text: str) -> None: ...
 
 
@@ -240,18 +240,20 @@ def listen(target: Node | str, event: str, handler: Callable[[dict[str, Any]], b
     return remove_listener
 
 
-async def render_markdown(target: Node, text: str, *, current: Callable[[], bool] | None = None) -> bool:
+async def render_markdown(target: Node, text: str, *, current: Callable[[], bool] | None = None,
+                          citations: list[int] | None = None) -> bool:
     """Replace ``target``'s children with ``text`` rendered as markdown (marked), sanitized (DOMPurify:
     no scripts, handlers, javascript:/data: links, styles, remote media), code highlighted with a Copy
     button, and math rendered by KaTeX (loaded the first time an answer has math).
 
     Rendering may wait (KaTeX loading): when ``current()`` is false by then (the view has shown
-    something newer), nothing is replaced and the result is False.
+    something newer), nothing is replaced and the result is False. ``citations``: the passage numbers
+    whose "[n]" in the text become the app's own buttons (``data-action="cite"``, ``value`` n).
     """
     if not _core.IN_BROWSER:
         raise _core.browser_only("render_markdown")
     module = await _core.import_module(RENDER_MODULE_URL)
-    fragment = await module.toFragment(text)
+    fragment = await module.toFragment(text, _core.to_js(list(citations)) if citations else None)
     if current is not None and not current():
         return False
     target._js.replaceChildren(fragment)

@@ -19,7 +19,7 @@ from app.ffi._reader import READER_MODULE_URL, TextReader
 from app.ffi.page import probe_webgpu
 
 __all__ = ["EngineBridge", "EngineHandle", "ChunkIterator", "call_method", "create_engine", "engine_chat",
-           "engine_failure", "engine_interrupt", "engine_reload", "engine_set_app_config", "engine_unload", "probe_webgpu",
+           "engine_embed", "engine_failure", "engine_interrupt", "engine_reload", "engine_set_app_config", "engine_unload", "probe_webgpu",
            "webllm_exports"]
 
 
@@ -49,12 +49,13 @@ class EngineBridge(Protocol):
     async def probe_webgpu(self) -> dict[str, Any]: ...
     async def create_engine(self, module_url: str, worker_url: str, app_config: dict[str, Any],
                             on_progress: Callable[[dict[str, Any]], None] | None = None) -> Any: ...
-    async def engine_reload(self, handle: Any, model_id: str,
+    async def engine_reload(self, handle: Any, model_id: str | list[str],
                             chat_opts: dict[str, Any] | None = None) -> None: ...
     async def engine_unload(self, handle: Any) -> None: ...
     async def engine_set_app_config(self, handle: Any, app_config: dict[str, Any]) -> None: ...
     async def engine_interrupt(self, handle: Any) -> None: ...
     async def engine_chat(self, handle: Any, request: dict[str, Any]) -> dict[str, Any]: ...
+    async def engine_embed(self, handle: Any, request: dict[str, Any]) -> list[list[float]]: ...
     def engine_failure(self, handle: Any) -> str | None: ...
     def ChunkIterator(self, handle: Any, request: dict[str, Any]) -> ChunkStream: ...  # noqa: N802
 
@@ -149,7 +150,7 @@ async def create_engine(module_url: str, worker_url: str, app_config: dict[str, 
     return EngineHandle(watched, proxy)
 
 
-async def engine_reload(handle: EngineHandle, model_id: str, chat_opts: dict[str, Any] | None = None) -> None:
+async def engine_reload(handle: EngineHandle, model_id: str | list[str], chat_opts: dict[str, Any] | None = None) -> None:
     args = [model_id] if chat_opts is None else [model_id, chat_opts]
     await handle.call("reload", *args)
 
@@ -170,6 +171,13 @@ async def engine_chat(handle: EngineHandle, request: dict[str, Any]) -> dict[str
     """A non-streaming chat completion: plain dict in, plain dict out."""
     result = await handle.call("chat.completions.create", request)
     return _core.to_py(result)
+
+
+async def engine_embed(handle: EngineHandle, request: dict[str, Any]) -> list[list[float]]:
+    """``engine.embeddings.create(request)``: one vector (a list of floats) per input, in input order."""
+    result = await handle.call("embeddings.create", request)
+    data = sorted(_core.to_py(result)["data"], key=lambda item: item["index"])
+    return [list(item["embedding"]) for item in data]
 
 
 def engine_failure(handle: EngineHandle) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from app.ffi import _core
 from app.ffi.dom import Node
 
-__all__ = ["FilesBridge", "read_chosen", "save_text"]
+__all__ = ["FilesBridge", "drop_held", "read_chosen", "read_held", "save_text", "take_chosen"]
 
 FILES_MODULE_URL = "static/bridge/files.js"
 
@@ -23,6 +23,9 @@ class FilesBridge(Protocol):
 
     async def save_text(self, name: str, text: str, type: str = "text/plain") -> None: ...
     async def read_chosen(self, file_input: Node, max_bytes: int) -> dict[str, str] | None: ...
+    async def take_chosen(self, file_input: Node) -> list[dict[str, Any]]: ...
+    async def read_held(self, held_id: str) -> bytes: ...
+    async def drop_held(self, held_id: str) -> None: ...
 
 
 async def _module() -> Any:
@@ -47,3 +50,24 @@ async def read_chosen(file_input: Node, max_bytes: int) -> dict[str, str] | None
         raise InvalidRequest(str(getattr(getattr(exc, "js_error", None), "message", "") or exc),
                              param="file") from None
     return None if _core.is_null(raw) or raw is None else json.loads(raw)
+
+
+async def take_chosen(file_input: Node) -> list[dict[str, Any]]:
+    """``[{"id", "name", "size"}]`` of the files picked in ``<input type=file multiple>``, held in the
+    page (not read yet) until :func:`read_held` or :func:`drop_held`; the input is cleared."""
+    return json.loads((await _module()).takeChosen(file_input._js))
+
+
+async def read_held(held_id: str) -> bytes:
+    """The bytes of a file :func:`take_chosen` held (then let go of)."""
+    try:
+        data = await (await _module()).readHeld(held_id)
+    except _core.JsException as exc:
+        from app.errors import UsageError
+
+        raise UsageError(str(getattr(getattr(exc, "js_error", None), "message", "") or exc)) from None
+    return data.to_bytes()
+
+
+async def drop_held(held_id: str) -> None:
+    (await _module()).dropHeld(held_id)

@@ -196,8 +196,12 @@ class ChatState:
                  model: Callable[[], str | None] | None = None,
                  window: Callable[[], int | None] | None = None, prefs: Any = None,
                  titler: Callable[[str, list[dict[str, Any]]], Awaitable[str | None]] | None = None,
-                 follow_model: Callable[[str], Awaitable[Any]] | None = None) -> None:
+                 follow_model: Callable[[str], Awaitable[Any]] | None = None,
+                 retrieve: Callable[[str], Awaitable[list[Any]]] | None = None) -> None:
         self._connect = connect
+        # Passages of the user's files for a question (app.knowledge.Hit), put in the request with
+        # numbers the answer cites; None: the chat reads no files.
+        self._retrieve = retrieve
         self._model = model
         self._window = window  # the context window of what would answer, without loading anything
         self._prefs = prefs  # where the calibration is kept (the settings store), if anywhere
@@ -581,6 +585,10 @@ class ChatState:
         sent = [request.messages[key] for key in plan.sent]
         history = ([{"role": "system", "content": request.system}] if request.system else []) + [
             {"role": m.role, "content": m.content()} for m in sent]
+        if self._retrieve is not None and history and history[-1]["role"] == "user":
+            history = await self._with_passages(history, reply, said)
+            if self._stop_requested:
+                return None
         # What the answer's usage is checked against and learned from, once it comes (_learn).
         self._sending = (request, plan, model, counter)
         # Which messages and system text the request sent: its usage anchors only a request sending the same.
@@ -588,6 +596,28 @@ class ChatState:
                         "system_crc": _fingerprint(request.system)})
         return await client.chat.completions.create(
             messages=history, stream=True, stream_options={"include_usage": True}, **params)
+
+    async def _with_passages(self, history: list[dict[str, Any]], reply: Message,
+                             said: dict[str, Any]) -> list[dict[str, Any]]:
+        """The request with the passages of the user's files that match the question; the reply
+        keeps which ones (``meta["sources"]``: number, file, heading, text) to show as its citations.
+        A failed search is said on the reply and the question goes without passages."""
+        from app.knowledge import Knowledge
+
+        question = history[-1]["content"]
+        if isinstance(question, list):  # text and images: the text parts are the question
+            question = " ".join(p.get("text", "") for p in question if p.get("type") == "text")
+        if not isinstance(question, str) or not question.strip():
+            return history
+        try:
+            hits = await self._retrieve(question)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - the answer goes on without the files
+            said["sources_error"] = f"{type(exc).__name__}: {redact(str(exc))}"
+            return history
+        if hits:
+            said["sources"] = [{"n": h.number, "name": h.name, "heading": h.heading, "text": h.text,
+                                "file_id": h.file_id, "chunk": h.chunk} for h in hits]
+        return Knowledge.with_context(history, hits)
 
     def _title_soon(self, conv: Conversation, backend: str, exchange: list[dict[str, Any]]) -> None:
         """After a conversation's first exchange, ask for a title in the background (unless the

@@ -64,7 +64,8 @@ async def mount(gpu: Awaitable[Any]) -> App | None:
     post, close_channel = ffi.open_channel(f"py-chat-conversations|{scope}", lambda message: tabs[0].receive(message))
     chat = ChatState(connect=session.client, kv=ScopedKv(KvStore("conversations"), scope), settings=session.settings,
                      broadcast=post, model=session.model.peek, window=session.context_window, prefs=settings_store,
-                     titler=session.title, follow_model=session.follow_model)
+                     titler=session.title, follow_model=session.follow_model,
+                     retrieve=None if embed else session.retrieve)  # an embedded chat reads none of the user's files
     tabs.append(chat)
     await chat.load()
     current = App(chat, session, settings_store, str(theme))
@@ -74,6 +75,9 @@ async def mount(gpu: Awaitable[Any]) -> App | None:
     current.sheets.when_first_opened("models", lambda: spawn(_mount_models_safely(session)))
     if not embed:
         mount_python_on_open(session, current)
+        current.sheets.when_first_opened("files", lambda: _mount_files(session, current))
+    else:
+        ffi.set_hidden("open-files", True)
     if embed:
         mount_host_bridge(chat, query)
     ffi.set_attr("chat", "data-state", "ready")
@@ -132,6 +136,15 @@ def mount_python_on_open(session: Session, app: App) -> None:
     app.sheets.when_first_opened("python", lambda: spawn(_mount_python(session)))
     if decode_link(editor.page_fragment()) is not None:
         app.sheets_view.open("python")
+
+
+def _mount_files(session: Session, app: App) -> None:
+    """The Files sheet (app/ui/files_view.py) over the session's knowledge, on first open."""
+    from app.ui.files import FilesState
+    from app.ui.files_view import FilesView
+
+    view = FilesView(FilesState(session.knowledge(), session.use_files))
+    app.scope.add(view.dispose)
 
 
 async def _mount_python(session: Session) -> None:

@@ -6,7 +6,7 @@
     sheets.toggle("models")         # closes it again
     sheets.show("nope")             # UsageError: no such sheet, nothing changes
 
-One sheet at a time: the Models, Settings, Python and Device panels, and on a narrow screen the
+One sheet at a time: the Models, Settings, Python, Device and Files panels, and on a narrow screen the
 conversation list. The header's buttons open them; the layout (static/app.css) decides whether a sheet
 sits beside the chat, over it, or fills the screen.
 """
@@ -20,7 +20,7 @@ from app.ui.store import Signal
 
 # sheet name -> the id of its element on the page (index.html); its header button is "open-<name>".
 SHEETS = {"conversations": "sidebar", "models": "models", "settings": "settings", "python": "python",
-          "device": "device"}
+          "device": "device", "files": "files"}
 
 
 class Sheets:

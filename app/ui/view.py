@@ -98,6 +98,8 @@ def meta_line(message: Message) -> str:
         parts.append(f"summarising failed ({meta['summary_failed']}), so messages were left out instead")
     if meta.get("dropped"):
         parts.append(f"{_messages(meta['dropped'])} left out to fit the model's context window")
+    if meta.get("sources_error"):
+        parts.append(f"your files could not be searched ({meta['sources_error']}), so it answered without them")
     if status in STATUS_NOTE:
         parts.append(STATUS_NOTE[status])
     if meta.get("error"):
@@ -150,7 +152,10 @@ class MessageView:
                 self._reasoning_view()
             if message.images:
                 ffi.append(self.root, thumbnails(message.images, "images", "Images sent"))
-            ffi.append(self.root, self.body, self.meta, actions)
+            ffi.append(self.root, self.body)
+            if role == "assistant":
+                self._sources_view()
+            ffi.append(self.root, self.meta, actions)
         self._text: ffi.Node | None = None  # the text node a stream appends to
         self._rendered = 0  # render generation: a slow render never overwrites a newer one
         self.scope.effect(self._show_status)
@@ -195,6 +200,41 @@ class MessageView:
         self.scope.watch(message.text, on_answer)
         self.scope.effect(label)
 
+    def _sources_view(self) -> None:
+        """The passages of the user's files the answer was given, numbered as it cites them ([1]);
+        each opens (a click) to the passage itself, with its file and heading."""
+        sources = ffi.element("ol", attrs={"class": "sources", "aria-label": "Sources from your files"})
+        ffi.append(self.root, sources)
+        message = self.message
+        self._sources: dict[str, tuple[ffi.Node, ffi.Node]] = {}  # "n" -> (details, summary)
+
+        def show() -> None:
+            items = []
+            self._sources.clear()
+            for source in message.meta.get().get("sources") or ():
+                where = f"{source['name']} — {source['heading']}" if source.get("heading") else source["name"]
+                block = ffi.element("details", attrs={"class": "source", "data-n": str(source["n"])})
+                summary = ffi.element("summary", f"[{source['n']}] {where}")
+                ffi.append(block, summary, ffi.element("blockquote", source["text"], attrs={"class": "passage"}))
+                self._sources[str(source["n"])] = (block, summary)
+                item = ffi.element("li")
+                ffi.append(item, block)
+                items.append(item)
+            ffi.set_prop(sources, "hidden", not items)
+            ffi.replace_children(sources, *items)
+
+        self.scope.effect(show)
+
+    def open_source(self, n: str) -> bool:
+        """A citation [n] in the answer was clicked: open its passage below and move the focus there."""
+        found = getattr(self, "_sources", {}).get(n)
+        if found is None:
+            return False
+        block, summary = found
+        ffi.set_prop(block, "open", True)
+        ffi.focus(summary)
+        return True
+
     def _show_status(self) -> None:
         status = self.message.status.get()
         ffi.set_node_attr(self.root, "data-status", status)
@@ -215,7 +255,9 @@ class MessageView:
             ffi.replace_children(self.body, self._text)
 
     async def _render(self, text: str, generation: int) -> None:
-        if not await ffi.render_markdown(self.body, text, current=lambda: generation == self._rendered):
+        cited = [int(source["n"]) for source in self.message.meta.peek().get("sources") or ()]
+        if not await ffi.render_markdown(self.body, text, current=lambda: generation == self._rendered,
+                                         citations=cited or None):
             return
         ffi.set_node_attr(self.root, "data-rendered", "markdown")
 
@@ -552,6 +594,8 @@ class ChatView:
 
     def _on_log_click(self, facts: dict[str, Any]) -> bool:
         action, message_id = facts.get("action"), facts.get("id")
+        if action == "cite" and message_id in self._views:  # a citation button render.js made
+            return self._views[message_id].open_source(str(facts.get("value") or ""))
         handler = self._message_actions.get(action or "")
         if handler is None or not message_id or message_id not in self._views:
             return False

@@ -28,3 +28,33 @@ export async function readChosen(input, maxBytes) {
   }
   return JSON.stringify({ name: file.name, text: await file.text() });
 }
+
+// ------------------------------------------------------------------ files added to the chat's Files
+//
+// The files picked in `input` are held here (the input is cleared for the next pick) until Python
+// reads or drops them: their names and sizes come first, so a file too large is refused before a
+// byte of it is read.
+const held = new Map();
+let nextHeld = 1;
+
+// JSON [{id, name, size}] of the files picked in `input`.
+export function takeChosen(input) {
+  const out = [];
+  for (const file of Array.from(input.files || [])) {
+    const id = String(nextHeld++);
+    held.set(id, file);
+    out.push({ id, name: file.name, size: file.size });
+  }
+  input.value = "";
+  return JSON.stringify(out);
+}
+
+// The bytes of a held file (a Uint8Array); it is let go of.
+export async function readHeld(id) {
+  const file = held.get(id);
+  held.delete(id);
+  if (!file) throw new Error(`no file ${id} is waiting to be read`);
+  return new Uint8Array(await file.arrayBuffer());
+}
+
+export function dropHeld(id) { held.delete(id); }

@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 from tests.browser.conftest import READY_TIMEOUT_MS, open_app
-from tests.browser.double import CHAT_MODEL, OVERLAY, app_config
+from tests.browser.double import CHAT_MODEL, EMBED_MODEL, OVERLAY, app_config
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 
 
 def ui_site(serve, tmp_dir: Path, *, cloud: dict | None = None, model: str | None = CHAT_MODEL,
-            overlay: dict[str, Path] | None = None, limits: dict | None = None, auto_title: bool = False):
+            overlay: dict[str, Path] | None = None, limits: dict | None = None, auto_title: bool = False,
+            embedding_model: str = EMBED_MODEL):
     """A server whose static/chat-config.json selects the double's model (and ``cloud``, ``limits``):
     config only; the page's code is the shipped code (plus the double's worker, as in test_adapter,
     and ``overlay``). Titles are the first words unless ``auto_title``: the double would answer the
@@ -21,7 +22,7 @@ def ui_site(serve, tmp_dir: Path, *, cloud: dict | None = None, model: str | Non
     config_file = tmp_dir / "chat-config.json"
     site = serve("/", overlay={**OVERLAY, **(overlay or {}), "static/chat-config.json": config_file})
     config = {"model": model, "app_config": app_config(site.origin), "policy": "prefer-local", "cloud": cloud,
-              "auto_title": auto_title}
+              "auto_title": auto_title, "embedding_model": embedding_model}
     if limits is not None:
         config["limits"] = limits
     config_file.write_text(json.dumps(config))
@@ -38,7 +39,7 @@ def open_chat(page, site, allowed=()):
 
 # The header's sheets (app/ui/sheets.py): name -> the sheet's element id; its button is #open-<name>.
 SHEETS = {"conversations": "sidebar", "models": "models", "settings": "settings", "python": "python",
-          "device": "device"}
+          "device": "device", "files": "files"}
 
 
 def open_sheet(page, name: str):

@@ -115,6 +115,7 @@ class FakeEngineHandle:
         self.app_config = app_config
         self.on_progress = on_progress
         self.loaded: str | None = None
+        self.embedding: str | None = None  # the embedding model loaded beside it
         self.closed = False
         self.failure: str | None = None  # why the worker died (api.crash), None while it lives
 
@@ -129,6 +130,18 @@ class FakeEngineHandle:
     def check_alive(self) -> None:
         if self.failure is not None:
             raise from_engine_message(f"EngineCrashedError: {self.failure}")
+
+
+def bag_of_words(text: str, dims: int = 384) -> list[float]:
+    """The engine double's embedding (tests/browser/double/engine_double.js bagOfWordsVector)."""
+    vector = [0.0] * dims
+    for word in re.findall(r"[^\W_]+", text.lower()):
+        hash_ = 0x811C9DC5
+        for byte in word.encode():
+            hash_ = ((hash_ ^ byte) * 0x01000193) & 0xFFFFFFFF
+        vector[hash_ % dims] += 1
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector] if norm else vector
 
 
 class FakeEngineApi:
@@ -205,24 +218,42 @@ class FakeEngineApi:
         self.handles.append(handle)
         return handle
 
-    async def engine_reload(self, handle: FakeEngineHandle, model_id: str,
+    async def engine_reload(self, handle: FakeEngineHandle, model_id: str | list[str],
                             chat_opts: dict[str, Any] | None = None) -> None:
+        """web-llm's reload: unload everything, then load each id in order (a list: several models)."""
         self._log("engine_reload", handle, model_id, chat_opts)
         handle.check_alive()
         handle.loaded = None  # web-llm unloads what it had first
-        if model_id not in {m["model_id"] for m in handle.app_config.get("model_list", ())}:
-            raise from_engine_message(
-                f"ModelNotFoundError: Cannot find model record in appConfig for {model_id}. Please check if "
-                "the model ID is correct and included in the model_list configuration.")
-        self._progress(handle, 0.0, "Start to fetch params")
+        handle.embedding = None
+        ids = [model_id] if isinstance(model_id, str) else list(model_id)
+        known = {m["model_id"]: m for m in handle.app_config.get("model_list", ())}
+        for one in ids:
+            if one not in known:
+                raise from_engine_message(
+                    f"ModelNotFoundError: Cannot find model record in appConfig for {one}. Please check if "
+                    "the model ID is correct and included in the model_list configuration.")
+            self._progress(handle, 0.0, "Start to fetch params")
+            await _bridge_crossing()
+            error = self.reload_errors.get(one)
+            if isinstance(error, str):
+                raise from_engine_message(error)
+            if error is not None:
+                raise error
+            self._progress(handle, 1.0, f"Finish loading on WebGPU - {one}")
+            if known[one].get("model_type") == 1:
+                handle.embedding = one
+            else:
+                handle.loaded = one
+
+    async def engine_embed(self, handle: FakeEngineHandle, request: dict[str, Any]) -> list[list[float]]:
+        """``embeddings.create``: each text as a normalised hashed bag of words (like the browser double)."""
+        self._log("engine_embed", handle, request)
+        handle.check_alive()
         await _bridge_crossing()
-        error = self.reload_errors.get(model_id)
-        if isinstance(error, str):
-            raise from_engine_message(error)
-        if error is not None:
-            raise error
-        self._progress(handle, 1.0, f"Finish loading on WebGPU - {model_id}")
-        handle.loaded = model_id
+        if handle.embedding is None or request.get("model") not in (None, handle.embedding):
+            raise from_engine_message(
+                "ModelNotLoadedError: Model not loaded before trying to complete EmbeddingCreateParams.")
+        return [bag_of_words(text) for text in request["input"]]
 
     @staticmethod
     def _progress(handle: FakeEngineHandle, progress: float, text: str) -> None:

@@ -61,6 +61,8 @@ FAIL_QUOTA_MODEL = "Double-fail-quota-q4f32_1-MLC"
 FAIL_DEVICE_MODEL = "Double-fail-device-q4f32_1-MLC"
 FAIL_F16_MODEL = "Double-fail-f16-q4f16_1-MLC"
 VISION_MODEL = "Double-Vision-q4f32_1-MLC"  # model_type 2 (VLM): web-llm accepts image parts for it
+EMBED_MODEL = "Double-Embed-q0f32-MLC-b4"  # model_type 1: hashed bag-of-words vectors (engine_double.js)
+EMBED_F16_MODEL = "Double-Embed-q0f16-MLC-b4"  # needs shader-f16
 
 
 def app_config(origin: str) -> dict:

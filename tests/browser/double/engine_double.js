@@ -66,6 +66,17 @@
 //   containing "fail-device"   reload ends with web-llm's DeviceLostError, nothing stays loaded
 //   containing "fail-f16"      reload throws web-llm's ShaderF16SupportError (a record listing
 //                              required_features is also checked against the real GPU adapter)
+//   a record with model_type 1 (web-llm's ModelType.embedding) loads a FakeEmbeddingPipeline instead
+//
+// EMBEDDINGS. MLCEngine.embedding() (engine.embeddings.create) runs unchanged: its request checks,
+// model selection (getModelStates, patched as above for the EmbeddingPipeline check), lock and
+// response. It calls embedStep(input) and getCurRoundEmbedTotalTokens / getCurRoundEmbedTokensPerSec
+// on the pipeline; FakeEmbeddingPipeline implements them as EmbeddingPipeline does (empty input and
+// inputs longer than the context window (512 "tokens": whitespace-separated words) throw web-llm's
+// errors; batches of maxBatchSize) and embeds a text as a hashed bag of words: each lower-cased
+// word (letters and digits) adds 1 to dimension fnv1a(word) % EMBED_DIMS, and the vector is
+// L2-normalised. Texts sharing words get close vectors, identical texts identical ones, so
+// retrieval over it is exact and repeatable. [[delay=MS]] in an input makes each batch take MS ms.
 
 const STOP_TOKEN = 2;
 const FIRST_WORD_ID = 100;
@@ -496,6 +507,69 @@ class FakePipeline {
   }
 }
 
+const EMBED_DIMS = 384;  // snowflake-arctic-embed-s's width
+const EMBED_CONTEXT = 512;
+
+function fnv1a(text) {
+  let hash = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(text)) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash;
+}
+
+export function bagOfWordsVector(text) {
+  const vector = new Array(EMBED_DIMS).fill(0);
+  for (const word of text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []) vector[fnv1a(word) % EMBED_DIMS] += 1;
+  const norm = Math.hypot(...vector);
+  return norm === 0 ? vector : vector.map((x) => x / norm);
+}
+
+class FakeEmbeddingPipeline {
+  constructor(config, maxBatchSize) {
+    this.config = config;
+    this.contextWindowSize = EMBED_CONTEXT;
+    this.maxBatchSize = maxBatchSize;
+    this.curRoundEmbedTotalTokens = 0;
+    this.curRoundEmbedTotalTime = 0;
+    this.batches = 0;
+  }
+
+  async embedStep(input) {
+    this.curRoundEmbedTotalTokens = 0;
+    this.curRoundEmbedTotalTime = 0;
+    const started = performance.now();
+    if (input.length === 0) throw namedError("EmbeddingInputEmptyError", "Embedding input cannot be empty string or empty token array.");
+    const texts = typeof input === "string" ? [input] : input.map((x) => (Array.isArray(x) ? x.join(" ") : String(x)));
+    for (const text of texts) {
+      const size = countWords(text);
+      if (size > this.contextWindowSize) {
+        throw namedError("EmbeddingExceedContextWindowSizeError", `The embedding model you are using only supports up to ${this.contextWindowSize} context size.` +
+          `However, an input in the batch has size ${size}.`);
+      }
+      this.curRoundEmbedTotalTokens += size;
+    }
+    // [[delay=MS]] in a text: each batch takes MS ms (a real timer), so a test can cancel mid-way.
+    const delay = Math.max(0, ...texts.map((t) => Number(/\[\[delay=(\d+)\]\]/.exec(t)?.[1] ?? 0)));
+    const result = [];
+    for (let begin = 0; begin < texts.length; begin += this.maxBatchSize) {
+      await (delay > 0 ? sleep(delay) : nextTask());  // one GPU round trip per batch
+      this.batches += 1;
+      for (const text of texts.slice(begin, begin + this.maxBatchSize)) result.push(bagOfWordsVector(text));
+    }
+    this.curRoundEmbedTotalTime = Math.max((performance.now() - started) / 1e3, 1e-4);
+    return result;
+  }
+
+  getCurRoundEmbedTotalTime() { return this.curRoundEmbedTotalTime; }
+  getCurRoundEmbedTotalTokens() { return this.curRoundEmbedTotalTokens; }
+  getCurRoundEmbedTokensPerSec() { return this.curRoundEmbedTotalTokens / this.curRoundEmbedTotalTime; }
+  dispose() {}
+  async sync() {}
+  async asyncLoadWebGPUPipelines() {}
+}
+
 // web-llm's CustomLock is not exported: a FIFO lock with the same acquire()/release().
 class Lock {
   constructor() { this.held = false; this.queue = []; }
@@ -551,7 +625,10 @@ async function fakeReload(engine, modelId, chatOpts, record) {
     await engine.unload();
     throw injectedError("DeviceLostError");
   }
-  engine.loadedModelIdToPipeline.set(modelId, new FakePipeline(engine, modelId, config, record.model_type === 2));
+  const embedding = record.model_type === 1;  // ModelType.embedding
+  const batch = Number(/-b(\d+)$/.exec(modelId)?.[1] ?? 4);
+  engine.loadedModelIdToPipeline.set(modelId, embedding ? new FakeEmbeddingPipeline(config, batch)
+    : new FakePipeline(engine, modelId, config, record.model_type === 2));
   engine.loadedModelIdToLock.set(modelId, new Lock());
   const gpu = adapter.info?.description || adapter.info?.vendor || "engine double";
   report(1, `Finish loading on WebGPU - ${gpu}`);
@@ -577,9 +654,13 @@ export function installEngineDouble(MLCEngine) {
       const selected = modelId || [...this.loadedModelIdToPipeline.keys()][0];
       const pipeline = this.loadedModelIdToPipeline.get(selected);
       const chatConfig = this.loadedModelIdToChatConfig.get(selected);
-      const isLLM = modelType === 0;  // ModelType.LLM
-      if (!isLLM || !(pipeline instanceof FakePipeline) || chatConfig === undefined ||
+      const expected = modelType === 0 ? FakePipeline : FakeEmbeddingPipeline;  // ModelType.LLM / embedding
+      if (!(pipeline instanceof expected) || chatConfig === undefined ||
           !this.loadedModelIdToLock.has(selected)) throw error;
+      const record = this.appConfig.model_list.find((m) => m.model_id === selected);
+      if (modelType !== 0 && record?.model_type !== 1) {
+        throw namedError("EmbeddingUnsupportedModelError", `Trying to run embeddings.create() with ${selected}, which does not have ModelRecord.model_type === ModelType.embedding in the model record. Either make sure an embedding model is loaded, or specify the model type in ModelRecord.`);
+      }
       return [selected, pipeline, chatConfig];
     }
   };

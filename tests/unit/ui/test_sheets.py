@@ -44,4 +44,4 @@ def test_an_unknown_sheet_is_refused_before_anything_changes():
     with pytest.raises(UsageError):
         sheets.when_first_opened("nope", lambda: None)
     assert sheets.current.peek() == "device"
-    assert set(SHEETS) == {"conversations", "models", "settings", "python", "device"}
+    assert set(SHEETS) == {"conversations", "models", "settings", "python", "device", "files"}
