@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import build  # noqa: E402
+from bench._report import environment, print_environment  # noqa: E402
 from tests.browser.conftest import CHROMIUM, QUIET_FLAGS, WEBGPU_FLAGS, PagePython  # noqa: E402
 from tests.browser.double import CHAT_MODEL, EMBED_MODEL, OVERLAY, app_config  # noqa: E402
 from tests.browser.test_knowledge import DOCS  # noqa: E402
@@ -78,7 +79,10 @@ def main() -> int:
     parser.add_argument("--chunks", type=int, default=400)
     parser.add_argument("--sizes", default="10000,50000")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--short", action="store_true", help="a quick check that it runs (CI): 40 chunks, 1,000-chunk search, 1 run")
     args = parser.parse_args()
+    if args.short:
+        args.chunks, args.sizes, args.runs = 40, "1000", 1
     from playwright.sync_api import sync_playwright
 
     dist = build.build()
@@ -96,8 +100,10 @@ def main() -> int:
         code = (MEASURE.replace("DOCS_JSON", repr(json.dumps(DOCS))).replace("CHUNKS", str(args.chunks))
                 .replace("SIZES", repr([int(s) for s in args.sizes.split(",")])).replace("RUNS", str(args.runs)))
         r = PagePython(page)(code, timeout_ms=900_000)
+        version = browser.version
         browser.close()
     server.shutdown()
+    print_environment(environment(dist, version))
     print(f"retrieval on the test set: {r['top1']}/{r['n']} at rank 1, {r['top3']}/{r['n']} in the top 3")
     print(f"embedding throughput (engine double, web-llm worker path, IndexedDB write): {r['chunks']} chunks in "
           f"{r['embed_s']} s = {r['chunks'] / r['embed_s']:.0f} chunks/s")
