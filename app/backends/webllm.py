@@ -147,9 +147,16 @@ class WebLLMBackend:
             raise UsageError("model_id must be a non-empty string")
         if self.loaded == model_id:
             return
+        await self._once(model_id, self._load, on_progress)
+
+    async def _once(self, model_id: str, load: Callable[[str], Any],
+                    on_progress: Callable[[dict[str, Any]], None] | None) -> None:
+        """Run ``load(model_id)`` once however many callers wait for it (each gets its progress).
+        Shielded: a caller that gives up (a Stop, a cancelled file) does not leave the engine
+        half-reloaded."""
         task = self._loads.get(model_id)
         if task is None:
-            task = asyncio.ensure_future(self._load(model_id))
+            task = asyncio.ensure_future(load(model_id))
             self._loads[model_id] = task
             task.add_done_callback(lambda _t: self._loads.pop(model_id, None))
         if on_progress is not None:
@@ -205,20 +212,7 @@ class WebLLMBackend:
         if record is not None and record.get("model_type") != 1:
             raise UsageError(f"{model_id!r} is not an embedding model (its record has no model_type 1)")
         await self._check_gpu(record or {"model_id": model_id})
-        task = self._loads.get(model_id)
-        if task is None:
-            # Single-flight, and shielded: a caller that gives up (a cancelled file) does not leave
-            # the engine half-reloaded with the chat model forgotten.
-            task = asyncio.ensure_future(self._load_embedding(model_id))
-            self._loads[model_id] = task
-            task.add_done_callback(lambda _t: self._loads.pop(model_id, None))
-        if on_progress is not None:
-            self._progress_listeners.append(on_progress)
-        try:
-            await asyncio.shield(task)
-        finally:
-            if on_progress is not None:
-                self._progress_listeners.remove(on_progress)
+        await self._once(model_id, self._load_embedding, on_progress)
 
     async def _load_embedding(self, model_id: str) -> None:
         async with self._turn:
