@@ -107,7 +107,7 @@ def main() -> int:
         page = browser.new_page()
         page.goto(origin + "/")
         page.wait_for_selector("#chat[data-state=ready]", timeout=60_000)
-        page.click("#models summary")  # the model picker is part of the page being measured
+        page.click("#open-models")  # the model picker (its sheet) is part of the page being measured
         page.wait_for_selector("#models[data-state=ready]", timeout=60_000)
         py = PagePython(page)
         cdp = page.context.new_cdp_session(page)
