@@ -25,6 +25,11 @@ def test_the_benchmark_runs_in_its_short_mode(dist, script, tmp_path):
         cmd += ["--json", str(figures)]
     done = subprocess.run(cmd, cwd=build.ROOT, env={**os.environ, "CHROMIUM": CHROMIUM},
                           capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 and ("Page crashed" in done.stderr or "Target crashed" in done.stderr):
+        # Chromium's renderer died (seen under load on 2 cores): the browser's failure, not the
+        # script's; the script gets one more run, which must succeed.
+        done = subprocess.run(cmd, cwd=build.ROOT, env={**os.environ, "CHROMIUM": CHROMIUM},
+                              capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     if script.stem == "faults":
         assert "| fault | what the user sees |" in done.stdout
