@@ -70,11 +70,21 @@ export function takeWaitingVersion() {
   } catch (e) {
     return;
   }
+  const served = navigator.serviceWorker.controller;
   navigator.serviceWorker.getRegistration().then((reg) => {
-    if (!reg || !reg.waiting) return;
+    if (!reg) return;
+    if (!reg.waiting) {
+      // The new version took over while this page was starting (its worker activated after the
+      // old one served this page): load again, from it.
+      if (reg.active && served && reg.active !== served) location.reload();
+      return;
+    }
     registration = reg;
     reloadWhenTakenOver();
-    reg.waiting.postMessage({ type: "skip-waiting" });
+    const next = reg.waiting;
+    // Reload when it is active even if this page's controllerchange came before the listener.
+    next.addEventListener("statechange", () => { if (next.state === "activated") location.reload(); });
+    next.postMessage({ type: "skip-waiting" });
   }).catch((e) => console.warn("service worker not reached:", e.message));
 }
 
