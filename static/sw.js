@@ -25,6 +25,10 @@
 //   worker may be stopped at any time) and serves a page's later requests from that cache; a Web
 //   Worker a page starts (web-llm's engine) is remembered with its page's version. An old version's
 //   cache is deleted once no open page uses it (at activation and on each navigation).
+// - A page that starts finds out whether it got the newest version: it posts "skip-waiting" to a
+//   worker that waits, and asks the active one (GET __version, answered here) which version served it,
+//   since the new worker may have taken over (the old page unloading during a reload lets it) after
+//   the old one served this page; it reloads in either case, before any of it runs.
 // - A page that was not controlled (the first visit, before any worker was active) loads from the
 //   network like any page without a service worker; it is not claimed.
 //
@@ -41,6 +45,7 @@ const BASE = new URL("./", self.location.href);
 const INDEX = new URL("index.html", BASE).href;
 const FILES = new Set(SHELL.files.map((f) => new URL(f, BASE).href));
 const CLIENT_KEYS = new URL("__clients/", BASE).href;  // never fetched: keys of the CLIENTS cache
+const VERSION = new URL("__version", BASE).href;  // answered here: which version serves the asking page
 const served = new Map();  // client id -> cache name, in memory while this worker runs
 
 self.addEventListener("install", (event) => {
@@ -67,6 +72,10 @@ self.addEventListener("fetch", (event) => {
   url.hash = "";
   const navigate = request.mode === "navigate";
   let key = url.href;
+  if (key === VERSION) {
+    event.respondWith(versionOf(event.clientId));
+    return;
+  }
   if (key === BASE.href || (navigate && key.startsWith(BASE.href) && !FILES.has(key))) key = INDEX;
   if (!FILES.has(key)) return;  // not the shell: the network, untouched
   event.respondWith(serve(event, key, navigate));
@@ -82,6 +91,13 @@ async function serve(event, key, navigate) {
   }
   const hit = await caches.match(key, { cacheName: name });
   return hit || fetch(event.request);
+}
+
+// {page: the version serving this page, current: this worker's}: a page that starts and finds them
+// different was loaded by an older worker just before this one took over (static/bridge/page.js).
+async function versionOf(clientId) {
+  const body = JSON.stringify({ page: await cacheOf(clientId), current: CACHE });
+  return new Response(body, { headers: { "content-type": "application/json", "cache-control": "no-store" } });
 }
 
 async function remember(clientId, name) {

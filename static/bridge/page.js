@@ -74,10 +74,18 @@ export function takeWaitingVersion() {
   navigator.serviceWorker.getRegistration().then((reg) => {
     if (!reg) return;
     if (!reg.waiting) {
-      // The new version took over while this page was starting (its worker activated after the
-      // old one served this page): load again, from it.
-      if (reg.active && served && reg.active !== served) location.reload();
-      return;
+      // The new version may have taken over while this page was starting (the old page unloading
+      // during a reload lets it activate) after the old worker served this page: load again, from it.
+      if (reg.active && reg.active !== served) {
+        location.reload();
+        return;
+      }
+      // The worker that controls this page may be the new one even so: it knows which version served
+      // this page (static/sw.js). An older worker does not answer, and nothing happens.
+      return fetch(new URL("__version", document.baseURI), { cache: "no-store" })
+        .then((answer) => (answer.ok ? answer.json() : null))
+        .then((version) => { if (version && version.page !== version.current) location.reload(); })
+        .catch(() => {});
     }
     registration = reg;
     reloadWhenTakenOver();

@@ -213,3 +213,31 @@ def test_a_new_tab_takes_the_new_version_while_the_old_tab_keeps_its_own(page, d
     w.assert_clean()
     forget_cut_imports(w2)
     w2.assert_clean()
+
+
+def test_a_page_the_old_version_served_after_the_new_one_took_over_reloads_onto_it(page, deployment, releases):
+    """The race a plain reload can lose: the old worker serves the page, then the new worker takes over
+    (the old page unloading lets it) before the page's first script runs, so nothing waits any more and
+    the page's controller is already the new worker. The page asks that worker which version served it
+    and reloads onto the new one."""
+    v1, v2 = releases
+    site = deployment
+    w = open_controlled(page, site)
+    deploy_and_notice(page, site, v2)
+    second = page.context.new_page()
+    w2 = watch(second, site.origin)
+    second.goto(site.url)
+    on_release(second, "v2")  # the new worker took over; the first page is now controlled by it
+    version = "() => fetch(new URL('__version', document.baseURI)).then((r) => r.json())"
+    seen = page.evaluate(version)
+    assert seen["page"] != seen["current"] and seen["current"] == second.evaluate(version)["page"]
+
+    with page.expect_navigation():  # what boot.js runs first in a page that starts now
+        page.evaluate("() => pyBridge.page.takeWaitingVersion()")
+    on_release(page, "v2")
+    assert page.evaluate(SHELL_SEEN) == shell(v2)
+    seen = page.evaluate(version)
+    assert seen["page"] == seen["current"]
+    w.assert_clean()
+    forget_cut_imports(w2)
+    w2.assert_clean()
