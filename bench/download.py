@@ -65,6 +65,8 @@ from app.models.manager import ModelManager
 from app.backends.webllm import WebLLMBackend
 catalog = await Catalog.load(extra=[json.loads({record!r})])
 manager = ModelManager(catalog, WebLLMBackend(app_config=catalog.app_config()))
+if {segment} is not None:
+    manager.segment_bytes = {segment}
 """
 
 
@@ -80,6 +82,7 @@ def main() -> int:
     parser.add_argument("--short", action="store_true", help="a quick check that it runs (CI): 2 x 1 MiB, 1 run")
     parser.add_argument("--json", help="also write the figures to this file (python3 build.py bench)")
     parser.add_argument("--no-md5", action="store_true", help="shard records without md5sum (nothing to verify)")
+    parser.add_argument("--segment-kib", type=int, help="our Range segment size (default: the app's own)")
     args = parser.parse_args()
     if args.short:
         args.shards, args.shard_mib, args.runs = 2, 1, 1
@@ -87,6 +90,7 @@ def main() -> int:
         parser.error("use at least 5 runs")
     from playwright.sync_api import sync_playwright
 
+    segment = None if args.segment_kib is None else args.segment_kib << 10
     model = SyntheticModel("bench-model", shards=args.shards, shard_bytes=args.shard_mib << 20, seed=7, md5=not args.no_md5)
     models = ModelServer(model)
     record = models.record(model)
@@ -112,7 +116,7 @@ def main() -> int:
 
         def ours(page):
             py = PagePython(page)
-            py(OURS_SETUP.format(record=json.dumps(record)))
+            py(OURS_SETUP.format(record=json.dumps(record), segment=segment))
             return py("t0 = time.perf_counter(); await manager.download('bench-model'); (time.perf_counter() - t0) * 1000")
 
         def baseline(page):
@@ -141,7 +145,7 @@ def main() -> int:
 
         def ours_start(page):
             py = PagePython(page)
-            py(OURS_SETUP.format(record=json.dumps(record)))
+            py(OURS_SETUP.format(record=json.dumps(record), segment=segment))
             py("task = asyncio.ensure_future(manager.download('bench-model'))")
             page.__py = py
 

@@ -5,10 +5,22 @@
 import {Md5} from "./md5.js";
 
 // MD5 of downloads, off the main thread (static/md5-worker.js): a few workers, files spread over
-// them; where workers cannot start, the page hashes in-thread as before.
-const HASH_WORKERS = Math.max(1, Math.min(4, (navigator.hardwareConcurrency || 2) - 1));
+// them; where workers cannot start, the page hashes in-thread as before. A hasher takes bytes
+// (`update`) or a Blob the browser read a segment into (`add`), in the file's order.
+const HASH_WORKERS = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 2));
 const hashers = [];
 let nextHasher = 0;
+
+function inThreadMd5() {
+  const md5 = new Md5();
+  let queue = Promise.resolve();
+  return {
+    update: (bytes) => { queue = queue.then(() => { md5.update(bytes); }); },
+    add: (blob) => { queue = queue.then(async () => { md5.update(new Uint8Array(await blob.arrayBuffer())); }); },
+    hex: () => queue.then(() => md5.hex()),
+    drop: () => {},
+  };
+}
 
 function offThreadMd5() {
   let hasher;
@@ -16,7 +28,11 @@ function offThreadMd5() {
     if (hashers.length < HASH_WORKERS) {
       const worker = new Worker(new URL("./md5-worker.js", import.meta.url), {type: "module"});
       const h = {worker, waiting: new Map(), failed: null};
-      worker.onmessage = ({data}) => { h.waiting.get(data.id)?.resolve(data.hex); h.waiting.delete(data.id); };
+      worker.onmessage = ({data}) => {
+        const p = h.waiting.get(data.id);
+        h.waiting.delete(data.id);
+        if (data.error) p?.reject(new Error(data.error)); else p?.resolve(data.hex);
+      };
       // A worker that fails (or never starts) fails the hashes it owes and every later one: a
       // download then ends with that error instead of waiting for a digest that never comes.
       worker.onerror = (e) => {
@@ -30,15 +46,13 @@ function offThreadMd5() {
   } catch {
     hasher = null;
   }
-  if (hasher === null || hasher.failed) {
-    const md5 = new Md5();
-    return {update: (bytes) => md5.update(bytes), hex: async () => md5.hex(), drop: () => {}};
-  }
+  if (hasher === null || hasher.failed) return inThreadMd5();
   const id = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
   const {worker, waiting} = hasher;
   return {
     // A copy goes to the worker (the page still writes these bytes to the store).
     update: (bytes) => worker.postMessage({id, bytes}),
+    add: (blob) => worker.postMessage({id, blob}),  // a handle: the worker reads the bytes itself
     hex: () => new Promise((resolve, reject) => {
       if (hasher.failed) { reject(hasher.failed); return; }
       waiting.set(id, {resolve, reject});
@@ -545,7 +559,8 @@ function rangeFits(response, offset, first) {
 
 async function get(url, signal, headers = {}) {
   try {
-    return await fetch(url, {signal, headers});
+    // Not through the HTTP cache: the file goes into the store, and a second copy on disk costs time.
+    return await fetch(url, {signal, headers, cache: "no-store"});
   } catch (e) {
     if (e.name === "AbortError") throw e;
     throw failure("NetworkError", `could not fetch ${url}: ${e.message}`);
@@ -569,8 +584,138 @@ async function openFile(url, parts, signal) {
   return {response: await get(url, signal), parts: []};
 }
 
+// Whether a 206 holds exactly the segment asked: bytes `offset`..`last` of a file of `total` bytes,
+// with the validators of the response that began the file (`origin`; null for the first segment).
+function segmentFits(response, offset, last, total, origin) {
+  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec((response.headers.get("content-range") || "").trim());
+  if (!match) return false;
+  const [start, end, length] = match.slice(1).map(Number);
+  if (start !== offset || end !== last || length !== total) return false;
+  if (origin === null) return true;
+  const strong = (tag) => Boolean(tag) && !tag.startsWith("W/");
+  const etag = response.headers.get("etag"), modified = response.headers.get("last-modified");
+  if (strong(etag) && strong(origin.etag)) return etag === origin.etag;
+  return !(modified && origin.modified && modified !== origin.modified);
+}
+
+// A large file (at least two segments) in HTTP Range segments of `segment` bytes, each read by the
+// browser itself into a Blob (`response.blob()`): its bytes never pass through this page's
+// JavaScript, which for a fast connection costs a third of the download's time (bench/download.py).
+// Bytes are reported per segment, the segments received are staged on the same timer as a stream's
+// parts (and when the download stops), and a resume continues after the staged parts with If-Range.
+// Every segment must answer 206 with the Content-Range asked and the validators of the file's first
+// response; otherwise the staged bytes are dropped and the file is streamed whole from a plain GET.
+// Returns {size} once the file is committed, {response} when the server sent the whole file (a 200:
+// it ignores ranges, or If-Range said the file changed) for the stream path to read, or {} to start
+// over with the stream path.
+async function segmentedFile(url, store, entry, expected, expectedMd5, segment, staged, controller, onProgress) {
+  const signal = controller.signal;
+  const blobs = staged.map((p) => p.blob);
+  let offset = blobs.reduce((n, b) => n + b.size, 0);
+  let origin = staged.length ? {id: staged[0].id, etag: staged[0].etag, modified: staged[0].modified,
+                                 total: staged[0].total} : null;
+  if (origin !== null && (origin.total !== expected || !validator(origin))) {
+    await unstage([url]);  // not this file's size, or no validator to show the staged bytes are its own
+    blobs.length = 0;
+    offset = 0;
+    origin = null;
+  }
+  onProgress(offset, true);
+  const md5 = expectedMd5 ? offThreadMd5() : null;
+  blobs.forEach((b) => md5?.add(b));
+  let contentType = null;
+  let index = blobs.length, stagedCount = blobs.length, stagedBytes = offset;
+  let staging = Promise.resolve();
+  let stageFailure = null;
+  const stage = () => {
+    if (stageFailure || stagedCount === blobs.length) return staging;
+    const part = {...origin, offset: stagedBytes, blob: new Blob(blobs.slice(stagedCount))};
+    stagedBytes += part.blob.size;
+    stagedCount = blobs.length;
+    const n = index++;
+    staging = staging.then(() => (stageFailure ? undefined : stagePart(url, n, part))).catch((e) => {
+      if (stageFailure) return;
+      stageFailure = plainError(e);  // the quota: the download ends with it
+      controller.abort();
+    });
+    return staging;
+  };
+  const startOver = async (result) => {
+    md5?.drop();
+    await staging;
+    await unstage([url]);
+    return result;
+  };
+  let resuming = origin !== null;  // the first request after staged parts carries If-Range
+  const timer = setInterval(stage, STAGE_INTERVAL_MS);
+  try {
+    while (offset < expected) {
+      // One segment at a time: a request for the next one sent before this one's bytes are in
+      // (more connections at once) made the download slower, not faster (bench/download.py).
+      const last = Math.min(expected, offset + segment) - 1;
+      const headers = {Range: `bytes=${offset}-${last}`};
+      if (resuming) headers["If-Range"] = validator(origin);  // a 200 then says the file changed
+      const response = await get(url, signal, headers);
+      if (response.status === 200) return await startOver({response});
+      if (!response.ok && response.status !== 416) {
+        await response.body?.cancel().catch(() => {});
+        throw failure("HttpError", `GET ${url} answered ${response.status}`, {status: response.status});
+      }
+      if (response.status !== 206 || !segmentFits(response, offset, last, expected, origin)) {
+        await response.body?.cancel().catch(() => {});
+        return await startOver({});
+      }
+      if (origin === null) {
+        origin = {id: crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`,
+                  etag: response.headers.get("etag"), modified: response.headers.get("last-modified"),
+                  total: expected};
+      }
+      contentType = contentType ?? response.headers.get("content-type");
+      const blob = await response.blob();
+      if (blob.size !== last - offset + 1) {
+        throw failure("NetworkError", `${url}: bytes ${offset}-${last} came as ${blob.size} bytes`, {received: offset});
+      }
+      blobs.push(blob);
+      offset += blob.size;
+      resuming = false;
+      md5?.add(blob);
+      onProgress(blob.size, false);
+    }
+  } catch (e) {
+    clearInterval(timer);
+    md5?.drop();
+    await staging;
+    if (stageFailure) throw stageFailure;
+    await stage();  // keep what arrived, for the resume
+    if (stageFailure) throw stageFailure;
+    if (signal.aborted) throw failure("AbortError", `download of ${url} cancelled`);
+    if (e.name === "HttpError" || e.name === "NetworkError") throw e;
+    throw failure("NetworkError", `the connection dropped while fetching ${url}: ${e.message}`, {received: offset});
+  } finally {
+    clearInterval(timer);
+  }
+  await staging;  // never rejects: a refused part is in stageFailure (the file is whole regardless)
+  if (md5) {
+    const digest = await md5.hex();
+    if (digest !== expectedMd5.toLowerCase()) {
+      await unstage([url]);
+      throw failure("ChecksumMismatch", `${url}: the downloaded bytes have md5 ${digest}, the ` +
+                    `model's manifest says ${expectedMd5}; nothing of this file was stored`);
+    }
+  }
+  try {
+    await writeEntry(store, entry, new Blob(blobs), contentType);
+  } catch (e) {
+    if (e.name === "QuotaExceededError") throw plainError(e);
+    await stage();  // the file is whole: kept for the next try
+    throw e;
+  }
+  await unstage([url]);
+  return {size: offset};
+}
+
 export function startDownload(spec, onProgress, onWaiting) {
-  const {url, store, entry, expected, md5: expectedMd5} = JSON.parse(spec);
+  const {url, store, entry, expected, md5: expectedMd5, segment = 0} = JSON.parse(spec);
   const controller = new AbortController();
   const waiting = (flag) => { if (onWaiting) onWaiting(flag); };
   const fetchFile = async () => {
@@ -584,7 +729,15 @@ export function startDownload(spec, onProgress, onWaiting) {
     }
     const staged = resumableParts(await stagedParts(url));
     if (staged === null) await unstage([url]);
-    const opened = await openFile(url, staged || [], controller.signal);
+    let opened = null, held = staged || [];
+    if (segment > 0 && expected >= 2 * segment) {
+      const outcome = await segmentedFile(url, store, entry, expected, expectedMd5, segment, held,
+                                          controller, onProgress);
+      if (outcome.size !== undefined) return outcome.size;
+      held = [];  // dropped: the file is streamed from byte 0
+      if (outcome.response) opened = {response: outcome.response, parts: []};  // the whole file came
+    }
+    opened = opened || await openFile(url, held, controller.signal);
     const {response} = opened;
     let parts = opened.parts;
     if (!response.ok) throw failure("HttpError", `GET ${url} answered ${response.status}`, {status: response.status});
@@ -704,14 +857,15 @@ export function startDownload(spec, onProgress, onWaiting) {
   return {wait: () => promise, cancel: () => controller.abort()};
 }
 
-// A whole file from a stream into a store. The Cache API takes the stream as it comes; the others
-// need the whole file first (IndexedDB keeps an ArrayBuffer or parsed JSON).
-async function writeEntry(store, entry, stream, contentType) {
+// A whole file, from a stream or a Blob, into a store. The Cache API takes the stream as it comes
+// (and a Blob without reading it); the others need the whole file first (IndexedDB keeps an
+// ArrayBuffer or parsed JSON).
+async function writeEntry(store, entry, body, contentType) {
   if (store.type === "cache") {
     const headers = contentType ? {"content-type": contentType} : {};
-    await (await caches.open(store.name)).put(entry.key, new Response(stream, {headers}));
+    await (await caches.open(store.name)).put(entry.key, new Response(body, {headers}));
   } else {
-    await commitEntry(store, entry, await new Response(stream).blob(), contentType);
+    await commitEntry(store, entry, body instanceof Blob ? body : await new Response(body).blob(), contentType);
   }
 }
 

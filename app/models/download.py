@@ -38,6 +38,10 @@ from app.models.catalog import ModelInfo
 from app.models.layout import SCOPES, StoreLayout
 
 CONCURRENCY = 4
+# A file of at least two segments goes in HTTP Range segments of this size, each read by the browser
+# straight into a Blob (static/storage.js segmentedFile): progress moves per segment, and a cut loses
+# at most one segment per file in flight. Smaller files stream, their bytes counted as they arrive.
+SEGMENT_BYTES = 8 << 20
 PHASES = ("planning", "downloading", "waiting", "verifying", "done", "cancelled", "failed")
 # The saved plan's shape: plans saved by an older app (without checksums) are made again.
 PLAN_FORMAT = 2
@@ -200,7 +204,8 @@ class Download:
     def __init__(self, plan: DownloadPlan, backend: str, *, layout: StoreLayout = StoreLayout(),
                  stored: dict[str, int] | None = None, staged: dict[str, int] | None = None,
                  on_progress: Callable[[DownloadProgress], None] | None = None, concurrency: int = CONCURRENCY,
-                 api: StorageBridge = bridge, clock: Callable[[], float] = time.monotonic) -> None:
+                 segment: int = SEGMENT_BYTES, api: StorageBridge = bridge,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         layout.check_backend(backend)
         self.plan = plan
         self.backend = backend
@@ -208,6 +213,7 @@ class Download:
         self._api = api
         self._listeners = [on_progress] if on_progress else []
         self._concurrency = concurrency
+        self._segment = segment
         self._clock = clock
         self._meter = RateMeter(clock=clock)
         stored = stored or {}
@@ -314,7 +320,8 @@ class Download:
                 self._committed(artifact, artifact.size or 0)
                 continue
             spec = {"url": artifact.url, "store": store, "entry": entry,
-                    "expected": artifact.size if artifact.exact else -1, "md5": artifact.md5}
+                    "expected": artifact.size if artifact.exact else -1, "md5": artifact.md5,
+                    "segment": self._segment}
             file = self._api.FileDownload(spec, lambda n, absolute, url=artifact.url: self._on_bytes(url, n, absolute),
                                           lambda waiting, url=artifact.url: self._on_waiting(url, waiting))
             self._files[artifact.url] = file

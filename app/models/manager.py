@@ -39,7 +39,7 @@ from app.errors import (
 from app.ffi import storage as bridge
 from app.ffi.storage import StorageBridge
 from app.models.catalog import Catalog
-from app.models.download import (PLAN_FORMAT, Download, DownloadPlan, DownloadProgress, holds, make_plan,
+from app.models.download import (PLAN_FORMAT, SEGMENT_BYTES, Download, DownloadPlan, DownloadProgress, holds, make_plan,
                                  stored_sizes)
 from app.models.layout import StoreLayout
 from app.models.status import STATES, ModelState, ModelStatus  # noqa: F401 (STATES, ModelState: public here too)
@@ -50,7 +50,10 @@ class ModelManager:
     """See the module docstring. ``backend`` is an :class:`app.backends.webllm.WebLLMBackend`;
     ``layout`` is the store layout of the vendored web-llm release (default: the pinned release),
     ``cache_backend`` the store downloads go to (``cache``, ``indexeddb``, ``opfs``: give the
-    backend the same one)."""
+    backend the same one). ``segment_bytes``: files of at least two such segments download in HTTP
+    Range segments (see :data:`app.models.download.SEGMENT_BYTES`); 0 streams every file whole."""
+
+    segment_bytes: int = SEGMENT_BYTES
 
     def __init__(self, catalog: Catalog, backend: Any, *, layout: StoreLayout | None = None,
                  storage: Storage | None = None, cache_backend: str = "cache",
@@ -180,7 +183,8 @@ class ModelManager:
             stored, staged = await asyncio.gather(
                 stored_sizes(self.cache_backend, self._api, layout=self.layout), self._api.staging_list())
             job = Download(plan, self.cache_backend, layout=self.layout, stored=stored, staged=staged,
-                           on_progress=lambda p: self._progress(model_id, p), api=self._api, clock=self._clock)
+                           on_progress=lambda p: self._progress(model_id, p), segment=self.segment_bytes,
+                           api=self._api, clock=self._clock)
             await self._check_space(model_id, job.remaining_bytes)
             if self.persisted is None:
                 self.persisted = await self.storage.persist()

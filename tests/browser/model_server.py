@@ -6,9 +6,11 @@ web-llm release reads it: ``manifest="ndarray-cache.json"`` for 0.2.79, ``tensor
 default) from 0.2.80; the server has no file of the other name, so asking for it is a 404. The
 server answers GET, HEAD, OPTIONS and single HTTP ranges with CORS headers, and counts requests and
 body bytes per path, so tests can assert what the browser fetched. Faults are set per path:
-``drop_after`` closes the connection after n body bytes (once); ``hold_after`` sends n bytes and
-then waits until ``release()`` (with both at the same n, the drop comes after the release, once the
-test knows the page has read those bytes).
+``drop_after`` closes the connection at byte n of the file (once); ``hold_after`` sends the file up to
+byte n and then waits until ``release()`` (with both at the same n, the drop comes after the
+release, once the test knows the page has read those bytes). Both count from the file's start and
+act in the response that reaches byte n (a range request starting at or before it), so they fit a
+download in range segments as well as one whole GET.
 
 Each file has a strong ``ETag`` and a ``Last-Modified`` (both exposed to the page), and a range
 request is honoured only when its ``If-Range`` (if any) still names the current file, as RFC 9110
@@ -17,8 +19,11 @@ of the same size with a new ETag and Last-Modified (the manifest is left as it w
 whose file changed under a remembered plan). More faults: ``restart_range`` answers one range
 request for the path with 206 and a ``Content-Range`` from byte 0 (a server that ignores where the
 range began); ``ignore_if_range`` answers the range of the current file whatever ``If-Range`` says
-(a cache in between that drops the header); every range request is logged in ``range_headers`` as
-(path, Range, If-Range).
+(a cache in between that drops the header); ``ignore_ranges`` answers every request for the path
+with the whole file (200), as a server without range support does; ``change_at`` changes the file
+(as ``change(path, seed=5)``) once a response has sent it up to byte n, the rest of that response
+still of the old file; every range request is logged in
+``range_headers`` as (path, Range, If-Range).
 """
 
 from __future__ import annotations
@@ -89,16 +94,19 @@ class ModelServer:
         for m in models:
             self.files.update(m.files)
         self.original = dict(self.files)
+        self._etags: dict[str, tuple[bytes, str]] = {}
         self.versions: Counter[str] = Counter()  # how often each file was changed (its ETag, Last-Modified)
         self.requests: Counter[str] = Counter()
         self.ranges: list[tuple[str, int]] = []  # (path, first byte) of every range request honoured
         self.range_headers: list[tuple[str, str, str | None]] = []  # (path, Range, If-Range) of every one asked
         self.restart_range: set[str] = set()
         self.ignore_if_range: set[str] = set()
+        self.ignore_ranges: set[str] = set()
         self.sent: Counter[str] = Counter()
         self.drop_after: dict[str, int] = {}
         self.hold_after: dict[str, int] = {}
         self._released = threading.Event()
+        self.change_at: dict[str, int] = {}
         self._lock = threading.Lock()
         self._by_method: Counter[tuple[str, str]] = Counter()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -115,11 +123,25 @@ class ModelServer:
     def url(self, path: str) -> str:
         return self.origin + path
 
+    def _fault(self, faults: dict[str, int], path: str, start: int, length: int) -> int | None:
+        """The body offset at which a fault set at byte n of ``path`` acts in a response carrying bytes
+        ``start``.. of it (n - start), taken once; None when the fault is not in this response."""
+        with self._lock:
+            at = faults.get(path)
+            if at is None or not start <= at < start + length:
+                return None
+            del faults[path]
+            return at - start
+
     def release(self) -> None:
         self._released.set()
 
     def etag(self, path: str) -> str:
-        return '"' + hashlib.sha256(self.files[path]).hexdigest()[:20] + '"'
+        data = self.files[path]
+        known = self._etags.get(path)
+        if known is None or known[0] is not data:  # hashed once per content, not per request
+            known = self._etags[path] = (data, '"' + hashlib.sha256(data).hexdigest()[:20] + '"')
+        return known[1]
 
     def last_modified(self, path: str) -> str:
         from email.utils import formatdate
@@ -145,9 +167,11 @@ class ModelServer:
             self.range_headers.clear()
             self.restart_range.clear()
             self.ignore_if_range.clear()
+            self.ignore_ranges.clear()
             self.files.update(self.original)
             self.versions.clear()
             self._released = threading.Event()
+            self.change_at.clear()
 
     def body_requests(self) -> Counter[str]:
         """GET requests per path (HEAD and preflights excluded)."""
@@ -163,6 +187,9 @@ class ModelServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in separate writes: with Nagle's algorithm on, the body would wait
+            # for the client's delayed ACK (tens of ms per request), which no real file server does.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # quiet
                 pass
@@ -209,7 +236,7 @@ class ModelServer:
                 start = 0
                 etag, modified = server.etag(path), server.last_modified(path)
                 asked, if_range = self.headers.get("Range"), self.headers.get("If-Range")
-                match = re.fullmatch(r"bytes=(\d+)-(\d*)", asked or "")
+                match = None if path in server.ignore_ranges else re.fullmatch(r"bytes=(\d+)-(\d*)", asked or "")
                 if asked and not head:
                     with server._lock:
                         server.range_headers.append((path, asked, if_range))
@@ -227,7 +254,7 @@ class ModelServer:
                         server.ranges.append((path, start))
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-                    body = data[start:end + 1]
+                    body = memoryview(data)[start:end + 1]  # no copy: real servers send from the file
                 else:
                     self.send_response(200)
                     body = data
@@ -241,11 +268,15 @@ class ModelServer:
                 self.end_headers()
                 if head:
                     return
-                drop = server.drop_after.pop(path, None)
-                hold = server.hold_after.pop(path, None)
+                drop = server._fault(server.drop_after, path, start, len(body))
+                hold = server._fault(server.hold_after, path, start, len(body))
+                swap = server._fault(server.change_at, path, start, len(body))
                 sent = 0
                 try:
                     while sent < len(body):
+                        if swap is not None and sent >= swap:
+                            server.change(path, seed=5)  # this response goes on with the old bytes
+                            swap = None
                         if hold is not None and sent >= hold:
                             server._released.wait()
                             hold = None
@@ -256,7 +287,7 @@ class ModelServer:
                             self.connection.shutdown(socket.SHUT_RDWR)
                             self.close_connection = True
                             return
-                        limit = min(len(body), *(n for n in (drop, hold) if n is not None and n > sent), sent + CHUNK)
+                        limit = min(len(body), *(n for n in (drop, hold, swap) if n is not None and n > sent), sent + CHUNK)
                         self.wfile.write(body[sent:limit])
                         with server._lock:
                             server.sent[path] += limit - sent

@@ -338,3 +338,108 @@ def test_without_web_locks_a_download_still_works(page, site, server):
     assert ended(page, "a") == "done"
     assert stored_digests(page, list(served_digests(server, PLAIN))) == served_digests(server, PLAIN)
     watch.assert_clean()
+
+
+# Large files go in HTTP Range segments, each read by the browser into a Blob (static/storage.js
+# segmentedFile); the app's segment is 8 MiB, so these tests make it 100 kB for 300 kB shards.
+SEGMENT = 100_000
+
+
+def segments(server, shard: str) -> list[str]:
+    """The Range headers the page sent for ``shard``, in order."""
+    return [asked for path, asked, _ in server.range_headers if path == shard]
+
+
+def test_a_large_file_comes_in_range_segments_checked_against_the_manifest(page, site, server):
+    """Each shard is asked for segment by segment, every byte crosses the wire once, the stored files
+    are the server's (their md5 checked), and progress counts the segments as they come."""
+    py, watch = start(page, site, server)
+    py(f"manager.segment_bytes = {SEGMENT}")
+    py("go('a', 'synth-d')")
+    assert ended(page, "a") == "done"
+    for i in range(MODEL.shards):
+        shard = MODEL.shard_path(i)
+        size = len(MODEL.files[shard])
+        assert segments(server, shard) == [f"bytes={o}-{min(size, o + SEGMENT) - 1}" for o in range(0, size, SEGMENT)]
+    assert sum(server.sent[p] for p in MODEL.files) == MODEL.total_bytes
+    assert stored_digests(page, list(served_digests(server, MODEL))) == served_digests(server, MODEL)
+    assert page.evaluate("() => window.a.bytes") == MODEL.total_bytes
+    assert in_cache(page, server, server.record(MODEL)) is True
+    watch.assert_clean()
+
+
+def test_a_cut_between_segments_keeps_them_and_the_resume_asks_for_the_rest_with_if_range(page, site, server):
+    """Cancelled while the third segment of a shard is held: the two received are staged, and the
+    resume asks from there with If-Range; nothing crosses the wire twice."""
+    shard = MODEL.shard_path(1)
+    url = server.url(shard)
+    server.hold_after[shard] = 2 * SEGMENT
+    py, watch = start(page, site, server)
+    py(f"manager.segment_bytes = {SEGMENT}")
+    py("go('a', 'synth-d')")
+    holds_bytes(page, "a", url, 2 * SEGMENT, rest_done=True)
+    py("manager.cancel('synth-d')")
+    assert ended(page, "a") == "Aborted"
+    server.release()
+    assert py("await ffi.staging_list()").get(url) == 2 * SEGMENT
+    before = len(server.range_headers)
+
+    py("go('a', 'synth-d')")
+    assert ended(page, "a") == "done"
+    resumed = [h for h in server.range_headers[before:] if h[0] == shard]
+    assert resumed[0] == (shard, f"bytes={2 * SEGMENT}-{3 * SEGMENT - 1}", server.etag(shard))
+    assert all(h[2] is None for h in resumed[1:])  # If-Range only where staged bytes meet new ones
+    assert server.sent[shard] == len(MODEL.files[shard])
+    assert stored_digests(page, list(served_digests(server, MODEL))) == served_digests(server, MODEL)
+    assert py("await ffi.staging_list()") == {}
+    watch.assert_clean()
+
+
+def test_a_server_without_ranges_sends_the_file_whole_and_it_is_streamed(page, site, server):
+    """A 200 to the first segment's request is the whole file: read as a stream, not asked again."""
+    shard = PLAIN.shard_path(0)
+    server.ignore_ranges.add(shard)
+    py, watch = start(page, site, server)
+    py(f"manager.segment_bytes = {SEGMENT}")
+    py("go('a', 'synth-p')")
+    assert ended(page, "a") == "done"
+    assert server.body_requests()[shard] == 1
+    assert server.sent[shard] == len(PLAIN.files[shard])
+    assert stored_digests(page, list(served_digests(server, PLAIN))) == served_digests(server, PLAIN)
+    watch.assert_clean()
+
+
+def test_a_file_that_changes_between_segments_is_never_stitched(page, site, server):
+    """The file changes on the server while its second segment is on its way: the third segment has
+    another ETag, so the segments are dropped and the new file is fetched whole."""
+    shard = PLAIN.shard_path(1)
+    url = server.url(shard)
+    server.change_at[shard] = SEGMENT + 1000
+    py, watch = start(page, site, server)
+    py(f"manager.segment_bytes = {SEGMENT}")
+    py("go('a', 'synth-p')")
+    assert ended(page, "a") == "done"
+    new = server.files[shard]
+    assert new != PLAIN.files[shard]
+    assert segments(server, shard) == [f"bytes=0-{SEGMENT - 1}", f"bytes={SEGMENT}-{2 * SEGMENT - 1}",
+                                       f"bytes={2 * SEGMENT}-{3 * SEGMENT - 1}"]
+    assert server.body_requests()[shard] == 4  # three segments, then the new file whole
+    assert stored_digests(page, [url]) == {url: hashlib.sha256(new).hexdigest()}
+    assert py("await ffi.staging_list()") == {}
+    watch.assert_clean()
+
+
+def test_a_segmented_shard_whose_md5_does_not_match_stores_nothing_of_it(page, site, server):
+    """The segments are hashed (off the page's thread) as they come; a mismatch fails typed and
+    nothing of that shard is stored or staged."""
+    shard = MODEL.shard_path(3)
+    url = server.url(shard)
+    server.change(shard)
+    py, watch = start(page, site, server)
+    py(f"manager.segment_bytes = {SEGMENT}")
+    py("go('a', 'synth-d')")
+    assert ended(page, "a") == "ChecksumMismatch"
+    assert url in page.evaluate("() => window.a_error")
+    assert stored_digests(page, [url]) == {url: None}
+    assert url not in py("await ffi.staging_list()")
+    watch.assert_clean()
