@@ -571,8 +571,10 @@ def performance_table(figures: dict[str, dict]) -> str:
         ("cold start: navigation -> ready, ours / stock PyScript page", "<= 1.0",
          f"{st['ratio cold']:.2f} ({st['ours cold ms']:.0f} vs {st['stock cold ms']:.0f} ms)"),
         ("warm start (reload)", "<= 1.0", f"{st['ratio warm']:.2f} ({st['ours warm ms']:.0f} vs {st['stock warm ms']:.0f} ms)"),
-        (f"download of a {d['mb']:.0f} MB model: ours / web-llm's strategy, time", "<= 1.0",
-         f"{d['ratio']:.2f} ({d['ours_ms']:.0f} vs {d['webllm_ms']:.0f} ms)"),
+        (f"download of a {d['mb']:.0f} MB model: ours (every shard's md5sum checked) / web-llm's strategy "
+         "(no checks), time", "<= 1.0", f"{d['ratio']:.2f} ({d['ours_ms']:.0f} vs {d['webllm_ms']:.0f} ms)"),
+        ("download, a manifest without md5sum (nothing to hash on either side)", "<= 1.0",
+         f"{d['ratio_no_md5']:.2f} ({d['ours_no_md5_ms']:.0f} vs {d['webllm_ms']:.0f} ms)"),
     ]
     lines = [TABLE_START, "", "| figure | goal | result |", "|---|---|---|"]
     lines += [f"| {name} | {goal} | {result} |" for name, goal, result in rows]
