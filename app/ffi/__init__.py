@@ -35,112 +35,42 @@ strings: the JS lives in static ES modules (static/bridge/, static/storage.js, s
 the page can forbid eval in its Content-Security-Policy.
 """
 
-from app.ffi._core import IN_BROWSER, fetch_json, import_module, load_packages, to_js, to_py, versions
-from app.ffi.channel import ChannelBridge, open_channel
-from app.ffi.dom import (
-    DomBridge,
-    Node,
-    append,
-    append_node_text,
-    click,
-    confirm,
-    copy_text,
-    element,
-    focus,
-    get_prop,
-    insert_before,
-    listen,
-    node,
-    remove,
-    render_markdown,
-    replace_children,
-    scroll_to_end,
-    set_attr,
-    set_body_state,
-    set_hidden,
-    set_node_attr,
-    set_node_text,
-    set_prop,
-    set_root_attr,
-    set_rows,
-    set_text,
-    text_node,
-)
-from app.ffi.engine import (
-    ChunkIterator,
-    EngineBridge,
-    EngineHandle,
-    call_method,
-    create_engine,
-    engine_chat,
-    engine_embed,
-    engine_failure,
-    engine_interrupt,
-    engine_reload,
-    engine_set_app_config,
-    engine_unload,
-    webllm_exports,
-)
-from app.ffi.http import HttpBridge, HttpStream
-from app.ffi.page import (
-    PageBridge,
-    apply_update,
-    framing,
-    host_channel,
-    is_online,
-    page_is_secure,
-    page_query,
-    parent_origin_matches,
-    probe_webgpu,
-    register_service_worker,
-    watch_online,
-)
-from app.ffi.prompt_api import (
-    PromptApiBridge,
-    PromptSession,
-    PromptStream,
-    prompt_api_availability,
-    prompt_api_create,
-    prompt_api_present,
-)
-from app.ffi.storage import (
-    FileDownload,
-    KeyValueBridge,
-    StorageBridge,
-    StorageEvents,
-    fetch_text,
-    head_size,
-    kv_delete,
-    kv_get,
-    kv_items,
-    kv_put,
-    kv_write,
-    staging_delete,
-    staging_list,
-    storage_estimate,
-    storage_persist,
-    store_delete,
-    store_list,
-    store_put_text,
-    watch_storage,
-)
+# Each name is imported from its module on first use (PEP 562), so the page's first Python (app/main.py:
+# "Ready" needs the DOM and versions only) does not import every bridge module before it shows.
+_WHERE = {
+    **dict.fromkeys(("IN_BROWSER", "fetch_json", "import_module", "load_packages", "to_js", "to_py",
+                     "versions"), "_core"),
+    **dict.fromkeys(("ChannelBridge", "open_channel"), "channel"),
+    **dict.fromkeys(("DomBridge", "Node", "append", "append_node_text", "click", "confirm", "copy_text",
+                     "element", "focus", "get_prop", "insert_before", "listen", "node", "remove",
+                     "render_markdown", "replace_children", "scroll_to_end", "set_attr",
+                     "set_body_state", "set_hidden", "set_node_attr", "set_node_text", "set_prop",
+                     "set_root_attr", "set_rows", "set_text", "text_node"), "dom"),
+    **dict.fromkeys(("ChunkIterator", "EngineBridge", "EngineHandle", "call_method", "create_engine",
+                     "engine_chat", "engine_embed", "engine_failure", "engine_interrupt",
+                     "engine_reload", "engine_set_app_config", "engine_unload", "webllm_exports"), "engine"),
+    **dict.fromkeys(("HttpBridge", "HttpStream"), "http"),
+    **dict.fromkeys(("PageBridge", "apply_update", "framing", "host_channel", "is_online",
+                     "page_is_secure", "page_query", "parent_origin_matches", "probe_webgpu",
+                     "register_service_worker", "watch_online"), "page"),
+    **dict.fromkeys(("PromptApiBridge", "PromptSession", "PromptStream", "prompt_api_availability",
+                     "prompt_api_create", "prompt_api_present"), "prompt_api"),
+    **dict.fromkeys(("FileDownload", "KeyValueBridge", "StorageBridge", "StorageEvents", "fetch_text",
+                     "head_size", "kv_delete", "kv_get", "kv_items", "kv_put", "kv_write",
+                     "staging_delete", "staging_list", "storage_estimate", "storage_persist",
+                     "store_delete", "store_list", "store_put_text", "watch_storage"), "storage"),
+}
 
-__all__ = [
-    "ChannelBridge", "open_channel",
-    "IN_BROWSER", "fetch_json", "import_module", "load_packages", "to_js", "to_py", "versions",
-    "DomBridge", "Node", "append", "append_node_text", "click", "confirm", "copy_text", "element", "focus", "get_prop",
-    "insert_before", "listen", "node", "remove", "render_markdown", "replace_children", "scroll_to_end",
-    "set_attr", "set_body_state", "set_hidden", "set_node_attr", "set_node_text", "set_prop", "set_root_attr",
-    "set_rows", "set_text", "text_node",
-    "ChunkIterator", "EngineBridge", "EngineHandle", "call_method", "create_engine", "engine_chat", "engine_embed",
-    "engine_failure", "engine_interrupt", "engine_reload", "engine_set_app_config", "engine_unload", "webllm_exports",
-    "HttpBridge", "HttpStream",
-    "PageBridge", "framing", "host_channel", "is_online", "page_is_secure", "page_query", "parent_origin_matches",
-    "apply_update", "probe_webgpu",
-    "register_service_worker", "watch_online",
-    "PromptApiBridge", "PromptSession", "PromptStream", "prompt_api_availability", "prompt_api_create",
-    "prompt_api_present",
-    "FileDownload", "KeyValueBridge", "StorageBridge", "fetch_text", "head_size", "kv_delete", "kv_get",
-    "kv_items", "kv_put", "kv_write", "staging_delete", "staging_list", "storage_estimate", "storage_persist",
-    "store_delete", "store_list", "store_put_text", "StorageEvents", "watch_storage",
-]
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'app.ffi' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"app.ffi.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = list(_WHERE)
