@@ -442,7 +442,12 @@ class Session:
     async def use_model(self, model_id: str) -> None:
         """Chat with ``model_id`` from now on: it becomes the chosen model and is loaded now."""
         manager = await self.models()
-        manager.catalog.get(model_id)  # ModelNotFound before anything changes
+        info = manager.catalog.get(model_id)  # ModelNotFound before anything changes
+        if getattr(info, "embedding", False):
+            from app.errors import UsageError
+
+            raise UsageError(f"{model_id} is an embedding model: it reads your files for Files answers "
+                             "and cannot chat; pick a chat model")
         self.model.set(model_id)
         await self._keep("model", model_id)
         await self.load_model(model_id)

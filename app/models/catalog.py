@@ -53,6 +53,12 @@ class ModelInfo:
     record: dict[str, Any]
 
     @property
+    def embedding(self) -> bool:
+        """An embedding model (web-llm's ``model_type`` 1): it turns text into vectors for Files, it
+        does not chat."""
+        return self.record.get("model_type") == 1
+
+    @property
     def base_url(self) -> str:
         """Where web-llm fetches this model's config, tokenizer, manifest and shards from."""
         return clean_model_url(self.model_url)

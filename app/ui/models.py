@@ -383,6 +383,9 @@ def static_badges(info: Any, fit: Any, size: int | None) -> list[tuple[str, str,
     from app.runtime import format_bytes
 
     out = []
+    if getattr(info, "embedding", False):
+        out.append(("embedding", "for Files", "An embedding model: it reads your files for Files answers; "
+                    "it does not chat"))
     if size is not None:
         out.append(("size", format_bytes(size), "Download size"))
     if info.vram_mb is not None:

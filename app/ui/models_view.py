@@ -156,12 +156,13 @@ class ModelsView:
         ffi.set_prop(self.buttons["cancel"], "hidden", s.state != "downloading")
         use = self.buttons["use"]
         in_use = s.state == "loaded" and chat_model == model_id
-        ffi.set_prop(use, "hidden", busy)
+        embedding = model_id in self.state.catalog and self.state.catalog.get(model_id).embedding
+        ffi.set_prop(use, "hidden", busy or embedding)  # it does not chat (it serves Files)
         ffi.set_prop(use, "disabled", in_use)
         ffi.set_node_text(use, "In use" if in_use else "Use for chat")
         ffi.set_prop(self.buttons["delete"], "hidden", busy or not (s.bytes_stored or complete))
         bench = self.buttons["benchmark"]
-        ffi.set_prop(bench, "hidden", busy or not complete)
+        ffi.set_prop(bench, "hidden", busy or not complete or embedding)
         ffi.set_prop(bench, "disabled", self.state.benchmarking.get() is not None)
 
     def _show_notice(self) -> None:

@@ -122,7 +122,8 @@ class ModelSwitcher:
         manager, loading web-llm's catalog, the first time)."""
         manager = await self.session.models()
         report = await manager.storage.report()
-        stored = tuple(sorted(m for m in report.models if m in manager.catalog))
+        chat = [m for m in report.models if m in manager.catalog and not manager.catalog.get(m).embedding]
+        stored = tuple(sorted(chat))  # an embedding model (Files) is stored too, but does not chat
         wanted = {*stored, *(m for m in (self.session.model.peek(), manager.backend.loaded) if m)}
         statuses = {m: await manager.status(m) for m in wanted if m in manager.catalog}
         with batch():

@@ -164,3 +164,25 @@ def test_twin_ids_of_one_folder_are_counted_once_and_removing_the_loaded_ones_tw
         assert state.status("synth-a").peek().state == "loaded"
 
     run(go())
+
+
+def test_an_embedding_model_is_listed_for_files_and_cannot_become_the_chat_model():
+    api = FakeStoreApi(served(A, B))
+    embed = {"model_id": "snowflake-arctic-embed-s-q0f32-MLC-b4", "model": "https://models.test/e/embed",
+             "model_lib": "https://models.test/libs/embed.wasm", "model_type": 1}
+    catalog = Catalog([], [record(A), embed], store=api)
+    backend = FakeBackend()
+
+    async def make_catalog(extra):
+        return catalog
+
+    parts = Parts(webllm=lambda app_config, layout: backend, catalog=make_catalog,
+                  manager=lambda catalog, backend, layout, emit: ModelManager(catalog, backend, api=api, emit=emit))
+    session = Session(PageConfig(model="synth-a"), parts=parts)
+    state = ModelsState(session, run(session.models()))
+    info = state.catalog.get(embed["model_id"])
+    assert info.embedding and not state.catalog.get("synth-a").embedding
+    assert ("embedding", "for Files") in [(k, t) for k, t, _ in static_badges(info, None, None)]
+    assert run(state.use(embed["model_id"])) is False
+    assert "embedding model" in state.notice.peek() and "cannot chat" in state.notice.peek()
+    assert session.model.peek() == "synth-a" and backend.loaded is None  # nothing changed, nothing loaded
