@@ -81,6 +81,19 @@ FAULTS: dict[str, tuple[str, str, str, str]] = {
          "and the file fetched whole", "0 bytes (stored = the server's file)", "no"),
     "tests/browser/test_faults_download.py::test_without_web_locks_a_download_still_works":
         ("a browser without Web Locks", "downloads work as before (not serialised across tabs)", "0 bytes", "no"),
+    "tests/browser/test_faults_download.py::test_a_cut_between_segments_keeps_them_and_the_resume_asks_for_the_rest_with_if_range":
+        ("cancel while a shard comes in Range segments", "Aborted; the segments received are staged; the "
+         "resume asks for the rest with If-Range", "0 bytes (nothing fetched twice)", "no"),
+    "tests/browser/test_faults_download.py::test_a_file_that_changes_between_segments_is_never_stitched":
+        ("a file changes on the server between two segments", "the download completes: the next segment's "
+         "ETag differs, so the segments are dropped and the new file fetched whole", "0 bytes (stored = new file)",
+         "no"),
+    "tests/browser/test_faults_download.py::test_a_server_without_ranges_sends_the_file_whole_and_it_is_streamed":
+        ("a server without Range support", "the download completes: the 200 is read as one stream, not asked again",
+         "0 bytes", "no"),
+    "tests/browser/test_models.py::test_a_reload_during_a_segmented_download_resumes_after_the_staged_segments":
+        ("reload during a segmented download", "the model is “partial”; the next download asks for the rest only",
+         "the segment in flight (< 1 segment per file)", "no"),
     "tests/browser/test_faults_worker.py::test_a_worker_killed_mid_answer_ends_the_answer_at_once_and_the_next_message_restarts_it":
         ("engine worker killed mid-answer", "the answer ends with EngineCrashed, its text kept; the next message "
          "says “reloading”, starts a new worker and answers", "0 messages", "no"),

@@ -163,6 +163,56 @@ type((await asyncio.gather(task, return_exceptions=True))[0]).__name__
     watch.assert_clean()
 
 
+SEGMENT = 150_000  # the app's Range segment is 8 MiB; these 400 kB shards come in 3 segments each
+
+
+@pytest.mark.parametrize("backend", ["cache", "indexeddb", "opfs"])
+def test_a_download_in_range_segments_fills_each_store_web_llm_reads(page, site, server, backend):
+    """Shards in Range segments, assembled from Blobs, land whole in every kind of store: web-llm's
+    own hasModelInCache says so, and the bytes stored are the served ones, each sent once."""
+    py, watch = start(page, site, server, backend)
+    py(f"manager.segment_bytes = {SEGMENT}")
+    assert py("(await manager.download('synth-a', on_progress=progress.append)).phase") == "done"
+    shard = MODEL_A.shard_path(0)
+    assert [r for p, r, _ in server.range_headers if p == shard] == [
+        f"bytes={o}-{min(o + SEGMENT, len(MODEL_A.files[shard])) - 1}" for o in range(0, len(MODEL_A.files[shard]), SEGMENT)]
+    assert sum(server.sent[p] for p in MODEL_A.files) == MODEL_A.total_bytes
+    assert has_model_in_cache(page, server, MODEL_A, backend) is True
+    usage = py("u = (await manager.storage.report()).models['synth-a']; [u.bytes, u.staged_bytes, len(u.files)]")
+    assert usage == [stored_bytes(MODEL_A, backend), 0, len(MODEL_A.files)]
+    done = [b for phase, b in py("[(p.phase, p.bytes_done) for p in progress]") if phase == "downloading"]
+    assert done == sorted(done) and done[-1] == MODEL_A.total_bytes
+    watch.assert_clean()
+
+
+def test_a_reload_during_a_segmented_download_resumes_after_the_staged_segments(page, site, server):
+    """The segments received are staged while the download runs; after a reload the next download
+    asks for the rest only."""
+    py, watch = start(page, site, server)
+    py(f"manager.segment_bytes = {SEGMENT}")
+    shard = MODEL_A.shard_path(2)
+    server.hold_after[shard] = 2 * SEGMENT
+    url = server.url(shard)
+    py(f"""
+import asyncio
+task = asyncio.ensure_future(manager.download('synth-a', on_progress=progress.append))
+while (await ffi.staging_list()).get({url!r}, 0) < {2 * SEGMENT} or progress[-1].files_done < progress[-1].files_total - 1:
+    await asyncio.sleep(0.05)   # poll until the rest is in and the held shard's two segments are staged
+""")
+    page.reload()
+    server.release()
+    page.wait_for_selector("body[data-state=ready]")
+    py, _ = start(page, site, server)
+    py(f"manager.segment_bytes = {SEGMENT}")
+    assert py("(await manager.status('synth-a')).state") == "partial"
+    py("await manager.download('synth-a')")
+    assert has_model_in_cache(page, server, MODEL_A, "cache") is True
+    assert (shard, f"bytes={2 * SEGMENT}-{min(3 * SEGMENT, len(MODEL_A.files[shard])) - 1}",
+            server.etag(shard)) in server.range_headers
+    assert server.sent[shard] == len(MODEL_A.files[shard])
+    watch.assert_clean()
+
+
 def test_reload_mid_download_then_resume(page, site, server):
     py, watch = start(page, site, server)
     shard = MODEL_A.shard_path(2)

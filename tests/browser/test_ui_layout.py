@@ -9,11 +9,8 @@ and loads through web-llm's real worker with the engine double, as test_ui_model
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tests.browser.double import CHAT_MODEL, OVERLAY, app_config
 from tests.browser.model_server import ModelServer, SyntheticModel
 from tests.browser.ui_helpers import answers, close_sheet, open_chat, open_sheet, shot, ui_site
 
@@ -131,12 +128,8 @@ def models():
 @pytest.fixture(scope="module")
 def switcher_site(serve, models, tmp_path_factory):
     """The chat's model is MODEL_A, not downloaded yet; the double's models and MODEL_B are listed too."""
-    config_file = tmp_path_factory.mktemp("switcher") / "chat-config.json"
-    site = serve("/", overlay={**OVERLAY, "static/chat-config.json": config_file})
-    model_list = app_config(site.origin)["model_list"] + [models.record(MODEL_A), models.record(MODEL_B)]
-    config_file.write_text(json.dumps({"model": MODEL_A.name, "app_config": {"model_list": model_list},
-                                       "policy": "prefer-local", "cloud": None}))
-    return site
+    return ui_site(serve, tmp_path_factory.mktemp("switcher"), model=MODEL_A.name, auto_title=True,
+                   extra_models=(models.record(MODEL_A), models.record(MODEL_B)))
 
 
 # Every text the switcher's state word shows, in order (a MutationObserver: progress can pass quickly).

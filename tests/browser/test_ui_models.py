@@ -14,9 +14,9 @@ import json
 import pytest
 
 from tests.browser.conftest import PagePython
-from tests.browser.double import CHAT_MODEL, OVERLAY, app_config
+from tests.browser.double import CHAT_MODEL
 from tests.browser.model_server import ModelServer, SyntheticModel
-from tests.browser.ui_helpers import answers, confirm, open_chat, open_sheet, shot
+from tests.browser.ui_helpers import answers, confirm, open_chat, open_sheet, shot, ui_site
 
 MODEL_A = SyntheticModel("synth-ui-a", shards=6, shard_bytes=400_000, seed=11)
 MODEL_B = SyntheticModel("synth-ui-b", shards=2, shard_bytes=200_000, seed=12)
@@ -32,12 +32,8 @@ def models():
 @pytest.fixture(scope="module")
 def picker_site(serve, models, tmp_path_factory):
     """The shipped site; its chat-config.json lists the double's models and the two synthetic ones."""
-    config_file = tmp_path_factory.mktemp("models") / "chat-config.json"
-    site = serve("/", overlay={**OVERLAY, "static/chat-config.json": config_file})
-    model_list = app_config(site.origin)["model_list"] + [models.record(MODEL_A), models.record(MODEL_B)]
-    config_file.write_text(json.dumps({"model": CHAT_MODEL, "app_config": {"model_list": model_list},
-                                       "policy": "prefer-local", "cloud": None}))
-    return site
+    return ui_site(serve, tmp_path_factory.mktemp("models"), model=CHAT_MODEL, auto_title=True,
+                   extra_models=(models.record(MODEL_A), models.record(MODEL_B)))
 
 
 def open_models(page):

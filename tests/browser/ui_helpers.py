@@ -13,15 +13,18 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots
 
 def ui_site(serve, tmp_dir: Path, *, cloud: dict | None = None, model: str | None = CHAT_MODEL,
             overlay: dict[str, Path] | None = None, limits: dict | None = None, auto_title: bool = False,
-            embedding_model: str = EMBED_MODEL):
+            embedding_model: str = EMBED_MODEL, extra_models: tuple[dict, ...] = ()):
     """A server whose static/chat-config.json selects the double's model (and ``cloud``, ``limits``):
     config only; the page's code is the shipped code (plus the double's worker, as in test_adapter,
     and ``overlay``). Titles are the first words unless ``auto_title``: the double would answer the
     title request with an echo, and most tests find conversations by their first words
-    (tests/browser/test_ui_titles.py tests the model-written titles)."""
+    (tests/browser/test_ui_titles.py tests the model-written titles). ``extra_models``: web-llm model
+    records listed after the double's (e.g. a synthetic model server's)."""
     config_file = tmp_dir / "chat-config.json"
     site = serve("/", overlay={**OVERLAY, **(overlay or {}), "static/chat-config.json": config_file})
-    config = {"model": model, "app_config": app_config(site.origin), "policy": "prefer-local", "cloud": cloud,
+    catalog = app_config(site.origin)
+    catalog = {**catalog, "model_list": catalog["model_list"] + list(extra_models)}
+    config = {"model": model, "app_config": catalog, "policy": "prefer-local", "cloud": cloud,
               "auto_title": auto_title, "embedding_model": embedding_model}
     if limits is not None:
         config["limits"] = limits
