@@ -151,6 +151,19 @@ def deploy_and_notice(page, site, folder: Path) -> None:
     assert page.inner_text("#app-notice-reload") == "Reload to update"
 
 
+def deploy_and_open_a_second_tab(page, site, folder: Path):
+    """A tab on the old version, ``folder`` deployed, then a second tab opened: it starts on the old
+    version, takes the waiting worker and reloads onto the new one before Python runs (which hands the
+    first tab to the new worker too). Returns both tabs' watchers and the second page."""
+    w = open_controlled(page, site)
+    deploy_and_notice(page, site, folder)
+    second = page.context.new_page()
+    w2 = watch(second, site.origin)
+    second.goto(site.url)
+    on_release(second, "v2")
+    return w, second, w2
+
+
 @pytest.mark.parametrize("how", ["button", "plain reload"])
 def test_an_open_tab_keeps_its_version_after_a_deploy_and_takes_the_new_one_on_reload(page, deployment, releases, how):
     """A tab open during a deploy keeps running its version (every file it loads afterwards is its
@@ -181,14 +194,7 @@ def test_a_new_tab_takes_the_new_version_while_the_old_tab_keeps_its_own(page, d
     running the old one (now served by the new worker from the old version's cache, its engine worker
     too) and offers the update; its reload then lands on the new version."""
     v1, v2 = releases
-    site = deployment
-    w = open_controlled(page, site)
-    deploy_and_notice(page, site, v2)
-
-    second = page.context.new_page()
-    w2 = watch(second, site.origin)
-    second.goto(site.url)
-    on_release(second, "v2")  # it started on v1, took the waiting worker and reloaded before Python ran
+    w, second, w2 = deploy_and_open_a_second_tab(page, deployment, v2)
     assert second.evaluate(SHELL_SEEN) == shell(v2)
     assert second.evaluate(RENDERER_RELEASE) == "v2"
     assert second.is_hidden("#app-notice")
@@ -221,13 +227,7 @@ def test_a_page_the_old_version_served_after_the_new_one_took_over_reloads_onto_
     the page's controller is already the new worker. The page asks that worker which version served it
     and reloads onto the new one."""
     v1, v2 = releases
-    site = deployment
-    w = open_controlled(page, site)
-    deploy_and_notice(page, site, v2)
-    second = page.context.new_page()
-    w2 = watch(second, site.origin)
-    second.goto(site.url)
-    on_release(second, "v2")  # the new worker took over; the first page is now controlled by it
+    w, second, w2 = deploy_and_open_a_second_tab(page, deployment, v2)  # the first is now the new worker's
     version = "() => fetch(new URL('__version', document.baseURI)).then((r) => r.json())"
     seen = page.evaluate(version)
     assert seen["page"] != seen["current"] and seen["current"] == second.evaluate(version)["page"]
