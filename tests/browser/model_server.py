@@ -20,7 +20,8 @@ whose file changed under a remembered plan). More faults: ``restart_range`` answ
 request for the path with 206 and a ``Content-Range`` from byte 0 (a server that ignores where the
 range began); ``ignore_if_range`` answers the range of the current file whatever ``If-Range`` says
 (a cache in between that drops the header); ``ignore_ranges`` answers every request for the path
-with the whole file (200), as a server without range support does; ``change_at`` changes the file
+with the whole file (200), as a server without range support does; ``unexposed`` names response
+headers the page may not read (left out of ``Access-Control-Expose-Headers``); ``change_at`` changes the file
 (as ``change(path, seed=5)``) once a response has sent it up to byte n, the rest of that response
 still of the old file; every range request is logged in
 ``range_headers`` as (path, Range, If-Range).
@@ -102,6 +103,7 @@ class ModelServer:
         self.restart_range: set[str] = set()
         self.ignore_if_range: set[str] = set()
         self.ignore_ranges: set[str] = set()
+        self.unexposed: set[str] = set()  # response headers not exposed to the page (CORS)
         self.sent: Counter[str] = Counter()
         self.drop_after: dict[str, int] = {}
         self.hold_after: dict[str, int] = {}
@@ -168,6 +170,7 @@ class ModelServer:
             self.restart_range.clear()
             self.ignore_if_range.clear()
             self.ignore_ranges.clear()
+            self.unexposed.clear()
             self.files.update(self.original)
             self.versions.clear()
             self._released = threading.Event()
@@ -197,8 +200,9 @@ class ModelServer:
             def _cors(self):
                 self.send_header("Access-Control-Allow-Origin", "*")
                 self.send_header("Access-Control-Allow-Headers", "Range, If-Range")
+                exposed = ("Content-Length", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified")
                 self.send_header("Access-Control-Expose-Headers",
-                                 "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified")
+                                 ", ".join(h for h in exposed if h not in server.unexposed))
 
             def _peer_closed(self) -> bool:
                 try:

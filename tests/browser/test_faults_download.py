@@ -409,6 +409,26 @@ def test_a_server_without_ranges_sends_the_file_whole_and_it_is_streamed(page, s
     watch.assert_clean()
 
 
+def test_a_host_that_hides_content_range_from_the_page_still_gets_segments(page, site, server):
+    """Content-Range left out of Access-Control-Expose-Headers (the page reads it as null): each 206
+    is taken as the range asked, its length checked, and the files are the server's."""
+    server.unexposed.add("Content-Range")
+    py, watch = start(page, site, server)
+    seen = page.evaluate("""(url) => fetch(url, {headers: {Range: 'bytes=0-9'}, cache: 'no-store'})
+        .then((r) => [r.status, r.headers.get('content-range')])""", server.url(MODEL.shard_path(0)))
+    assert seen == [206, None]
+    server.reset()
+    server.unexposed.add("Content-Range")
+    py(f"manager.segment_bytes = {SEGMENT}")
+    py("go('a', 'synth-d')")
+    assert ended(page, "a") == "done"
+    shard = MODEL.shard_path(2)
+    assert len(segments(server, shard)) == -(-len(MODEL.files[shard]) // SEGMENT)
+    assert sum(server.sent[p] for p in MODEL.files) == MODEL.total_bytes
+    assert stored_digests(page, list(served_digests(server, MODEL))) == served_digests(server, MODEL)
+    watch.assert_clean()
+
+
 def test_a_file_that_changes_between_segments_is_never_stitched(page, site, server):
     """The file changes on the server while its second segment is on its way: the third segment has
     another ETag, so the segments are dropped and the new file is fetched whole."""
