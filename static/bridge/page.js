@@ -93,6 +93,17 @@ export function takeWaitingVersion() {
     // Reload when it is active even if this page's controllerchange came before the listener.
     next.addEventListener("statechange", () => { if (next.state === "activated") location.reload(); });
     next.postMessage({ type: "skip-waiting" });
+    // Neither event is promised to reach a page that is still starting: look again a few times (a
+    // waiting worker is asked again, one that took over reloads this page), for at most 10 s.
+    let looks = 0;
+    const look = setInterval(() => {
+      if (++looks > 40) { clearInterval(look); return; }
+      navigator.serviceWorker.getRegistration().then((now) => {
+        if (!now) return;
+        if (now.waiting) now.waiting.postMessage({ type: "skip-waiting" });
+        else if (now.active && now.active !== served) location.reload();
+      }).catch(() => {});
+    }, 250);
   }).catch((e) => console.warn("service worker not reached:", e.message));
 }
 
