@@ -80,6 +80,7 @@ async def mount(gpu: Awaitable[Any]) -> App | None:
         ffi.set_hidden("open-files", True)
     if embed:
         mount_host_bridge(chat, query)
+    await current.settled()
     ffi.set_attr("chat", "data-state", "ready")
     session.gpu.set(await gpu)
     spawn(session.probe_builtin())  # whether Chrome's built-in model can answer here (GpuNotice says)

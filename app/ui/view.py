@@ -36,11 +36,12 @@ STARTERS = ("Explain how a language model can run inside a web browser.",
 _tasks: set[asyncio.Task] = set()
 
 
-def spawn(coro: Any) -> None:
+def spawn(coro: Any) -> asyncio.Task:
     """Run an intent in the background; a crash is printed, never lost."""
     task = asyncio.ensure_future(coro)
     _tasks.add(task)
     task.add_done_callback(_done)
+    return task
 
 
 def _done(task: asyncio.Task) -> None:
@@ -532,7 +533,9 @@ class ChatView:
         s.effect(self._show_attachments)
         s.effect(self._show_attach_said)
         s.effect(self._forget_support)
-        spawn(self._watch_drops())
+        # Until this is in place a file dropped on the composer would replace the page with it: the
+        # page says it is ready only once it is (App.settled).
+        self.drops_watched = spawn(self._watch_drops())
 
     def _forget_support(self) -> None:
         """Another model, endpoint or GPU: whether images can be seen is asked again."""
@@ -944,12 +947,17 @@ class App:
         self.sheets_view = SheetsView(self.sheets)
         self.switcher = ModelSwitcher(session)
         conversations = ConversationList(chat)
-        chat_view = ChatView(chat, session)
+        self.chat_view = chat_view = ChatView(chat, session)
         open_sheet = self.sheets_view.open
         self.views = [self.sheets_view, ThemeToggle(settings_store, theme), GpuNotice(session, open_sheet),
                       SwitcherView(self.switcher, open_sheet), conversations,
                       LibraryView(chat, conversations), chat_view, PersonasView(chat, chat_view, settings_store),
                       SettingsView(session), ActivityView(session)]
+
+    async def settled(self) -> None:
+        """Wait until what the page needs before a user acts on it is in place: paste and drop onto
+        the composer (watching them loads a small module). A failure there was printed; the chat runs."""
+        await asyncio.wait([self.chat_view.drops_watched])
 
     def dispose(self) -> None:
         self.scope.dispose()
