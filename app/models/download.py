@@ -39,8 +39,9 @@ from app.models.layout import SCOPES, StoreLayout
 
 CONCURRENCY = 4
 # A file of at least two segments goes in HTTP Range segments of this size, each read by the browser
-# straight into a Blob (static/storage.js segmentedFile): progress moves per segment, and a cut loses
-# at most one segment per file in flight. Smaller files stream, their bytes counted as they arrive.
+# straight into a Blob (static/storage.js segmentedFile): progress moves per segment, and since two
+# such files go at a time, a cut loses at most two segments. Smaller files stream, their bytes
+# counted as they arrive.
 SEGMENT_BYTES = 8 << 20
 PHASES = ("planning", "downloading", "waiting", "verifying", "done", "cancelled", "failed")
 # The saved plan's shape: plans saved by an older app (without checksums) are made again.

@@ -7,8 +7,9 @@ default) from 0.2.80; the server has no file of the other name, so asking for it
 server answers GET, HEAD, OPTIONS and single HTTP ranges with CORS headers, and counts requests and
 body bytes per path, so tests can assert what the browser fetched. Faults are set per path:
 ``drop_after`` closes the connection at byte n of the file (once); ``hold_after`` sends the file up to
-byte n and then waits until ``release()`` (with both at the same n, the drop comes after the
-release, once the test knows the page has read those bytes). Both count from the file's start and
+byte n and then waits until ``release()`` (``GET /__holding`` says how many responses wait so; with
+both at the same n, the drop comes after the release, once the test knows the page has read those
+bytes). Both count from the file's start and
 act in the response that reaches byte n (a range request starting at or before it), so they fit a
 download in range segments as well as one whole GET.
 
@@ -110,6 +111,7 @@ class ModelServer:
         self._released = threading.Event()
         self.change_at: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.holding = 0  # responses waiting at their hold_after point now (GET /__holding says it)
         self._by_method: Counter[tuple[str, str]] = Counter()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -230,6 +232,15 @@ class ModelServer:
                 with server._lock:
                     server.requests[path] += 1
                     server._by_method[(self.command, path)] += 1
+                if path == "/__holding":  # for a test's wait (page.wait_for_function), not a model file
+                    said = str(server.holding).encode()
+                    self.send_response(200)
+                    self._cors()
+                    self.send_header("Cache-Control", "no-store")
+                    self.send_header("Content-Length", str(len(said)))
+                    self.end_headers()
+                    self.wfile.write(said)
+                    return
                 data = server.files.get(path)
                 if data is None:
                     self.send_response(404)
@@ -282,7 +293,11 @@ class ModelServer:
                             server.change(path, seed=5)  # this response goes on with the old bytes
                             swap = None
                         if hold is not None and sent >= hold:
+                            with server._lock:
+                                server.holding += 1
                             server._released.wait()
+                            with server._lock:
+                                server.holding -= 1
                             hold = None
                             if self._peer_closed():  # the page gave up meanwhile: send nothing more
                                 self.close_connection = True

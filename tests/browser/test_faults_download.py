@@ -86,6 +86,17 @@ def holds_bytes(page, key: str, url: str, n: int, *, rest_done: bool = False) ->
     }""", arg=[key, url, n, rest_done], timeout=TIMEOUT_MS)
 
 
+def held(page, server, n: int) -> None:
+    """Wait until ``n`` responses wait at their ``hold_after`` point (the page asks the server)."""
+    page.wait_for_function("""(url) => {
+        if (!window.askingHeld) {
+            window.askingHeld = fetch(url).then((r) => r.text()).then((t) => { window.held = Number(t); })
+                .finally(() => { window.askingHeld = null; });
+        }
+        return window.held === %d;
+    }""" % n, arg=server.url("/__holding"), timeout=TIMEOUT_MS)
+
+
 def stored_digests(page, urls: list[str]) -> dict[str, str | None]:
     """SHA-256 (hex) of each URL's bytes in web-llm's Cache API stores (None: not stored)."""
     return page.evaluate("""async (urls) => {
@@ -390,6 +401,29 @@ def test_a_cut_between_segments_keeps_them_and_the_resume_asks_for_the_rest_with
     assert resumed[0] == (shard, f"bytes={2 * SEGMENT}-{3 * SEGMENT - 1}", server.etag(shard))
     assert all(h[2] is None for h in resumed[1:])  # If-Range only where staged bytes meet new ones
     assert server.sent[shard] == len(MODEL.files[shard])
+    assert stored_digests(page, list(served_digests(server, MODEL))) == served_digests(server, MODEL)
+    assert py("await ffi.staging_list()") == {}
+    watch.assert_clean()
+
+
+def test_a_cut_loses_at_most_two_part_read_segments_however_many_large_files_are_due(page, site, server):
+    """Four large shards, each held by the server half-way through its second segment: two at a time
+    go in segments (the others wait their turn, fetching nothing), so a cancel there loses only the
+    half segments of those two; the resume fetches them again and every other byte once."""
+    for i in range(MODEL.shards):
+        server.hold_after[MODEL.shard_path(i)] = SEGMENT + SEGMENT // 2
+    py, watch = start(page, site, server)
+    py(f"manager.segment_bytes = {SEGMENT}")
+    py("go('a', 'synth-d')")
+    held(page, server, 2)
+    py("manager.cancel('synth-d')")
+    assert ended(page, "a") == "Aborted"
+    server.release()
+    shards = [MODEL.shard_path(i) for i in range(MODEL.shards)]
+    assert sorted(server.sent[p] for p in shards) == [0, 0, SEGMENT + SEGMENT // 2, SEGMENT + SEGMENT // 2]
+    py("go('a', 'synth-d')")
+    assert ended(page, "a") == "done"
+    assert sum(server.sent[p] for p in MODEL.files) - MODEL.total_bytes == 2 * (SEGMENT // 2)
     assert stored_digests(page, list(served_digests(server, MODEL))) == served_digests(server, MODEL)
     assert py("await ffi.staging_list()") == {}
     watch.assert_clean()
