@@ -189,6 +189,23 @@ def sources() -> list[Path]:
     return files
 
 
+CONFIG_ATTR = 'config="./pyscript.toml"'
+CONFIG_PRELOAD = '  <link rel="preload" href="./pyscript.toml" as="fetch" crossorigin>\n'
+
+
+def inline_config(page: str, toml_file: Path) -> str:
+    """``index.html`` with ``pyscript.toml`` in its ``<script type="py">`` as inline JSON: PyScript
+    then neither fetches the file nor imports its TOML parser before it starts Pyodide (both were on
+    start-up's critical path). pyscript.toml stays the one place the configuration is written."""
+    import html
+    import tomllib
+
+    if CONFIG_ATTR not in page or CONFIG_PRELOAD not in page:
+        raise BuildError(f"index.html no longer names its configuration as {CONFIG_ATTR}")
+    config = json.dumps(tomllib.loads(toml_file.read_text()), separators=(",", ":"))
+    return page.replace(CONFIG_PRELOAD, "").replace(CONFIG_ATTR, f'config="{html.escape(config)}"')
+
+
 def zip_app(dest: Path) -> None:
     """The ``app`` package as one archive: one request at start-up instead of one per module."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -215,7 +232,6 @@ def build(web_llm: str | None = None, force: bool = False, out: Path | None = No
     tmp = out.parent / f"{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    shutil.copy2(ROOT / "index.html", tmp / "index.html")
     shutil.copy2(ROOT / "pyscript.toml", tmp / "pyscript.toml")
     shutil.copytree(ROOT / "static", tmp / "static", ignore=shutil.ignore_patterns("vendor"))
     zip_app(tmp / "app.zip")
@@ -254,6 +270,7 @@ def build(web_llm: str | None = None, force: bool = False, out: Path | None = No
         "wheels": {w.name.split("-")[0]: w.name.split("-")[1] for w in wheels},
     }
     (vendor / "VERSIONS.json").write_text(json.dumps(versions, indent=2) + "\n")
+    (tmp / "index.html").write_text(inline_config((ROOT / "index.html").read_text(), ROOT / "pyscript.toml"))
     app_icons(tmp / "static" / "icons")
     service_worker(tmp)
 

@@ -165,3 +165,25 @@ def test_the_performance_table_is_made_from_the_figures_of_one_run():
     assert "Machine: a CPU, 2 cores. Versions: Chromium 1." in table
     readme = build.README.read_text()
     assert readme.count(build.TABLE_START) == 1 and readme.count(build.TABLE_END) == 1
+
+
+def test_the_built_page_carries_pyscript_toml_inline_and_fetches_no_config():
+    """What pyscript.toml says is what the built page's <script type="py"> is configured with (so
+    PyScript needs neither the file nor its TOML parser before it starts), the unused plugins off."""
+    import html
+    import re
+    import tomllib
+
+    page = (build.build() / "index.html").read_text()
+    attr = re.search(r'<script type="py" config="([^"]*)">', page).group(1)
+    config = json.loads(html.unescape(attr))
+    assert config == tomllib.loads((build.ROOT / "pyscript.toml").read_text())
+    assert config["files"] == {"./app.zip": "./*"} and "!py-terminal" in config["plugins"]
+    assert "pyscript.toml" not in page
+
+
+def test_a_page_that_no_longer_names_its_config_file_is_a_build_error(tmp_path):
+    toml = tmp_path / "pyscript.toml"
+    toml.write_text('name = "x"\n')
+    with pytest.raises(build.BuildError, match="configuration"):
+        build.inline_config('<script type="py" config="./other.toml"></script>', toml)
