@@ -25,10 +25,15 @@
 //   worker may be stopped at any time) and serves a page's later requests from that cache; a Web
 //   Worker a page starts (web-llm's engine) is remembered with its page's version. An old version's
 //   cache is deleted once no open page uses it (at activation and on each navigation).
-// - A page that starts finds out whether it got the newest version: it posts "skip-waiting" to a
-//   worker that waits, and asks the active one (GET __version, answered here) which version served it,
-//   since the new worker may have taken over (the old page unloading during a reload lets it) after
-//   the old one served this page; it reloads in either case, before any of it runs.
+// - A page that starts (a new tab, a plain reload) gets the newest installed version even while the
+//   old worker is still active: each worker records its version when its install begins and when its
+//   cache is complete (the `py-chat-versions` cache), and a navigation is served from the newest
+//   complete version while a newer worker waits. A newer version's cache is never pruned by an older
+//   worker. Taking over is not needed for that: Chromium activates a waiting worker only once the old
+//   one has gone idle, which may take minutes (the old worker handling the new page's requests, or a
+//   DevTools session, keeps it busy). The page then asks (GET __version, answered here) which version
+//   serves it and which is newest, reloads if they differ (a page served by a worker older than
+//   this rule), and posts "skip-waiting" so the new worker takes over when the browser lets it.
 // - A page that was not controlled (the first visit, before any worker was active) loads from the
 //   network like any page without a service worker; it is not claimed.
 //
@@ -41,17 +46,22 @@ const SHELL = /*SHELL*/ { version: "dev", files: [] } /*END*/;
 const PREFIX = "py-chat-shell-";
 const CACHE = PREFIX + SHELL.version;
 const CLIENTS = "py-chat-clients";  // page (client id) -> the shell cache that served it
+const VERSIONS = "py-chat-versions";  // shell cache name -> {at: install began, complete}
 const BASE = new URL("./", self.location.href);
 const INDEX = new URL("index.html", BASE).href;
 const FILES = new Set(SHELL.files.map((f) => new URL(f, BASE).href));
 const CLIENT_KEYS = new URL("__clients/", BASE).href;  // never fetched: keys of the CLIENTS cache
-const VERSION = new URL("__version", BASE).href;  // answered here: which version serves the asking page
+const VERSION = new URL("__version", BASE).href;
+const VERSION_KEYS = new URL("__versions/", BASE).href;  // never fetched: keys of the VERSIONS cache  // answered here: which version serves the asking page
 const served = new Map();  // client id -> cache name, in memory while this worker runs
 
 self.addEventListener("install", (event) => {
   event.waitUntil((async () => {
+    const at = Date.now();
+    await record(CACHE, { at, complete: false });  // from now on no older worker prunes this cache
     const cache = await caches.open(CACHE);
     await cache.addAll(SHELL.files.map((f) => new Request(new URL(f, BASE), { cache: "reload" })));
+    await record(CACHE, { at, complete: true });
   })());
 });
 
@@ -82,9 +92,10 @@ self.addEventListener("fetch", (event) => {
 });
 
 async function serve(event, key, navigate) {
-  let name = CACHE;  // a page loads from this worker's version...
+  let name = CACHE;  // a page loads from the newest version...
   if (navigate) {
-    event.waitUntil(remember(event.resultingClientId, CACHE).then(() => prune(event.resultingClientId)));
+    name = await newest();
+    event.waitUntil(remember(event.resultingClientId, name).then(() => prune(event.resultingClientId)));
   } else {
     name = await cacheOf(event.clientId);  // ...and everything after from the version that served it
     if (event.resultingClientId) event.waitUntil(remember(event.resultingClientId, name));  // its workers
@@ -93,16 +104,16 @@ async function serve(event, key, navigate) {
   return hit || fetch(event.request);
 }
 
-// {page: the version serving this page, current: this worker's}: a page that starts and finds them
-// different was loaded by an older worker just before this one took over (static/bridge/page.js).
+// {page: the version serving this page, current: this worker's, newest: the one a page loaded now
+// gets}: a page that starts and finds `page` and `newest` different reloads (static/bridge/page.js).
 async function versionOf(clientId) {
-  const body = JSON.stringify({ page: await cacheOf(clientId), current: CACHE });
+  const body = JSON.stringify({ page: await cacheOf(clientId), current: CACHE, newest: await newest() });
   return new Response(body, { headers: { "content-type": "application/json", "cache-control": "no-store" } });
 }
 
 async function remember(clientId, name) {
   if (!clientId) return;
-  served.set(clientId, name);
+  served.set(clientId, name);  // before any await: the page's own requests may follow at once
   const entry = JSON.stringify({ cache: name, at: Date.now() });
   await (await caches.open(CLIENTS)).put(CLIENT_KEYS + encodeURIComponent(clientId), new Response(entry));
 }
@@ -116,14 +127,51 @@ async function cacheOf(clientId) {
   return served.get(clientId);
 }
 
-// Forget closed pages, and delete every shell cache that is neither this version's nor used by an
-// open page. `keep`: the page being navigated to (not yet among the clients); a page remembered in
-// the last minute counts as open too (another navigation may still be under way).
+async function record(name, entry) {
+  await (await caches.open(VERSIONS)).put(VERSION_KEYS + encodeURIComponent(name), new Response(JSON.stringify(entry)));
+}
+
+// Every recorded version: [{name, at, complete}].
+async function versions() {
+  const meta = await caches.open(VERSIONS);
+  const found = [];
+  for (const request of await meta.keys()) {
+    const hit = await meta.match(request);
+    const entry = hit ? await hit.json() : {};
+    found.push({ name: decodeURIComponent(request.url.slice(VERSION_KEYS.length)), at: entry.at || 0, complete: !!entry.complete });
+  }
+  return found;
+}
+
+// The version a page loaded now should run: while a newer worker waits (installed, its cache
+// complete), that worker's version, else this worker's.
+async function newest() {
+  if (!self.registration.waiting) return CACHE;
+  const all = await versions();
+  const mine = all.find((v) => v.name === CACHE);
+  let best = CACHE;
+  let bestAt = mine ? mine.at : 0;
+  for (const v of all) {
+    if (v.complete && v.at > bestAt && (await caches.has(v.name))) {
+      best = v.name;
+      bestAt = v.at;
+    }
+  }
+  return best;
+}
+
+// Forget closed pages, and delete every shell cache that is neither this version's, nor a newer
+// version's (installing or waiting), nor used by an open page. `keep`: the page being navigated to
+// (not yet among the clients); a page remembered in the last minute counts as open too (another
+// navigation may still be under way).
 async function prune(keep) {
   const open = new Set((await self.clients.matchAll({ includeUncontrolled: true, type: "all" })).map((c) => c.id));
   if (keep) open.add(keep);
   const pages = await caches.open(CLIENTS);
   const used = new Set([CACHE]);
+  const all = await versions();
+  const mine = all.find((v) => v.name === CACHE);
+  for (const v of all) if (!mine || v.at > mine.at) used.add(v.name);
   for (const request of await pages.keys()) {
     const id = decodeURIComponent(request.url.slice(CLIENT_KEYS.length));
     const hit = await pages.match(request);
@@ -135,7 +183,11 @@ async function prune(keep) {
       await pages.delete(request);
     }
   }
+  const meta = await caches.open(VERSIONS);
   for (const name of await caches.keys()) {
     if (name.startsWith(PREFIX) && !used.has(name)) await caches.delete(name);
+  }
+  for (const v of all) {
+    if (!used.has(v.name)) await meta.delete(VERSION_KEYS + encodeURIComponent(v.name));
   }
 }

@@ -176,7 +176,8 @@ def register_service_worker(url: str, *, even_automated: bool = False,
 
 def apply_update() -> None:
     """Take the new version the user asked for: the waiting service worker takes over and the page
-    reloads (at once when no worker waits)."""
+    reloads (at once when no worker waits; after 3 s if the browser has not let it take over yet, the
+    old worker then serving the reload the new version)."""
     if not _core.IN_BROWSER:
         raise _core.browser_only("service workers")
     _core.bridge_module("page").applyUpdate()

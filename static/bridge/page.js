@@ -48,10 +48,16 @@ export function postToParent(text, origin) {
 // installed while this page runs waits; `onUpdate("waiting")` says so, and `onUpdate("activated")`
 // says another tab let it take over (this page still runs, and is served, its own version). Only
 // after `applyUpdate()` (the user asked), or when the page has only just started
-// (`takeWaitingVersion()`), does the page reload when the worker changes.
+// (`takeWaitingVersion()`), does the page reload.
 let registration = null;
 let updateAsked = false;
 let onControllerChange = null;
+// The waiting worker whose version this page already runs (the active worker served it the newest
+// version): neither it waiting nor it taking over is news for this page.
+let ownVersion = null;
+let started = Promise.resolve();
+
+const TAKE_OVER_WAIT_MS = 3000;
 
 function reloadWhenTakenOver() {
   updateAsked = true;
@@ -61,49 +67,34 @@ function reloadWhenTakenOver() {
   }
 }
 
-// Called by boot.js before PyScript starts: a page that starts (a reload, a new tab) while a new
-// version waits takes it at once, so a plain reload updates too. Nothing of this page runs yet, and
-// the open tabs of the old version go on being served their own version by the new worker.
+// Called by boot.js before PyScript starts: a page that starts (a reload, a new tab) runs the newest
+// installed version. The active worker serves a page the newest version itself (static/sw.js), so
+// this page reloads only if it did not (`page` is not `newest`: it was loaded just before the new
+// version was installed, or by a worker without that rule, which does not answer `newest`). A worker
+// that waits is asked to take over, which the browser does when the old worker is idle; this page
+// does not wait for that.
 export function takeWaitingVersion() {
   try {  // an opaque origin (a sandboxed frame) may not even look at navigator.serviceWorker
     if (!("serviceWorker" in navigator) || !navigator.serviceWorker.controller) return;
   } catch (e) {
     return;
   }
-  const served = navigator.serviceWorker.controller;
-  navigator.serviceWorker.getRegistration().then((reg) => {
-    if (!reg) return;
-    if (!reg.waiting) {
-      // The new version may have taken over while this page was starting (the old page unloading
-      // during a reload lets it activate) after the old worker served this page: load again, from it.
-      if (reg.active && reg.active !== served) {
-        location.reload();
-        return;
-      }
-      // The worker that controls this page may be the new one even so: it knows which version served
-      // this page (static/sw.js). An older worker does not answer, and nothing happens.
-      return fetch(new URL("__version", document.baseURI), { cache: "no-store" })
-        .then((answer) => (answer.ok ? answer.json() : null))
-        .then((version) => { if (version && version.page !== version.current) location.reload(); })
-        .catch(() => {});
+  started = Promise.all([
+    navigator.serviceWorker.getRegistration(),
+    fetch(new URL("__version", document.baseURI), { cache: "no-store" })
+      .then((answer) => (answer.ok ? answer.json() : null)).catch(() => null),
+  ]).then(([reg, version]) => {
+    if (version && version.newest && version.page !== version.newest) {
+      location.reload();
+      return;
     }
-    registration = reg;
-    reloadWhenTakenOver();
-    const next = reg.waiting;
-    // Reload when it is active even if this page's controllerchange came before the listener.
-    next.addEventListener("statechange", () => { if (next.state === "activated") location.reload(); });
-    next.postMessage({ type: "skip-waiting" });
-    // Neither event is promised to reach a page that is still starting: look again a few times (a
-    // waiting worker is asked again, one that took over reloads this page), for at most 10 s.
-    let looks = 0;
-    const look = setInterval(() => {
-      if (++looks > 40) { clearInterval(look); return; }
-      navigator.serviceWorker.getRegistration().then((now) => {
-        if (!now) return;
-        if (now.waiting) now.waiting.postMessage({ type: "skip-waiting" });
-        else if (now.active && now.active !== served) location.reload();
-      }).catch(() => {});
-    }, 250);
+    if (!reg || !reg.waiting) return;
+    if (version && version.newest && version.page !== version.current) {
+      ownVersion = reg.waiting;  // the old worker served this page the waiting version
+    } else {
+      reloadWhenTakenOver();  // an older worker's page: it reloads once the new worker took over
+    }
+    reg.waiting.postMessage({ type: "skip-waiting" });
   }).catch((e) => console.warn("service worker not reached:", e.message));
 }
 
@@ -115,11 +106,14 @@ export function registerServiceWorker(url, evenAutomated, onUpdate) {
   const container = navigator.serviceWorker;
   const controlled = container.controller !== null;  // not on a first visit: nothing to update then
   container.addEventListener("controllerchange", () => {
-    if (!updateAsked && controlled) onUpdate("activated");
+    if (!updateAsked && controlled && container.controller !== ownVersion) onUpdate("activated");
   });
-  container.register(new URL(url, document.baseURI).href).then((reg) => {
+  container.register(new URL(url, document.baseURI).href).then(async (reg) => {
     registration = reg;
-    const announce = () => { if (reg.waiting && controlled && !updateAsked) onUpdate("waiting"); };
+    await started;
+    const announce = () => {
+      if (reg.waiting && reg.waiting !== ownVersion && controlled && !updateAsked) onUpdate("waiting");
+    };
     announce();
     reg.addEventListener("updatefound", () => {
       const worker = reg.installing;
@@ -134,8 +128,9 @@ export function registerServiceWorker(url, evenAutomated, onUpdate) {
 }
 
 // The user asked for the new version: a waiting worker is told to take over and this page reloads
-// when it does; with none waiting (another tab let it take over already, or there is no worker) the
-// page reloads at once.
+// when it does, or after TAKE_OVER_WAIT_MS if the browser has not let it yet (the reload is then
+// served the new version by the old worker); with none waiting (another tab let it take over
+// already, or there is no worker) the page reloads at once.
 export function applyUpdate() {
   const waiting = registration && registration.waiting;
   if (!waiting) {
@@ -144,4 +139,5 @@ export function applyUpdate() {
   }
   reloadWhenTakenOver();
   waiting.postMessage({ type: "skip-waiting" });
+  setTimeout(() => location.reload(), TAKE_OVER_WAIT_MS);
 }

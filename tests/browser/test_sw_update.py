@@ -10,8 +10,10 @@ What a tab sees, by design:
 - a tab open during the deploy keeps running its version: every shell file it fetches afterwards,
   lazily imported modules included, is its own version's, also once another tab let the new version
   take over; it says "A new version is ready" with "Reload to update", which puts it on the new one;
-- a page that starts while the new version waits (a new tab, a plain reload) takes the new version
-  before anything runs, even with an old tab open (the old tab keeps its own).
+- a page that starts while the new version waits (a new tab, a plain reload) runs the new version,
+  even with an old tab open (the old tab keeps its own) and however long the browser takes to let
+  the new worker take over: the old worker serves it the new version, without a second load;
+- the new version's files stay in the browser from then on, so it starts without the site too.
 """
 
 from __future__ import annotations
@@ -152,15 +154,19 @@ def deploy_and_notice(page, site, folder: Path) -> None:
 
 
 def deploy_and_open_a_second_tab(page, site, folder: Path):
-    """A tab on the old version, ``folder`` deployed, then a second tab opened: it starts on the old
-    version, takes the waiting worker and reloads onto the new one before Python runs (which hands the
-    first tab to the new worker too). Returns both tabs' watchers and the second page."""
+    """A tab on the old version, ``folder`` deployed, then a second tab opened: it is served the new
+    version at once, loaded once (no reload), and asks the waiting worker to take over (which hands
+    the first tab to the new worker too, when the browser lets it). Returns both tabs' watchers and
+    the second page."""
     w = open_controlled(page, site)
     deploy_and_notice(page, site, folder)
     second = page.context.new_page()
     w2 = watch(second, site.origin)
+    loads = []
+    second.on("load", lambda p: loads.append(p.url))
     second.goto(site.url)
     on_release(second, "v2")
+    assert loads == [site.url]  # before: the old version first, then a reload
     return w, second, w2
 
 
@@ -238,6 +244,25 @@ def test_a_page_the_old_version_served_after_the_new_one_took_over_reloads_onto_
     assert page.evaluate(SHELL_SEEN) == shell(v2)
     seen = page.evaluate(version)
     assert seen["page"] == seen["current"]
+    w.assert_clean()
+    forget_cut_imports(w2)
+    w2.assert_clean()
+
+
+def test_a_tab_opened_while_a_new_version_waits_starts_it_again_without_the_site(page, deployment, releases, tmp_path):
+    """The new version's files are kept from its install on: a tab opened while it waits (served by
+    the old worker, which used to delete the newer version's cache as unused) reloads into the new
+    version with the site gone, every file from the browser."""
+    v1, v2 = releases
+    w, second, w2 = deploy_and_open_a_second_tab(page, deployment, v2)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    deployment.deploy(gone)  # every request to the site now gets 404
+    second.reload()
+    on_release(second, "v2")
+    assert second.evaluate(SHELL_SEEN) == shell(v2)
+    assert second.evaluate(RENDERER_RELEASE) == "v2"
+    assert page.evaluate(SHELL_SEEN) == shell(v1)  # the old tab, too, still has all of its own
     w.assert_clean()
     forget_cut_imports(w2)
     w2.assert_clean()
