@@ -196,14 +196,21 @@ CONFIG_PRELOAD = '  <link rel="preload" href="./pyscript.toml" as="fetch" crosso
 def inline_config(page: str, toml_file: Path) -> str:
     """``index.html`` with ``pyscript.toml`` in its ``<script type="py">`` as inline JSON: PyScript
     then neither fetches the file nor imports its TOML parser before it starts Pyodide (both were on
-    start-up's critical path). pyscript.toml stays the one place the configuration is written."""
+    start-up's critical path). pyscript.toml stays the one place the configuration is written.
+
+    Its ``plugins`` exclusions are also given to MicroPython's side of PyScript (an ``<mpy-config>``):
+    PyScript loads the plugins once per interpreter type, and a type without a configuration loads
+    them all, so the page fetched and ran the editor, terminal, game and donkey plugins anyway."""
     import html
     import tomllib
 
-    if CONFIG_ATTR not in page or CONFIG_PRELOAD not in page:
+    if CONFIG_ATTR not in page or CONFIG_PRELOAD not in page or "</body>" not in page:
         raise BuildError(f"index.html no longer names its configuration as {CONFIG_ATTR}")
-    config = json.dumps(tomllib.loads(toml_file.read_text()), separators=(",", ":"))
-    return page.replace(CONFIG_PRELOAD, "").replace(CONFIG_ATTR, f'config="{html.escape(config)}"')
+    settings = tomllib.loads(toml_file.read_text())
+    config = json.dumps(settings, separators=(",", ":"))
+    mpy = json.dumps({"plugins": settings.get("plugins", [])}, separators=(",", ":"))
+    page = page.replace(CONFIG_PRELOAD, "").replace(CONFIG_ATTR, f'config="{html.escape(config)}"')
+    return page.replace("</body>", f"  <mpy-config hidden>{html.escape(mpy, quote=False)}</mpy-config>\n</body>", 1)
 
 
 def zip_app(dest: Path) -> None:

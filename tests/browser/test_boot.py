@@ -35,6 +35,10 @@ def test_ready_with_python_version_and_only_local_requests(page, site, dist):
     assert any(p.endswith("/app.zip") for p in site.log)
     # web-llm (6 MB) is not loaded until a model is: start-up stays as cheap as Python itself.
     assert not any("web-llm" in p for p in site.log)
+    # Nor are PyScript's plugins the page turns off (editor, terminal, game, donkey), for either
+    # interpreter type: fetching and running them was start-up time spent on nothing.
+    unused = ("py-editor", "py-terminal", "py-game", "donkey", "deprecations-manager")
+    assert [p for p in site.log if any(f"/pyscript/{name}-" in p for name in unused)] == []
 
 
 def test_webgpu_adapter_and_limits_are_reported(page, site):

@@ -180,6 +180,9 @@ def test_the_built_page_carries_pyscript_toml_inline_and_fetches_no_config():
     assert config == tomllib.loads((build.ROOT / "pyscript.toml").read_text())
     assert config["files"] == {"./app.zip": "./*"} and "!py-terminal" in config["plugins"]
     assert "pyscript.toml" not in page
+    # MicroPython's side of PyScript gets the same plugin exclusions (else it loads them all).
+    mpy = re.search(r"<mpy-config hidden>([^<]*)</mpy-config>", page).group(1)
+    assert json.loads(html.unescape(mpy)) == {"plugins": config["plugins"]}
 
 
 def test_a_page_that_no_longer_names_its_config_file_is_a_build_error(tmp_path):
