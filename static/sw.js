@@ -51,8 +51,8 @@ const BASE = new URL("./", self.location.href);
 const INDEX = new URL("index.html", BASE).href;
 const FILES = new Set(SHELL.files.map((f) => new URL(f, BASE).href));
 const CLIENT_KEYS = new URL("__clients/", BASE).href;  // never fetched: keys of the CLIENTS cache
-const VERSION = new URL("__version", BASE).href;
-const VERSION_KEYS = new URL("__versions/", BASE).href;  // never fetched: keys of the VERSIONS cache  // answered here: which version serves the asking page
+const VERSION = new URL("__version", BASE).href;  // answered here: which version serves the asking page
+const VERSION_KEYS = new URL("__versions/", BASE).href;  // never fetched: keys of the VERSIONS cache
 const served = new Map();  // client id -> cache name, in memory while this worker runs
 
 self.addEventListener("install", (event) => {
@@ -169,6 +169,9 @@ async function prune(keep) {
   if (keep) open.add(keep);
   const pages = await caches.open(CLIENTS);
   const used = new Set([CACHE]);
+  // The caches are listed before the versions are read: a newer worker records its version before
+  // it creates its cache, so a cache listed here is never one whose record is not read below.
+  const names = await caches.keys();
   const all = await versions();
   const mine = all.find((v) => v.name === CACHE);
   for (const v of all) if (!mine || v.at > mine.at) used.add(v.name);
@@ -184,7 +187,7 @@ async function prune(keep) {
     }
   }
   const meta = await caches.open(VERSIONS);
-  for (const name of await caches.keys()) {
+  for (const name of names) {
     if (name.startsWith(PREFIX) && !used.has(name)) await caches.delete(name);
   }
   for (const v of all) {
