@@ -122,6 +122,9 @@ FAULTS: dict[str, tuple[str, str, str, str]] = {
         ("service-worker update with another tab open", "a new tab starts on the new version, loaded once, "
          "however long the browser takes to let the new worker take over; the old tab still gets its own "
          "version's files and offers the update", "0", "no"),
+    "tests/browser/test_sw_update.py::test_reload_to_update_lands_on_the_new_version_while_the_old_worker_stays_busy":
+        ("“Reload to update” while the old service worker is kept busy (the browser will not let the new one "
+         "take over)", "the tab reloads after 3 s and runs the new version, served by the old worker", "0", "no"),
     "tests/browser/test_sw_update.py::test_a_tab_opened_while_a_new_version_waits_starts_it_again_without_the_site":
         ("site gone after a new version was installed and a tab opened on it", "that tab reloads into the new "
          "version from the browser's cache; the old tab keeps all of its own files", "0 files", "no"),

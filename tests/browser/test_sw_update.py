@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
 import zipfile
 from pathlib import Path
 
@@ -67,16 +68,21 @@ class DeployedFiles(build.StaticHandler):
         super().__init__(*args, directory=str(deployment.root), **kw)
 
     def send_head(self):
+        if self.path.split("?")[0] in self.deployment.held:
+            self.deployment.release.wait(READY_TIMEOUT_MS / 1000)
         self.directory = str(self.deployment.root)
         del self.headers["If-Modified-Since"]
         return super().send_head()
 
 
 class Deployment:
-    """One origin on 127.0.0.1 serving one release at a time; ``deploy(folder)`` swaps it."""
+    """One origin on 127.0.0.1 serving one release at a time; ``deploy(folder)`` swaps it. A request
+    for a path in ``held`` gets no answer until ``release`` is set."""
 
     def __init__(self, root: Path):
         self.root = root
+        self.held: set[str] = set()
+        self.release = threading.Event()
         self.server = build.Server(("127.0.0.1", 0), lambda *a: DeployedFiles(*a, deployment=self))
         build.start_in_thread(self.server)
         self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -86,6 +92,7 @@ class Deployment:
         self.root = root
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -266,3 +273,27 @@ def test_a_tab_opened_while_a_new_version_waits_starts_it_again_without_the_site
     w.assert_clean()
     forget_cut_imports(w2)
     w2.assert_clean()
+
+
+def test_reload_to_update_lands_on_the_new_version_while_the_old_worker_stays_busy(page, deployment, releases):
+    """The browser lets a waiting worker take over only once the old one is idle. With the old worker
+    kept busy (a shell file missing from its cache, asked for through it, that the server does not
+    answer), "Reload to update" still lands on the new version: the page reloads after a short wait
+    and the old worker serves it the new version."""
+    v1, v2 = releases
+    w = open_controlled(page, deployment)
+    deploy_and_notice(page, deployment, v2)
+    deployment.held.add("/static/render.js")
+    page.evaluate("""async () => {
+      const name = (await (await fetch(new URL('__version', document.baseURI))).json()).page;  // v1's
+      await (await caches.open(name)).delete(new URL('static/render.js', document.baseURI).href);
+      window.busy = fetch(new URL('static/render.js', document.baseURI)).catch(() => null);
+    }""")
+    with page.expect_navigation():
+        page.click("#app-notice-reload")
+    on_release(page, "v2")
+    deployment.release.set()
+    assert page.evaluate(SHELL_SEEN) == shell(v2)
+    assert page.is_hidden("#app-notice")
+    forget_cut_imports(w)
+    w.assert_clean()
