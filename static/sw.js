@@ -58,10 +58,10 @@ const served = new Map();  // client id -> cache name, in memory while this work
 self.addEventListener("install", (event) => {
   event.waitUntil((async () => {
     const at = Date.now();
-    await record(CACHE, { at, complete: false });  // from now on no older worker prunes this cache
+    await putRecord(VERSIONS, VERSION_KEYS, CACHE, { at, complete: false });  // from now on no older worker prunes this cache
     const cache = await caches.open(CACHE);
     await cache.addAll(SHELL.files.map((f) => new Request(new URL(f, BASE), { cache: "reload" })));
-    await record(CACHE, { at, complete: true });
+    await putRecord(VERSIONS, VERSION_KEYS, CACHE, { at, complete: true });
   })());
 });
 
@@ -111,11 +111,28 @@ async function versionOf(clientId) {
   return new Response(body, { headers: { "content-type": "application/json", "cache-control": "no-store" } });
 }
 
+// What a worker must remember outlives it (it may be stopped at any time): JSON records in a
+// cache, one per id, under the URL `prefix + id`.
+async function putRecord(cacheName, prefix, id, value) {
+  await (await caches.open(cacheName)).put(prefix + encodeURIComponent(id), new Response(JSON.stringify(value)));
+}
+
+// Every record in a cache: [{id, entry, forget()}].
+async function records(cacheName, prefix) {
+  const cache = await caches.open(cacheName);
+  const found = [];
+  for (const request of await cache.keys()) {
+    const hit = await cache.match(request);
+    found.push({ id: decodeURIComponent(request.url.slice(prefix.length)), entry: hit ? await hit.json() : {},
+                 forget: () => cache.delete(request) });
+  }
+  return found;
+}
+
 async function remember(clientId, name) {
   if (!clientId) return;
   served.set(clientId, name);  // before any await: the page's own requests may follow at once
-  const entry = JSON.stringify({ cache: name, at: Date.now() });
-  await (await caches.open(CLIENTS)).put(CLIENT_KEYS + encodeURIComponent(clientId), new Response(entry));
+  await putRecord(CLIENTS, CLIENT_KEYS, clientId, { cache: name, at: Date.now() });
 }
 
 async function cacheOf(clientId) {
@@ -127,37 +144,23 @@ async function cacheOf(clientId) {
   return served.get(clientId);
 }
 
-async function record(name, entry) {
-  await (await caches.open(VERSIONS)).put(VERSION_KEYS + encodeURIComponent(name), new Response(JSON.stringify(entry)));
+// Of the recorded versions, those whose install began after this worker's (all of them when this
+// worker has no record), oldest first.
+function newerThanMine(versions) {
+  const mine = versions.find((v) => v.id === CACHE);
+  return versions.filter((v) => v.id !== CACHE && (!mine || v.entry.at > mine.entry.at))
+    .sort((a, b) => a.entry.at - b.entry.at);
 }
 
-// Every recorded version: [{name, at, complete}].
-async function versions() {
-  const meta = await caches.open(VERSIONS);
-  const found = [];
-  for (const request of await meta.keys()) {
-    const hit = await meta.match(request);
-    const entry = hit ? await hit.json() : {};
-    found.push({ name: decodeURIComponent(request.url.slice(VERSION_KEYS.length)), at: entry.at || 0, complete: !!entry.complete });
-  }
-  return found;
-}
-
-// The version a page loaded now should run: while a newer worker waits (installed, its cache
-// complete), that worker's version, else this worker's.
+// The version a page loaded now should run: while a newer worker waits, the newest version whose
+// cache is complete, else this worker's.
 async function newest() {
   if (!self.registration.waiting) return CACHE;
-  const all = await versions();
-  const mine = all.find((v) => v.name === CACHE);
-  let best = CACHE;
-  let bestAt = mine ? mine.at : 0;
-  for (const v of all) {
-    if (v.complete && v.at > bestAt && (await caches.has(v.name))) {
-      best = v.name;
-      bestAt = v.at;
-    }
+  const complete = newerThanMine(await records(VERSIONS, VERSION_KEYS)).filter((v) => v.entry.complete);
+  for (const v of complete.reverse()) {
+    if (await caches.has(v.id)) return v.id;
   }
-  return best;
+  return CACHE;
 }
 
 // Forget closed pages, and delete every shell cache that is neither this version's, nor a newer
@@ -167,30 +170,23 @@ async function newest() {
 async function prune(keep) {
   const open = new Set((await self.clients.matchAll({ includeUncontrolled: true, type: "all" })).map((c) => c.id));
   if (keep) open.add(keep);
-  const pages = await caches.open(CLIENTS);
-  const used = new Set([CACHE]);
   // The caches are listed before the versions are read: a newer worker records its version before
   // it creates its cache, so a cache listed here is never one whose record is not read below.
   const names = await caches.keys();
-  const all = await versions();
-  const mine = all.find((v) => v.name === CACHE);
-  for (const v of all) if (!mine || v.at > mine.at) used.add(v.name);
-  for (const request of await pages.keys()) {
-    const id = decodeURIComponent(request.url.slice(CLIENT_KEYS.length));
-    const hit = await pages.match(request);
-    const entry = hit ? await hit.json() : { at: 0 };
-    if (open.has(id) || Date.now() - entry.at < 60_000) {
-      if (entry.cache) used.add(entry.cache);
+  const versions = await records(VERSIONS, VERSION_KEYS);
+  const used = new Set([CACHE, ...newerThanMine(versions).map((v) => v.id)]);
+  for (const page of await records(CLIENTS, CLIENT_KEYS)) {
+    if (open.has(page.id) || Date.now() - (page.entry.at || 0) < 60_000) {
+      if (page.entry.cache) used.add(page.entry.cache);
     } else {
-      served.delete(id);
-      await pages.delete(request);
+      served.delete(page.id);
+      await page.forget();
     }
   }
-  const meta = await caches.open(VERSIONS);
   for (const name of names) {
     if (name.startsWith(PREFIX) && !used.has(name)) await caches.delete(name);
   }
-  for (const v of all) {
-    if (!used.has(v.name)) await meta.delete(VERSION_KEYS + encodeURIComponent(v.name));
+  for (const v of versions) {
+    if (!used.has(v.id)) await v.forget();
   }
 }
