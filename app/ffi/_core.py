@@ -109,12 +109,18 @@ async def import_module(url: str) -> Any:
 
 
 def versions() -> dict[str, str]:
-    """Python and Pyodide versions of the running interpreter."""
+    """Python and Pyodide versions of the running interpreter and, in a page, how it started
+    (static/python-start.js): ``start`` is "snapshot" (restored from the build's memory snapshot)
+    or "fresh" (initialised in this visit), ``start_ms`` how long that took."""
     out = {"python": sys.version.split()[0]}
     if IN_BROWSER:
         import pyodide  # type: ignore[import-not-found]
 
         out["pyodide"] = pyodide.__version__
+        started = js.performance.getEntriesByName("python-start")
+        if started.length:
+            out["start"] = "snapshot" if started[0].detail.snapshot else "fresh"
+            out["start_ms"] = str(round(started[0].duration))
     return out
 
 
