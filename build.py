@@ -26,6 +26,7 @@ import socketserver
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import zipfile
 import zlib
@@ -213,7 +214,10 @@ def inline_config(page: str, toml_file: Path) -> str:
     return page.replace("</body>", f"  <mpy-config hidden>{html.escape(mpy, quote=False)}</mpy-config>\n</body>", 1)
 
 
-SNAPSHOT_MAKER = "python-snapshot.mjs"  # build time only: not copied into the site
+# Build-time scripts (Node, with the vendored Pyodide): not copied into the site.
+SNAPSHOT_MAKER = "python-snapshot.mjs"
+COMPILER = "python-compile.mjs"
+BUILD_ONLY = (SNAPSHOT_MAKER, COMPILER)
 
 
 def python_snapshot(pyodide: Path) -> None:
@@ -241,11 +245,24 @@ def app_stdlib_imports() -> list[str]:
     return sorted(n for n in names if n.split(".")[0] in sys.stdlib_module_names and n != "__future__")
 
 
-def zip_app(dest: Path) -> None:
-    """The ``app`` package as one archive: one request at start-up instead of one per module."""
+def compile_app(pyodide: Path, out: Path) -> Path:
+    """The app's modules compiled to bytecode by the vendored Pyodide's Python (static/python-compile.mjs),
+    as ``out/app/.../__pycache__/*.cpython-314.pyc``: the page imports them without compiling the
+    source in every visit. Returns ``out`` for :func:`zip_app`."""
+    node = _need("node", "Install Node.js 18+ (e.g. `apt-get install nodejs npm`).")
+    _run([node, str(ROOT / "static" / COMPILER), str(pyodide), str(ROOT), str(out)])
+    return out
+
+
+def zip_app(dest: Path, bytecode: Path | None = None) -> None:
+    """The ``app`` package as one archive: one request at start-up instead of one per module; with
+    ``bytecode`` (:func:`compile_app`), each module's .pyc beside its source."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted((ROOT / "app").rglob("*.py")):
             zf.write(path, path.relative_to(ROOT).as_posix())
+        if bytecode is not None:
+            for path in sorted(bytecode.rglob("*.pyc")):
+                zf.write(path, path.relative_to(bytecode).as_posix())
 
 
 def build(web_llm: str | None = None, force: bool = False, out: Path | None = None) -> Path:
@@ -268,8 +285,9 @@ def build(web_llm: str | None = None, force: bool = False, out: Path | None = No
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     shutil.copy2(ROOT / "pyscript.toml", tmp / "pyscript.toml")
-    shutil.copytree(ROOT / "static", tmp / "static", ignore=shutil.ignore_patterns("vendor", SNAPSHOT_MAKER))
-    zip_app(tmp / "app.zip")
+    shutil.copytree(ROOT / "static", tmp / "static", ignore=shutil.ignore_patterns("vendor", *BUILD_ONLY))
+    with tempfile.TemporaryDirectory() as bytecode:
+        zip_app(tmp / "app.zip", compile_app(modules / "pyodide", Path(bytecode)))
 
     vendor = tmp / VENDOR
     pyo = vendor / "pyodide"
@@ -644,7 +662,6 @@ def bench(short: bool, table_only: bool = False) -> int:
     """Run every benchmark script (``--short``: each in its quick mode, README untouched;
     ``table_only``: only the scripts the table needs); with full runs, write the figures of the
     table scripts into README's "Performance" table."""
-    import tempfile
 
     install_test_deps()
     env = {**os.environ, "CHROMIUM": find_browser()}

@@ -205,8 +205,19 @@ def test_the_python_snapshot_holds_the_standard_library_modules_the_app_imports(
     assert names == sorted(set(names))
 
 
-def test_the_built_site_ships_the_snapshot_but_not_its_maker():
+def test_the_built_site_ships_the_snapshot_and_the_apps_bytecode_but_not_their_makers():
+    import zipfile
+
     dist_built = build.build()
+    with zipfile.ZipFile(dist_built / "app.zip") as zf:
+        names = set(zf.namelist())
+    sources = {n for n in names if n.endswith(".py")}
+    assert sources == {p.relative_to(build.ROOT).as_posix() for p in (build.ROOT / "app").rglob("*.py")}
+    python = json.loads((dist_built / "static/vendor/VERSIONS.json").read_text())["python"]  # "3.14.2"
+    tag = "cpython-" + "".join(python.split(".")[:2])
+    for source in sources:  # app/ui/page.py -> app/ui/__pycache__/page.cpython-314.pyc
+        folder, _, module = source.rpartition("/")
+        assert f"{folder}/__pycache__/{module[:-3]}.{tag}.pyc" in names, source
     pyodide = dist_built / "static/vendor/pyodide"
     snapshot = (pyodide / "python-snapshot.gz").read_bytes()
     assert snapshot[:2] == b"\x1f\x8b"
@@ -214,4 +225,4 @@ def test_the_built_site_ships_the_snapshot_but_not_its_maker():
 
     memory = gzip.decompress(snapshot)
     assert memory[:4] == b"\x00snp"  # Pyodide's snapshot magic
-    assert not (dist_built / "static" / build.SNAPSHOT_MAKER).exists()
+    assert not any((dist_built / "static" / name).exists() for name in build.BUILD_ONLY)
