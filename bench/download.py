@@ -116,7 +116,9 @@ def main() -> int:
             context = browser.new_context()
             page = context.new_page()
             page.goto(origin + "/")
-            page.wait_for_selector("body[data-state=ready]", timeout=60_000)
+            # Timed from a settled page: the chat mounts after "ready", and either side timed while
+            # it does would pay for that work.
+            page.wait_for_selector("#chat[data-state=ready]", timeout=60_000)
             return context, page
 
         def ours(page, record=record):

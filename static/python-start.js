@@ -37,7 +37,7 @@ export async function loadPyodide(options = {}) {
   // PyScript gives this module's folder as indexURL; Pyodide's files are in the vendored one.
   const settings = {...options, indexURL: INDEX_URL};
   const bytes = await snapshot;
-  snapshot = Promise.resolve(null);  // its 30 MiB are not kept for the page's life once restored
+  snapshot = Promise.resolve(null);
   let restored = false;
   let pyodide = null;
   if (bytes !== null) {
@@ -45,6 +45,7 @@ export async function loadPyodide(options = {}) {
       pyodide = await loadVendored({...settings, _loadSnapshot: bytes});
       likeAFreshStart(pyodide);
       restored = true;
+      release(bytes);
     } catch (error) {
       console.warn(`Python starts without its snapshot: ${error.message}`);
       pyodide = null;
@@ -53,6 +54,14 @@ export async function loadPyodide(options = {}) {
   if (pyodide === null) pyodide = await loadVendored(settings);
   performance.measure("python-start", {start: started, end: performance.now(), detail: {snapshot: restored}});
   return pyodide;
+}
+
+// Pyodide keeps the options it started with, the snapshot's 30 MiB with them, for the page's life:
+// once its memory holds them, the buffer is detached (transferred away), which frees it.
+function release(bytes) {
+  const buffer = bytes.buffer;
+  if (typeof buffer.transfer === "function") buffer.transfer(0);
+  else structuredClone(buffer, {transfer: [buffer]});
 }
 
 // What the snapshot froze that a fresh start takes from this visit: the random module's state (every
