@@ -214,19 +214,19 @@ def inline_config(page: str, toml_file: Path) -> str:
     return page.replace("</body>", f"  <mpy-config hidden>{html.escape(mpy, quote=False)}</mpy-config>\n</body>", 1)
 
 
-# Build-time scripts (Node, with the vendored Pyodide): not copied into the site.
-SNAPSHOT_MAKER = "python-snapshot.mjs"
-COMPILER = "python-compile.mjs"
-BUILD_ONLY = (SNAPSHOT_MAKER, COMPILER)
+# Build time, in Node with the vendored Pyodide: not copied into the site.
+PYTHON_BUILD = "python-build.mjs"
+BUILD_ONLY = (PYTHON_BUILD,)
 
 
-def python_snapshot(pyodide: Path) -> None:
-    """A memory snapshot of the vendored Pyodide once started (``python-snapshot.gz`` beside it),
-    made by Node from the very files the site ships: the page starts Python from it
-    (static/python-start.js) instead of initialising the interpreter in every visit."""
+def python_build(pyodide: Path, bytecode: Path) -> None:
+    """One start of the vendored Pyodide, in Node (static/python-build.mjs), makes what spares the page
+    Python work in every visit: a memory snapshot of the started interpreter (``python-snapshot.gz``
+    beside Pyodide; the page restores it, static/python-start.js) and the app's modules compiled to
+    bytecode by that same Python (``bytecode/app/.../__pycache__/*.pyc``, for :func:`zip_app`)."""
     node = _need("node", "Install Node.js 18+ (e.g. `apt-get install nodejs npm`).")
-    _run([node, str(ROOT / "static" / SNAPSHOT_MAKER), str(pyodide), str(pyodide / "python-snapshot.gz"),
-          *app_stdlib_imports()])
+    _run([node, str(ROOT / "static" / PYTHON_BUILD), str(pyodide), str(ROOT), str(pyodide / "python-snapshot.gz"),
+          str(bytecode), *app_stdlib_imports()])
 
 
 def app_stdlib_imports() -> list[str]:
@@ -245,18 +245,9 @@ def app_stdlib_imports() -> list[str]:
     return sorted(n for n in names if n.split(".")[0] in sys.stdlib_module_names and n != "__future__")
 
 
-def compile_app(pyodide: Path, out: Path) -> Path:
-    """The app's modules compiled to bytecode by the vendored Pyodide's Python (static/python-compile.mjs),
-    as ``out/app/.../__pycache__/*.cpython-314.pyc``: the page imports them without compiling the
-    source in every visit. Returns ``out`` for :func:`zip_app`."""
-    node = _need("node", "Install Node.js 18+ (e.g. `apt-get install nodejs npm`).")
-    _run([node, str(ROOT / "static" / COMPILER), str(pyodide), str(ROOT), str(out)])
-    return out
-
-
 def zip_app(dest: Path, bytecode: Path | None = None) -> None:
     """The ``app`` package as one archive: one request at start-up instead of one per module; with
-    ``bytecode`` (:func:`compile_app`), each module's .pyc beside its source."""
+    ``bytecode`` (:func:`python_build`), each module's .pyc beside its source."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted((ROOT / "app").rglob("*.py")):
             zf.write(path, path.relative_to(ROOT).as_posix())
@@ -286,8 +277,6 @@ def build(web_llm: str | None = None, force: bool = False, out: Path | None = No
     tmp.mkdir()
     shutil.copy2(ROOT / "pyscript.toml", tmp / "pyscript.toml")
     shutil.copytree(ROOT / "static", tmp / "static", ignore=shutil.ignore_patterns("vendor", *BUILD_ONLY))
-    with tempfile.TemporaryDirectory() as bytecode:
-        zip_app(tmp / "app.zip", compile_app(modules / "pyodide", Path(bytecode)))
 
     vendor = tmp / VENDOR
     pyo = vendor / "pyodide"
@@ -298,7 +287,9 @@ def build(web_llm: str | None = None, force: bool = False, out: Path | None = No
         shutil.copy2(wheel, pyo / wheel.name)
     lock = json.loads((modules / "pyodide" / "pyodide-lock.json").read_text())
     (pyo / "pyodide-lock.json").write_text(json.dumps(adjust_lock(lock, wheels), indent=1))
-    python_snapshot(pyo)
+    with tempfile.TemporaryDirectory() as bytecode:
+        python_build(pyo, Path(bytecode))
+        zip_app(tmp / "app.zip", Path(bytecode))
 
     shutil.copytree(modules / "@pyscript" / "core" / "dist", vendor / "pyscript",
                     ignore=shutil.ignore_patterns("*.map"))

@@ -1,5 +1,5 @@
 // PyScript's interpreter module (pyscript.toml `interpreter`): the vendored Pyodide, started from the
-// memory snapshot build.py made of it (static/python-snapshot.mjs) instead of initialising the
+// memory snapshot build.py made of it (static/python-build.mjs) instead of initialising the
 // interpreter in every visit. Restoring a snapshot skips CPython's start and Pyodide's own imports:
 // about 0.2-0.4 s instead of 1.1-1.3 s here. PyScript calls loadPyodide() as it would Pyodide's.
 //

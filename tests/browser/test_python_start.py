@@ -87,7 +87,7 @@ def test_without_a_usable_snapshot_python_starts_the_ordinary_way(page, serve, d
 
 
 def test_the_apps_modules_come_with_bytecode_this_python_uses_as_it_is(page, site, dist):
-    """build.py compiles the app with the page's own Python (static/python-compile.mjs): each module's
+    """build.py compiles the app with the page's own Python (static/python-build.mjs): each module's
     .pyc carries the hash of its source, so the page imports it without compiling (~0.1 s of the
     chat's mount). A .pyc for another Python or another source would be compiled again instead."""
     import zipfile
